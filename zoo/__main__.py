@@ -1,0 +1,52 @@
+"""`python -m zoo [NAME ...]`: build registered models and print their summaries and sizes.
+
+Each model is built at its usual input size (224x224x3; 28x28x1 for fashion_cnn) with random
+weights: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_classes", 10, "Classes of the head.")
+flags.DEFINE_enum("head", "classify", ["classify", "localize"], "Head to put on the backbone.")
+flags.DEFINE_boolean("summary", True, "Print each model's layer summary.")
+
+USUAL_INPUT = {"fashion_cnn": (28, 28, 1)}
+DEFAULT_INPUT = (224, 224, 3)
+
+
+def main(argv):
+    import zoo
+
+    requested = argv[1:] or zoo.names()
+    rows = []
+    for name in requested:
+        try:
+            model = zoo.build(
+                name,
+                num_classes=FLAGS.num_classes,
+                input_shape=USUAL_INPUT.get(name, DEFAULT_INPUT),
+                head=FLAGS.head,
+            )
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        if FLAGS.summary:
+            model.summary(expand_nested=False)
+        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+        rows.append((name, model.input_shape[1:], model.count_params(), trainable, zoo.spec(name).summary))
+    print(f"\n{'model':<12} {'input':<15} {'parameters':>12} {'trainable':>12}  description")
+    for name, shape, total, trainable, summary in rows:
+        print(f"{name:<12} {str(shape):<15} {total:>12,} {trainable:>12,}  {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,57 @@
+"""Hand-made convolution filters and pooling, the way chapter 14 opens: plain `tf.nn` ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+PADDINGS = ("SAME", "VALID")
+
+
+def line_filters(size: int = 7, channels: int = 3) -> np.ndarray:
+    """Two filters of shape (size, size, channels, 2): a vertical line, then a horizontal line.
+
+    Each is ones along its central column (vertical) or row (horizontal) and zeros elsewhere, so a
+    convolution with it highlights vertical or horizontal white lines and blurs the rest.
+    """
+    if not isinstance(size, int) or size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, received {size!r}")
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, received {channels!r}")
+    filters = np.zeros((size, size, channels, 2), dtype=np.float32)
+    filters[:, size // 2, :, 0] = 1  # vertical line
+    filters[size // 2, :, :, 1] = 1  # horizontal line
+    return filters
+
+
+def apply_filters(images, filters, strides: int = 1, padding: str = "SAME") -> tf.Tensor:
+    """Convolve a batch of images (batch, H, W, C) with filters (kh, kw, C, N) via `tf.nn.conv2d`."""
+    padding = str(padding).upper()
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, received {padding!r}")
+    if not isinstance(strides, int) or strides < 1:
+        raise ValueError(f"strides must be a positive integer, received {strides!r}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    filters = tf.convert_to_tensor(filters, tf.float32)
+    if images.shape.rank != 4 or filters.shape.rank != 4 or images.shape[-1] != filters.shape[2]:
+        raise ValueError(
+            f"images must be (batch, H, W, C) and filters (kh, kw, C, N) with the same C, "
+            f"received images {tuple(images.shape)} and filters {tuple(filters.shape)}"
+        )
+    return tf.nn.conv2d(images, filters, strides=strides, padding=padding)
+
+
+def depthwise_max_pool(images, pool_size: int) -> tf.Tensor:
+    """Max over groups of ``pool_size`` consecutive channels (the chapter's depthwise pooling).
+
+    Keras has no layer for it; the channel count must be a multiple of ``pool_size``.
+    """
+    images = tf.convert_to_tensor(images)
+    channels = images.shape[-1]
+    if not isinstance(pool_size, int) or pool_size < 1 or channels % pool_size:
+        raise ValueError(
+            f"pool_size must be a positive divisor of the channel count {channels}, "
+            f"received {pool_size!r}"
+        )
+    groups = tf.reshape(images, tf.concat([tf.shape(images)[:-1], [channels // pool_size, pool_size]], 0))
+    return tf.reduce_max(groups, axis=-1)

@@ -1,0 +1,242 @@
+"""The model registry: builders register under a name, `build(name)` wires a head on top.
+
+A builder is a function ``builder(input_shape, *, num_classes, weights, **options) -> Backbone``
+that returns a plain functional model mapping raw pixels in [0, 255] to a feature vector. `build`
+validates every argument once, here, nests the backbone under the layer name ``"backbone"`` and adds
+the head, so every model in the zoo has the same outside shape:
+
+    image (raw pixels) -> backbone (scaling + network + pooling) -> "class" [+ "bbox"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from typing import Callable, Sequence
+
+import keras
+
+HEADS = ("classify", "localize")
+PRETRAINED_WEIGHTS = "imagenet"
+# Keras 3 native weights of a whole zoo model (`model.save_weights`). Any other existing file is
+# handed to the Keras Applications base of a pretrained model (e.g. the ImageNet `.h5` that Keras
+# would download), which is the only thing such files can hold.
+ZOO_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """What a builder returns.
+
+    model: functional model, raw pixels (batch, H, W, C) in [0, 255] -> features (batch, D).
+    top: optional pretrained classifier weights ``[kernel (D, K), bias (K,)]``; when K equals the
+        requested number of classes, the "class" head starts from them (ImageNet prediction).
+    """
+
+    model: keras.Model
+    top: list | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., Backbone]
+    min_size: int
+    channels: tuple[int, ...]
+    pretrained: bool
+    summary: str
+
+    def options(self) -> dict:
+        """The builder's options and their defaults (keyword-only arguments beyond the common ones)."""
+        params = inspect.signature(self.builder).parameters
+        return {
+            key: p.default
+            for key, p in params.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and key not in ("num_classes", "weights")
+        }
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, min_size: int, channels: Sequence[int] = (1, 3), pretrained: bool = False):
+    """Decorator: register ``builder`` under ``name``. A name can be registered only once."""
+
+    def decorator(builder):
+        if name in _REGISTRY:
+            raise ValueError(
+                f"model name {name!r} is already registered (by "
+                f"{_REGISTRY[name].builder.__module__}.{_REGISTRY[name].builder.__qualname__})"
+            )
+        doc = (builder.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = ModelSpec(
+            name=name,
+            builder=builder,
+            min_size=min_size,
+            channels=tuple(channels),
+            pretrained=pretrained,
+            summary=doc[0] if doc else "",
+        )
+        return builder
+
+    return decorator
+
+
+def names() -> list[str]:
+    """Every registered model name, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> ModelSpec:
+    """The registration record of ``name``; raises ValueError listing the known names."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available models: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: Sequence[int],
+    head: str = "classify",
+    weights: str | os.PathLike | None = None,
+    **options,
+) -> keras.Model:
+    """Build the registered model ``name`` with a classification or localization head.
+
+    Args:
+      name: a name from `names()`.
+      num_classes: number of classes (>= 2).
+      input_shape: ``(height, width, channels)`` of the raw images the model will take.
+      head: ``"classify"`` (one softmax output) or ``"localize"`` (a dict of outputs
+        ``{"class": softmax, "bbox": 4 sigmoid units, normalized [ymin, xmin, ymax, xmax]}``).
+      weights: ``None`` (random), ``"imagenet"`` (pretrained models only; Keras downloads them), or
+        a path: a ``*.weights.h5`` file of this whole model (``model.save_weights``), or, for
+        pretrained models, a Keras Applications weights file for the base.
+      **options: builder-specific options, see `spec(name).options()`.
+    """
+    model_spec = spec(name)
+    num_classes = _check_num_classes(num_classes)
+    input_shape = _check_input_shape(input_shape, model_spec)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; accepted heads: {', '.join(HEADS)}")
+    base_weights, model_weights = _check_weights(weights, model_spec)
+    accepted = model_spec.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; "
+            f"accepted options: {', '.join(accepted) or 'none'}"
+        )
+
+    backbone = model_spec.builder(
+        input_shape, num_classes=num_classes, weights=base_weights, **options
+    )
+    inputs = keras.Input(shape=input_shape, name="image")
+    features = backbone.model(inputs)
+    # Heads compute in float32 even under mixed precision: softmax and sigmoid saturate in float16.
+    class_layer = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="class")
+    class_output = class_layer(features)
+    if backbone.top is not None and tuple(backbone.top[0].shape) == tuple(class_layer.kernel.shape):
+        class_layer.set_weights(backbone.top)
+    if head == "classify":
+        outputs = class_output
+    else:
+        bbox_output = keras.layers.Dense(4, activation="sigmoid", dtype="float32", name="bbox")(
+            features
+        )
+        outputs = {"class": class_output, "bbox": bbox_output}
+    model = keras.Model(inputs, outputs, name=name)
+
+    if model_weights is not None:
+        try:
+            model.load_weights(model_weights)
+        except Exception as error:  # Keras raises several types for a mismatched file
+            raise ValueError(
+                f"weights file {str(model_weights)!r} does not fit model {name!r} "
+                f"(head={head!r}, num_classes={num_classes}, input_shape={input_shape}): {error}"
+            ) from None
+    return model
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, received {num_classes!r}")
+    return num_classes
+
+
+def _check_input_shape(input_shape, model_spec: ModelSpec) -> tuple[int, int, int]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) of positive integers, "
+            f"received {input_shape!r}"
+        )
+    height, width, channels = shape
+    if min(height, width) < model_spec.min_size:
+        raise ValueError(
+            f"model {model_spec.name!r} needs images of at least "
+            f"{model_spec.min_size}x{model_spec.min_size} pixels, received input_shape={shape}"
+        )
+    if channels not in model_spec.channels:
+        raise ValueError(
+            f"model {model_spec.name!r} takes images with "
+            f"{' or '.join(map(str, model_spec.channels))} channel(s), "
+            f"received input_shape={shape}"
+        )
+    return shape
+
+
+def _check_weights(weights, model_spec: ModelSpec):
+    """Split ``weights`` into (weights for the builder's base, weights file for the whole model)."""
+    if weights is None:
+        return None, None
+    if isinstance(weights, str) and weights == PRETRAINED_WEIGHTS:
+        if not model_spec.pretrained:
+            raise ValueError(
+                f"model {model_spec.name!r} has no pretrained {PRETRAINED_WEIGHTS!r} weights; "
+                f"accepted weights: None or a path to a *{ZOO_WEIGHTS_SUFFIX} file"
+            )
+        return PRETRAINED_WEIGHTS, None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(
+            f"weights must be None, {PRETRAINED_WEIGHTS!r} or a file path, received {weights!r}"
+        )
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"weights file {path!r} does not exist; accepted weights: None, "
+            f"{PRETRAINED_WEIGHTS!r} (pretrained models) or a path to an existing file"
+        )
+    if path.endswith(ZOO_WEIGHTS_SUFFIX):
+        return None, path
+    if not model_spec.pretrained:
+        raise ValueError(
+            f"weights file {path!r} is not a *{ZOO_WEIGHTS_SUFFIX} file; model "
+            f"{model_spec.name!r} loads only whole-model weights saved by model.save_weights"
+        )
+    return path, None
+
+
+def positive_ints(option: str, values, allow_empty: bool = False) -> tuple[int, ...]:
+    """Validate a builder option that is a sequence of positive integers (widths, units)."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        pass
+    if (
+        not isinstance(values, tuple)
+        or (not values and not allow_empty)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+    ):
+        raise ValueError(f"{option} must be a sequence of positive integers, received {values!r}")
+    return values

@@ -1,0 +1,52 @@
+"""ResNet-18 and ResNet-34 built from `ResidualUnit`s (He et al., 2015)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from zoo.layers import ResidualUnit
+from zoo.registry import Backbone, positive_ints, register
+
+STAGE_WIDTHS = (64, 128, 256, 512)
+
+
+def _resnet(input_shape, units_per_stage, widths, name) -> Backbone:
+    widths = positive_ints("widths", widths)
+    if len(widths) != len(units_per_stage):
+        raise ValueError(
+            f"widths must give one width per stage ({len(units_per_stage)}), received {widths!r}"
+        )
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    # BatchNormalization right after the stem makes a finer input standardization unnecessary.
+    x = layers.Rescaling(1 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(widths[0], 7, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, (units, width) in enumerate(zip(units_per_stage, widths), start=1):
+        for unit in range(1, units + 1):
+            strides = 2 if unit == 1 and stage > 1 else 1
+            x = ResidualUnit(width, strides=strides, name=f"stage{stage}_unit{unit}")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return Backbone(keras.Model(inputs, x, name="backbone"))
+
+
+@register("resnet18", min_size=32)
+def resnet18(input_shape, *, num_classes: int, weights=None, widths=STAGE_WIDTHS) -> Backbone:
+    """ResNet-18: 7x7/2 stem, max pool, residual units 2-2-2-2, global average pooling.
+
+    Options:
+      widths: filters of the four stages (the stem uses the first).
+    """
+    return _resnet(input_shape, (2, 2, 2, 2), widths, "resnet18")
+
+
+@register("resnet34", min_size=32)
+def resnet34(input_shape, *, num_classes: int, weights=None, widths=STAGE_WIDTHS) -> Backbone:
+    """ResNet-34: 7x7/2 stem, max pool, residual units 3-4-6-3, global average pooling.
+
+    Options:
+      widths: filters of the four stages (the stem uses the first).
+    """
+    return _resnet(input_shape, (3, 4, 6, 3), widths, "resnet34")

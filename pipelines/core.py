@@ -1,0 +1,367 @@
+"""`load`: a source and a split -> a batched, preprocessed, augmented `tf.data.Dataset`.
+
+Order of work, chosen so the accelerator is fed and memory stays flat:
+
+    light elements (indices / paths / records) -> [shard per input pipeline] -> [shuffle]
+      -> parallel map: read, decode (only the crop window of a JPEG), crop, resize, flip
+      -> batch (per replica) -> prefetch
+
+With ``cache=True`` the decoded, deterministically preprocessed images are cached in memory and
+only the random ops run again each epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import tensorflow as tf
+
+from pipelines import ops, shapes, sources
+from pipelines.sources import DataError
+
+TASKS = ("classify", "localize")
+MIN_IMAGE_SIZE = 8
+DIR_PREFIX = "dir:"
+DEFAULT_SHUFFLE_BUFFER = 2048  # encoded records: bounded, whatever the dataset's size
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a trainer needs to know about a loaded split."""
+
+    source: str
+    split: str
+    task: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    num_examples: int | None  # examples in the split (None when the source cannot tell)
+    image_shape: tuple[int, int, int]  # (H, W, C) of the images the dataset yields
+    batch_size: int  # global batch size
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Full batches per epoch of a training dataset (drop_remainder), or None if unknown."""
+        if self.num_examples is None:
+            return None
+        return max(self.num_examples // self.batch_size, 0)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A resolved load request: everything but the per-input-pipeline dataset."""
+
+    source: sources.Source
+    info: DatasetInfo
+    training: bool
+    augment: tuple[str, ...]
+    seed: int | None
+    cache: bool
+    central_crop: bool
+    skip_bad_files: bool
+    shuffle_buffer: int | None
+    resize_to: tuple[int, int] | None
+
+
+def load(
+    source: str,
+    split: str,
+    *,
+    task: str = "classify",
+    image_size: int | Sequence[int] | None = None,
+    batch_size: int = 32,
+    training: bool = False,
+    augment: Sequence[str] | str = (),
+    seed: int | None = None,
+    data_dir: str | None = None,
+    channels: int | None = None,
+    cache: bool = False,
+    central_crop: bool = False,
+    skip_bad_files: bool = False,
+    shuffle_buffer: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tuple[tf.data.Dataset, DatasetInfo]:
+    """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
+
+    Args:
+      source: ``"shapes"`` (built-in synthetic set), ``"dir:PATH"`` (class subfolders, optionally
+        under train/ validation/ test/) or a TFDS name (``"fashion_mnist"``, ``"tf_flowers"``, ...).
+      split: TFDS split syntax for every source: ``"train"``, ``"test"``, ``"train[:10%]"``, ...
+        Train-only datasets (tf_flowers) map ``validation``/``test`` to the seed's recipe.
+      task: ``"classify"`` or ``"localize"`` (needs boxes: shapes, or a TFDS set with boxes).
+      image_size: output (height, width) or one int for square; None keeps the source's size
+        (shapes: 64) and is an error for sources whose images differ in size.
+      batch_size: the global batch size (split across replicas under ``input_context``).
+      training: shuffle, drop the last partial batch, and apply ``augment``.
+      augment: names from `pipelines.ops.AUGMENTATIONS` ("crop", "flip"), or "crop,flip".
+      seed: seeds shuffling and augmentation (and the shapes set); None for a random run.
+      data_dir: TFDS data directory (pre-downloaded data).
+      channels: 1 or 3 to convert images; None keeps the source's channels.
+      cache: keep decoded images in memory after the first epoch.
+      central_crop: apply the seed's central crop before resizing when not training.
+      skip_bad_files: skip (with a warning) unreadable image files instead of failing.
+      shuffle_buffer: override the shuffle buffer size.
+      input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
+    """
+    plan = _resolve(
+        source, split, task=task, image_size=image_size, batch_size=batch_size, training=training,
+        augment=augment, seed=seed, data_dir=data_dir, channels=channels, cache=cache,
+        central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
+    )
+    return _build(plan, input_context), plan.info
+
+
+def distribute(strategy: tf.distribute.Strategy, source: str, split: str, **kwargs):
+    """`load` for a strategy: one pipeline per input worker, per-replica batches.
+
+    Returns ``(distributed dataset, info)``; ``kwargs`` are `load`'s, ``batch_size`` global.
+    """
+    plan = _resolve(source, split, **kwargs)
+    dataset = strategy.distribute_datasets_from_function(lambda context: _build(plan, context))
+    return dataset, plan.info
+
+
+def _image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    try:
+        size = tuple(image_size)
+    except TypeError:
+        size = None
+    if (
+        size is None
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        raise DataError(f"image_size must be an int or (height, width), received {image_size!r}")
+    if min(size) < MIN_IMAGE_SIZE:
+        raise DataError(
+            f"image_size {image_size!r} is too small; each side must be at least {MIN_IMAGE_SIZE}"
+        )
+    return size
+
+
+def _augment_names(augment) -> tuple[str, ...]:
+    if isinstance(augment, str):
+        augment = [a.strip() for a in augment.split(",") if a.strip()]
+    names = tuple(augment)
+    unknown = [a for a in names if a not in ops.AUGMENTATIONS]
+    if unknown:
+        raise DataError(
+            f"unknown augmentation(s) {', '.join(map(repr, unknown))}; accepted: "
+            f"{', '.join(ops.AUGMENTATIONS)}"
+        )
+    return names
+
+
+def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, training=False,
+             augment=(), seed=None, data_dir=None, channels=None, cache=False, central_crop=False,
+             skip_bad_files=False, shuffle_buffer=None) -> _Plan:
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, received {batch_size!r}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1, 3 or None, received {channels!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise DataError(f"seed must be an integer or None, received {seed!r}")
+    if not isinstance(split, str) or not split:
+        raise DataError(f"split must be a non-empty string such as 'train', received {split!r}")
+    size = _image_size(image_size)
+    augment = _augment_names(augment)
+
+    if not isinstance(source, str) or not source:
+        raise DataError(f"source must be 'shapes', 'dir:PATH' or a TFDS name, received {source!r}")
+    if source == "shapes":
+        size = size or (shapes.DEFAULT_SIZE, shapes.DEFAULT_SIZE)
+        if min(size) < shapes.MIN_SIZE:
+            raise DataError(
+                f"image_size {image_size!r} is too small for shapes; each side must be at least "
+                f"{shapes.MIN_SIZE}"
+            )
+        resolved = sources.shapes_source(split, image_size=size, channels=channels or 3, seed=seed or 0)
+    elif source.startswith(DIR_PREFIX):
+        if task == "localize":
+            raise DataError(
+                f"image folders have no boxes, so {source!r} cannot be used with task='localize'"
+            )
+        resolved = sources.folder_source(source[len(DIR_PREFIX):], split, skip_bad_files=skip_bad_files)
+    else:
+        resolved = sources.tfds_source(
+            source, split, data_dir=data_dir, task=task, shuffle_files=training, seed=seed
+        )
+
+    if size is None:
+        if resolved.image_shape is None:
+            raise DataError(
+                f"the images of {source!r} differ in size: pass image_size (e.g. 224) to resize them"
+            )
+        size = tuple(resolved.image_shape[:2])
+    native = resolved.image_shape[:2] if resolved.image_shape else None
+    crops = (training and "crop" in augment) or (not training and central_crop)
+    resize_to = None if (tuple(size) == native and not crops) else tuple(size)
+    info = DatasetInfo(
+        source=source,
+        split=split,
+        task=task,
+        num_classes=len(resolved.class_names),
+        class_names=tuple(resolved.class_names),
+        num_examples=resolved.num_examples,
+        image_shape=(size[0], size[1], channels or resolved.channels),
+        batch_size=batch_size,
+    )
+    return _Plan(
+        source=resolved, info=info, training=training, augment=augment, seed=seed, cache=cache,
+        central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
+        resize_to=resize_to,
+    )
+
+
+def decode(encoded, channels: int) -> tf.Tensor:
+    """Decode JPEG/PNG/GIF/BMP bytes (first frame of a GIF) to uint8 (H, W, channels)."""
+    image = tf.io.decode_image(encoded, channels=0, expand_animations=False, dtype=tf.uint8)
+    return to_channels(image, channels)
+
+
+def to_channels(image, channels: int) -> tf.Tensor:
+    """Gray, gray+alpha, RGB or RGBA -> ``channels`` (1 or 3), alpha dropped."""
+    have = tf.shape(image)[-1]
+    image = tf.cond(
+        tf.logical_or(tf.equal(have, 2), tf.equal(have, 4)), lambda: image[..., :-1], lambda: image
+    )
+    have = tf.shape(image)[-1]
+    if channels == 3:
+        image = tf.cond(tf.equal(have, 1), lambda: tf.image.grayscale_to_rgb(image), lambda: image)
+    else:
+        image = tf.cond(tf.equal(have, 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def decode_random_crop(encoded, box, seed, channels: int):
+    """Decode and random-crop in one step: a JPEG is decoded only inside the crop window.
+
+    Returns ``(image, box)`` exactly as ``random_crop(decode(encoded), box)`` would.
+    """
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(encoded)
+        window = ops.random_crop_window(shape[0], shape[1], seed, box)
+        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack(window), channels=0)
+        return to_channels(image, channels), tf.stack(window), shape[:2]
+
+    def other():
+        image = decode(encoded, channels)
+        shape = tf.shape(image)
+        window = ops.random_crop_window(shape[0], shape[1], seed, box)
+        image = tf.image.crop_to_bounding_box(image, *window)
+        return image, tf.stack(window), shape[:2]
+
+    image, window, shape = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    return image, ops.crop_box(box, window[0], window[1], window[2], window[3], shape[0], shape[1])
+
+
+def _shuffle_buffer(plan: _Plan) -> int:
+    if plan.shuffle_buffer:
+        return plan.shuffle_buffer
+    known = plan.info.num_examples or DEFAULT_SHUFFLE_BUFFER
+    if plan.source.cheap_elements and not plan.cache:
+        return max(known, 1)  # indices or paths: shuffle the whole split
+    return max(min(known, DEFAULT_SHUFFLE_BUFFER), 1)
+
+
+def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    info, source = plan.info, plan.source
+    channels = info.image_shape[-1]
+    batch_size = info.batch_size
+    localize = info.task == "localize"
+    random_crop = plan.training and "crop" in plan.augment
+    autotune = tf.data.AUTOTUNE
+
+    elements = source.elements
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(info.batch_size)
+        if input_context.num_input_pipelines > 1:
+            elements = elements.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
+
+    def materialize(element):
+        example = source.materialize(*element) if isinstance(element, tuple) else source.materialize(element)
+        return example, (example["bbox"] if localize else None)
+
+    def op_seed(seed, name):
+        # One independent stateless stream per op, derived from the element's seed.
+        return tf.random.experimental.stateless_fold_in(seed, list(ops.AUGMENTATIONS).index(name))
+
+    def decoded(example, box, seed=None):
+        """Decode; with a seed, random-crop too (a JPEG is decoded only inside the window)."""
+        if "encoded" in example:
+            if seed is not None:
+                return decode_random_crop(example["encoded"], box, seed, channels)
+            image = decode(example["encoded"], channels)
+        else:
+            image = example["image"]
+            if seed is not None:
+                return ops.random_crop(image, box, seed=seed)
+        if not plan.training and plan.central_crop:
+            image, box = ops.central_crop(image, box)
+        return image, box
+
+    def finish(image, box, label, seed, resize):
+        if resize and plan.resize_to is not None:
+            image, box = ops.resize(image, box, size=plan.resize_to)
+        image = tf.cast(image, tf.float32)
+        if plan.training:
+            for name in plan.augment:
+                if name != "crop":  # cropping happens before resizing
+                    image, box = ops.AUGMENTATIONS[name](image, box, seed=op_seed(seed, name))
+        image = tf.ensure_shape(image, info.image_shape)
+        if localize:
+            return image, {"class": label, "bbox": tf.ensure_shape(box, [4])}
+        return image, label
+
+    def random_seeds():
+        # Per-element stateless seeds: reproducible for a given seed, fresh every epoch.
+        return tf.data.Dataset.random(seed=plan.seed, rerandomize_each_iteration=True).batch(2)
+
+    if not plan.cache:
+        if plan.training:
+            elements = elements.shuffle(
+                _shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True
+            )
+
+        def full(element, seed):
+            example, box = materialize(element)
+            crop_seed = op_seed(seed, "crop") if random_crop else None
+            image, box = decoded(example, box, crop_seed)
+            return finish(image, box, example["label"], seed, resize=True)
+
+        dataset = tf.data.Dataset.zip((elements, random_seeds())).map(full, num_parallel_calls=autotune)
+    else:
+        # Cache what is the same every epoch: decoded images, resized unless a random crop
+        # must first see the whole image.
+        def to_cache(*element):
+            example, box = materialize(element if len(element) > 1 else element[0])
+            image, box = decoded(example, box)
+            if not random_crop and plan.resize_to is not None:
+                image, box = ops.resize(image, box, size=plan.resize_to)
+            return image, (box if localize else tf.zeros([4])), example["label"]
+
+        dataset = elements.map(to_cache, num_parallel_calls=autotune).cache()
+        if plan.training:
+            dataset = dataset.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
+
+        def from_cache(cached, seed):
+            image, box, label = cached
+            box = box if localize else None
+            if random_crop:
+                image, box = ops.random_crop(image, box, seed=op_seed(seed, "crop"))
+            return finish(image, box, label, seed, resize=random_crop)
+
+        dataset = tf.data.Dataset.zip((dataset, random_seeds())).map(from_cache, num_parallel_calls=autotune)
+    if plan.skip_bad_files:
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=plan.training)
+    return dataset.prefetch(autotune)

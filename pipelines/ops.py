@@ -1,0 +1,150 @@
+"""Preprocessing ops: small pure functions on one image and its box, usable eagerly and in tf.data.
+
+Every op takes and returns ``(image, box)``: ``image`` is (H, W, C) of any dtype, ``box`` a float32
+``[ymin, xmin, ymax, xmax]`` normalized to [0, 1] (the TFDS / `tf.image.draw_bounding_boxes`
+convention) or ``None`` for classification. Random ops take a stateless ``seed`` (a shape-(2,) int
+tensor), so a given seed always gives the same result, eagerly or inside `Dataset.map`.
+
+Boxes follow the pixels: a flip mirrors the box, a crop shifts, rescales and clips it, and a random
+crop is placed so that it never cuts the object out entirely.
+
+`AUGMENTATIONS` maps the names accepted by ``pipelines.load(augment=...)`` to the random ops.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+RANDOM_CROP_FRACTION = 0.9  # the seed's random_crop keeps 90% of the shorter side
+
+
+def tight_box(mask) -> tf.Tensor:
+    """The smallest normalized box holding every nonzero pixel of a (H, W) or (H, W, 1) mask."""
+    mask = tf.convert_to_tensor(mask)
+    if mask.shape.rank == 3:
+        mask = mask[..., 0]
+    mask = tf.cast(mask, tf.bool)
+    height = tf.shape(mask)[0]
+    width = tf.shape(mask)[1]
+    rows = tf.reduce_any(mask, axis=1)
+    cols = tf.reduce_any(mask, axis=0)
+    ymin = tf.argmax(tf.cast(rows, tf.int32), output_type=tf.int32)
+    ymax = height - tf.argmax(tf.cast(tf.reverse(rows, [0]), tf.int32), output_type=tf.int32)
+    xmin = tf.argmax(tf.cast(cols, tf.int32), output_type=tf.int32)
+    xmax = width - tf.argmax(tf.cast(tf.reverse(cols, [0]), tf.int32), output_type=tf.int32)
+    size = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+    return tf.cast(tf.stack([ymin, xmin, ymax, xmax]), tf.float32) / size
+
+
+def crop_box(box, offset_y, offset_x, crop_height, crop_width, height, width):
+    """Express ``box`` (normalized to the full image) in a crop window's coordinates, clipped."""
+    if box is None:
+        return None
+    to_float = lambda v: tf.cast(v, tf.float32)  # noqa: E731
+    scale = tf.stack([to_float(height), to_float(width), to_float(height), to_float(width)])
+    offset = tf.stack([to_float(offset_y), to_float(offset_x), to_float(offset_y), to_float(offset_x)])
+    window = tf.stack(
+        [to_float(crop_height), to_float(crop_width), to_float(crop_height), to_float(crop_width)]
+    )
+    return tf.clip_by_value((box * scale - offset) / window, 0.0, 1.0)
+
+
+def central_crop_window(height, width):
+    """The seed's `central_crop` window: trim a quarter of the excess of the longer side each way.
+
+    Returns ``(offset_y, offset_x, crop_height, crop_width)``.
+    """
+    min_dim = tf.minimum(height, width)
+    top = (height - min_dim) // 4
+    left = (width - min_dim) // 4
+    return top, left, height - 2 * top, width - 2 * left
+
+
+def central_crop(image, box=None):
+    """The seed's eval-time crop: towards a square, keeping the middle of the image."""
+    shape = tf.shape(image)
+    oy, ox, ch, cw = central_crop_window(shape[0], shape[1])
+    image = tf.image.crop_to_bounding_box(image, oy, ox, ch, cw)
+    return image, crop_box(box, oy, ox, ch, cw, shape[0], shape[1])
+
+
+def _offset_range(size, crop, box_min, box_max):
+    """Offsets in [0, size - crop] for a window of ``crop`` pixels along one axis.
+
+    With a box: offsets whose window holds the whole box when it fits; when the box is longer than
+    the window, offsets whose window lies inside the box. Either way the object stays in view.
+    """
+    lo = tf.zeros_like(size)
+    hi = size - crop
+    if box_min is None:
+        return lo, hi
+    fits = box_max - box_min <= crop
+    keep_lo = tf.where(fits, tf.maximum(lo, box_max - crop), tf.maximum(lo, box_min))
+    keep_hi = tf.where(fits, tf.minimum(hi, box_min), tf.minimum(hi, box_max - crop))
+    keep_hi = tf.maximum(keep_hi, keep_lo)
+    return keep_lo, keep_hi
+
+
+def random_crop_window(height, width, seed, box=None, fraction: float = RANDOM_CROP_FRACTION):
+    """A square window of ``fraction`` of the shorter side, at a random offset (see `random_crop`).
+
+    Works from the image size alone, so a JPEG can be decoded only inside the window.
+    Returns ``(offset_y, offset_x, crop_height, crop_width)`` as int32 scalars.
+    """
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+    crop = tf.maximum(tf.minimum(height, width) * int(round(fraction * 100)) // 100, 1)
+    if box is None:
+        y_range = _offset_range(height, crop, None, None)
+        x_range = _offset_range(width, crop, None, None)
+    else:
+        # Pixel extent of the object: floor/ceil so the window covers every pixel it touches.
+        ymin = tf.cast(tf.floor(box[0] * tf.cast(height, tf.float32)), tf.int32)
+        xmin = tf.cast(tf.floor(box[1] * tf.cast(width, tf.float32)), tf.int32)
+        ymax = tf.cast(tf.math.ceil(box[2] * tf.cast(height, tf.float32)), tf.int32)
+        xmax = tf.cast(tf.math.ceil(box[3] * tf.cast(width, tf.float32)), tf.int32)
+        y_range = _offset_range(height, crop, ymin, ymax)
+        x_range = _offset_range(width, crop, xmin, xmax)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    offset_y = tf.random.stateless_uniform(
+        [], seeds[0], minval=y_range[0], maxval=y_range[1] + 1, dtype=tf.int32
+    )
+    offset_x = tf.random.stateless_uniform(
+        [], seeds[1], minval=x_range[0], maxval=x_range[1] + 1, dtype=tf.int32
+    )
+    return offset_y, offset_x, crop, crop
+
+
+def random_crop(image, box=None, *, seed, fraction: float = RANDOM_CROP_FRACTION):
+    """The seed's training crop: a square of 90% of the shorter side at a random position.
+
+    With a box, the window is placed so the object stays in view (whole, when it fits).
+    """
+    shape = tf.shape(image)
+    oy, ox, ch, cw = random_crop_window(shape[0], shape[1], seed, box, fraction)
+    image = tf.image.crop_to_bounding_box(image, oy, ox, ch, cw)
+    return image, crop_box(box, oy, ox, ch, cw, shape[0], shape[1])
+
+
+def random_flip(image, box=None, *, seed):
+    """Mirror left-right with probability 1/2; the box is mirrored with the pixels."""
+    flip = tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < 0.5
+    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    if box is not None:
+        mirrored = tf.stack([box[0], 1.0 - box[3], box[2], 1.0 - box[1]])
+        box = tf.where(flip, mirrored, box)
+    return image, box
+
+
+def resize(image, box=None, *, size):
+    """Resize to ``size`` = (height, width), float32 out. Normalized boxes are unchanged."""
+    image = tf.image.resize(image, size, method="bilinear", antialias=False)
+    return image, box
+
+
+AUGMENTATIONS: dict[str, Callable] = {
+    "crop": random_crop,
+    "flip": random_flip,
+}

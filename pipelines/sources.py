@@ -1,0 +1,392 @@
+"""Sources: where examples come from, before any preprocessing.
+
+A source resolves a split into a `Source`: a `tf.data.Dataset` of dicts with ``image`` (decoded
+(H, W, C) pixels, or ``encoded`` bytes for files and TFDS images, so the pipeline can decode only a
+crop window), ``label`` (int32) and, where the source has one, ``bbox`` (normalized
+[ymin, xmin, ymax, xmax]), plus what is known about it. Split strings use the TFDS syntax for every
+source (``"train"``, ``"train[:10%]"``, ``"train[:200]+validation"``), parsed by TFDS itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+from concurrent import futures
+from typing import Callable, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pipelines import shapes
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data problem the user must fix (bad split, unreadable file, empty folder, ...)."""
+
+
+@dataclasses.dataclass
+class Source:
+    # Light elements (indices, paths, TFDS records), cheap to shuffle and shard, and the function
+    # that turns one into a dict: image | encoded, label, [bbox].
+    elements: tf.data.Dataset
+    materialize: Callable
+    class_names: list[str]
+    num_examples: int | None
+    image_shape: tuple | None  # (H, W, C) when every image has it, else None
+    channels: int  # channels of the images as stored
+    encoded: bool  # True: elements carry "encoded" bytes instead of "image"
+    has_boxes: bool
+    cheap_elements: bool = False  # elements are indices or paths: shuffle all, for free
+    files: list[str] | None = None  # the image files, for folder sources
+
+
+def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
+    """Resolve a TFDS-syntax split against split sizes: [(split name, start, stop), ...]."""
+    infos = {
+        name: tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
+        for name, size in sizes.items()
+    }
+    try:
+        instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
+    except (ValueError, AssertionError) as error:
+        message = str(error).splitlines()[0]
+        raise DataError(
+            f"bad split {split!r} ({message}); accepted: {', '.join(sizes)}, optionally sliced "
+            f"as in TFDS, e.g. 'train[:80%]', 'train[100:200]', 'train+validation'"
+        ) from None
+    return [
+        (i.splitname, i.from_ or 0, sizes[i.splitname] if i.to is None else i.to)
+        for i in instructions
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes
+
+
+def shapes_source(split: str, *, image_size: tuple[int, int], channels: int, seed: int) -> Source:
+    ranges = absolute_ranges(split, shapes.SPLIT_SIZES)
+    elements = None
+    for name, start, stop in ranges:
+        part = shapes.elements(name, start, stop, seed)
+        elements = part if elements is None else elements.concatenate(part)
+    return Source(
+        elements=elements,
+        materialize=shapes.materializer(height=image_size[0], width=image_size[1], channels=channels),
+        class_names=list(shapes.CLASS_NAMES),
+        num_examples=sum(stop - start for _, start, stop in ranges),
+        image_shape=(image_size[0], image_size[1], channels),
+        channels=channels,
+        encoded=False,
+        has_boxes=True,
+        cheap_elements=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_FOLDERS = ("train", "validation", "test")
+# Without train/validation/test folders, each class's files are split 80/10/10 after a fixed
+# shuffle: stratified, deterministic, the same on every machine.
+FOLDER_SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+_FOLDER_SPLIT_SEED = 20240601
+
+
+def _image_format(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith(b"BM"):
+        return "bmp"
+    return None
+
+
+def check_image_file(path: str) -> str | None:
+    """Return why ``path`` is not a complete image file, or None if it looks whole.
+
+    Reads the first and last bytes only: the format's signature, and its end marker (JPEG EOI,
+    PNG IEND, GIF trailer) or, for BMP, the size the header declares. This catches non-image files
+    and truncated downloads before training starts, at a tiny fraction of the cost of decoding.
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            size = f.size()
+            head = f.read(32)
+            f.seek(max(size - 32, 0))
+            tail = f.read(32)
+    except (OSError, tf.errors.OpError) as error:
+        return f"cannot be read ({error})"
+    kind = _image_format(head)
+    if kind is None:
+        return "is not a JPEG, PNG, GIF or BMP image"
+    if kind == "jpeg" and b"\xff\xd9" not in tail:
+        return "is a truncated JPEG (no end-of-image marker)"
+    if kind == "png" and b"IEND" not in tail:
+        return "is a truncated PNG (no IEND chunk)"
+    if kind == "gif" and not tail.rstrip(b"\x00").endswith(b"\x3b"):
+        return "is a truncated GIF (no trailer)"
+    if kind == "bmp" and len(head) >= 6 and int.from_bytes(head[2:6], "little") > size:
+        return "is a truncated BMP (shorter than its header says)"
+    return None
+
+
+def _class_folders(root: str) -> list[str]:
+    return sorted(
+        name
+        for name in tf.io.gfile.listdir(root)
+        if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(root, name.rstrip("/")))
+    )
+
+
+def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool):
+    """All image files per class, checked. Returns (files per class, list of skipped reasons)."""
+    per_class, problems = {}, []
+    candidates = []
+    for name in class_names:
+        folder = os.path.join(root, name)
+        files = []
+        for dirpath, _, filenames in tf.io.gfile.walk(folder):
+            for filename in sorted(filenames):
+                if filename.startswith("."):  # .DS_Store and friends
+                    continue
+                path = os.path.join(dirpath, filename)
+                if not filename.lower().endswith(IMAGE_EXTENSIONS):
+                    problems.append((path, f"has an extension that is not one of {', '.join(IMAGE_EXTENSIONS)}"))
+                    continue
+                files.append(path)
+        per_class[name] = sorted(files)
+        candidates.extend(files)
+    with futures.ThreadPoolExecutor(max_workers=16) as pool:
+        reasons = dict(zip(candidates, pool.map(check_image_file, candidates)))
+    bad = {path for path, reason in reasons.items() if reason}
+    problems.extend((path, reasons[path]) for path in sorted(bad))
+    if problems and not skip_bad_files:
+        path, reason = problems[0]
+        more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
+        raise DataError(
+            f"image file {path!r} {reason}{more}; fix or remove it, or pass skip_bad_files=True "
+            f"(--skip_bad_files) to skip bad files with a warning"
+        )
+    per_class = {name: [f for f in files if f not in bad] for name, files in per_class.items()}
+    return per_class, problems
+
+
+def folder_source(
+    root: str, split: str, *, skip_bad_files: bool = False, class_names: Sequence[str] | None = None
+) -> Source:
+    """``dir:ROOT``: one subfolder per class, optionally under train/, validation/, test/."""
+    if not tf.io.gfile.isdir(root):
+        raise DataError(f"image folder {root!r} does not exist or is not a folder")
+    split_dirs = [name for name in SPLIT_FOLDERS if tf.io.gfile.isdir(os.path.join(root, name))]
+    if split_dirs:
+        class_roots = {name: os.path.join(root, name) for name in split_dirs}
+        found = sorted({c for r in class_roots.values() for c in _class_folders(r)})
+    else:
+        found = _class_folders(root)
+    class_names = list(class_names or found)
+    if len(class_names) < 2:
+        raise DataError(
+            f"image folder {root!r} must hold one subfolder per class (at least 2), found "
+            f"{class_names or 'none'}"
+        )
+
+    files_by_split: dict[str, list[tuple[str, int]]] = {}
+    problems = []
+    if split_dirs:
+        for split_name, split_root in class_roots.items():
+            present = [c for c in class_names if tf.io.gfile.isdir(os.path.join(split_root, c))]
+            per_class, skipped = _list_class_files(split_root, present, skip_bad_files)
+            problems += skipped
+            _require_images(split_root, per_class)
+            files_by_split[split_name] = [
+                (path, class_names.index(c)) for c in present for path in per_class[c]
+            ]
+    else:
+        per_class, problems = _list_class_files(root, class_names, skip_bad_files)
+        _require_images(root, per_class)
+        files_by_split = {name: [] for name in FOLDER_SPLIT_FRACTIONS}
+        for label, name in enumerate(class_names):
+            files = list(per_class[name])
+            random.Random(_FOLDER_SPLIT_SEED).shuffle(files)
+            n_train = round(len(files) * FOLDER_SPLIT_FRACTIONS["train"])
+            n_val = round(len(files) * FOLDER_SPLIT_FRACTIONS["validation"])
+            cuts = {"train": files[:n_train], "validation": files[n_train : n_train + n_val],
+                    "test": files[n_train + n_val :]}
+            for split_name, chunk in cuts.items():
+                files_by_split[split_name] += [(path, label) for path in chunk]
+    if problems:
+        log.warning(
+            "skipped %d bad file(s) under %s, e.g. %s %s", len(problems), root, *problems[0]
+        )
+
+    sizes = {name: len(items) for name, items in files_by_split.items()}
+    selected = []
+    for name, start, stop in absolute_ranges(split, sizes):
+        selected += files_by_split[name][start:stop]
+    if not selected:
+        raise DataError(f"split {split!r} of image folder {root!r} holds no images")
+    paths = [path for path, _ in selected]
+    labels = [label for _, label in selected]
+    return Source(
+        elements=tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32))),
+        materialize=lambda path, label: {"encoded": tf.io.read_file(path), "label": label},
+        class_names=class_names,
+        num_examples=len(selected),
+        image_shape=None,
+        channels=3,
+        encoded=True,
+        has_boxes=False,
+        cheap_elements=True,
+        files=paths,
+    )
+
+
+def _require_images(root, per_class):
+    empty = [name for name, files in per_class.items() if not files]
+    if len(empty) == len(per_class):
+        raise DataError(f"image folder {root!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    if empty:
+        raise DataError(
+            f"class folder(s) {', '.join(repr(os.path.join(root, e)) for e in empty)} hold no "
+            f"images; remove them or add images"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# TFDS
+
+# Datasets published with only a train split: the seed's tf_flowers recipe (test 10%, validation
+# 15%, train the remaining 75%). Any explicit slice overrides it ("train[:5%]").
+TRAIN_ONLY_RECIPE = {"train": "train[25%:]", "validation": "train[10%:25%]", "test": "train[:10%]"}
+KNOWN_TRAIN_ONLY = ("tf_flowers",)
+
+
+def _tfds_split(name: str, split: str, available: Sequence[str]) -> str:
+    """Map split names a train-only dataset lacks to the default recipe."""
+    train_only = name in KNOWN_TRAIN_ONLY or (available and set(available) == {"train"})
+    if train_only and split in TRAIN_ONLY_RECIPE:
+        return TRAIN_ONLY_RECIPE[split]
+    return split
+
+
+def _find_features(features):
+    """(label key, box key, objects key) of a TFDS FeaturesDict, for the localize task."""
+    label_key = box_key = objects_key = None
+    for key, feature in features.items():
+        if isinstance(feature, tfds.features.ClassLabel) and label_key is None:
+            label_key = key
+        elif isinstance(feature, tfds.features.BBoxFeature) and box_key is None:
+            box_key = key
+        elif isinstance(feature, tfds.features.Sequence) and objects_key is None:
+            inner = feature.feature
+            if isinstance(inner, tfds.features.FeaturesDict) and any(
+                isinstance(f, tfds.features.BBoxFeature) for f in inner.values()
+            ):
+                objects_key = key
+    return label_key, box_key, objects_key
+
+
+def tfds_source(
+    name: str, split: str, *, data_dir: str | None, task: str, shuffle_files: bool, seed: int | None
+) -> Source:
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # DatasetNotFoundError and friends
+        first = str(error).strip().splitlines()[0]
+        raise DataError(
+            f"unknown dataset {name!r} ({first}); accepted: 'shapes', 'dir:PATH' or a TFDS name "
+            f"such as fashion_mnist, tf_flowers, cifar10, caltech_birds2011"
+        ) from None
+    info = builder.info
+    available = list(info.splits.keys()) if info.splits else []
+    resolved = _tfds_split(name, split, available)
+    num_examples = None
+    if available:
+        try:
+            num_examples = info.splits[resolved].num_examples
+        except (KeyError, ValueError, AssertionError) as error:
+            raise DataError(
+                f"bad split {split!r} for dataset {name!r} ({str(error).splitlines()[0]}); "
+                f"available splits: {', '.join(available)}, sliceable as in 'train[:10%]'"
+            ) from None
+
+    features = info.features
+    image_key = "image"
+    if image_key not in features:
+        raise DataError(f"dataset {name!r} has no 'image' feature; its features: {list(features)}")
+    image_feature = features[image_key]
+    label_key, box_key, objects_key = _find_features(features)
+    if task == "localize" and box_key is None and objects_key is None:
+        raise DataError(
+            f"dataset {name!r} has no bounding boxes, so it cannot be used with task='localize'; "
+            f"use a dataset with a BBoxFeature (e.g. caltech_birds2011, voc) or 'shapes'"
+        )
+    if objects_key is not None and box_key is None:
+        object_features = features[objects_key].feature
+        object_label = next(
+            (k for k, f in object_features.items() if isinstance(f, tfds.features.ClassLabel)), None
+        )
+        object_box = next(k for k, f in object_features.items() if isinstance(f, tfds.features.BBoxFeature))
+        if label_key is None:
+            label_key = f"{objects_key}/{object_label}"
+    if label_key is None:
+        raise DataError(f"dataset {name!r} has no class label feature; its features: {list(features)}")
+    class_feature = (
+        features[label_key]
+        if "/" not in label_key
+        else features[objects_key].feature[label_key.split("/", 1)[1]]
+    )
+
+    # Keep the image encoded: the pipeline decodes it, only inside the crop window where it can.
+    decoders = {image_key: tfds.decode.SkipDecoding()}
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    try:
+        dataset = builder.as_dataset(
+            split=resolved, decoders=decoders, shuffle_files=shuffle_files, read_config=read_config
+        )
+    except AssertionError as error:
+        raise DataError(
+            f"dataset {name!r} is not available offline ({str(error).splitlines()[0]}); download it "
+            f"first (tfds build {name}) or point data_dir at a folder that holds it"
+        ) from None
+    except ValueError as error:
+        raise DataError(f"bad split {split!r} for dataset {name!r}: {str(error).splitlines()[0]}") from None
+
+    def to_example(example):
+        out = {"encoded": example[image_key]}
+        if "/" in label_key:
+            objects_key_, inner = label_key.split("/", 1)
+            out["label"] = tf.cast(example[objects_key_][inner][0], tf.int32)
+        else:
+            out["label"] = tf.cast(example[label_key], tf.int32)
+        if task == "localize":
+            if box_key is not None:
+                out["bbox"] = tf.cast(example[box_key], tf.float32)
+            else:  # the first object's box
+                out["bbox"] = tf.cast(example[objects_key][object_box][0], tf.float32)
+        return out
+
+    if task == "localize" and objects_key is not None and box_key is None:
+        # Images without any object have no first box to learn from.
+        dataset = dataset.filter(lambda ex: tf.shape(ex[objects_key][object_box])[0] > 0)
+    shape = tuple(image_feature.shape)
+    return Source(
+        elements=dataset,
+        materialize=to_example,
+        class_names=list(class_feature.names),
+        num_examples=num_examples,
+        image_shape=shape if None not in shape else None,
+        channels=shape[-1] or 3,
+        encoded=True,
+        has_boxes=task == "localize",
+    )
+

@@ -124,10 +124,11 @@ def distribute(strategy: tf.distribute.Strategy, source: str, split: str, **kwar
 def _image_size(image_size):
     if image_size is None:
         return None
+    size = image_size
     if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
+        size = (image_size, image_size)
     try:
-        size = tuple(image_size)
+        size = tuple(size)
     except TypeError:
         size = None
     if (

@@ -1,12 +1,24 @@
-"""Shared test setup: quiet TensorFlow, deterministic seeds, tiny shapes."""
+"""Shared test setup: quiet TensorFlow, two logical CPU devices, deterministic seeds."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import tensorflow as tf  # noqa: E402
+
+# Split the CPU into two logical devices before TensorFlow starts its runtime, so multi-replica
+# code (MirroredStrategy, per-replica batching) runs for real in the tests.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+FLOWERS_SAMPLE = os.path.abspath(os.path.join(SHARED_DATA, "flowers-sample"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,325 @@
+"""pipelines.load on every source, offline: shapes, folders of files the tests write, TFDS mocks."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import pipelines
+from pipelines import DataError, shapes
+from tests.conftest import FLOWERS_SAMPLE
+
+
+def take_all(dataset):
+    images, labels = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        labels.append(y["class"].numpy() if isinstance(y, dict) else y.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+# ----------------------------------------------------------------------------------- shapes
+
+
+def test_shapes_elements_and_info():
+    dataset, info = pipelines.load("shapes", "train[:20]", task="localize", batch_size=8)
+    assert info.num_classes == 5 and info.class_names == shapes.CLASS_NAMES
+    assert info.num_examples == 20 and info.image_shape == (64, 64, 3)
+    batches = list(dataset)
+    assert [b[0].shape[0] for b in batches] == [8, 8, 4]  # eval keeps the last partial batch
+    image, target = batches[0]
+    assert image.dtype == tf.float32 and 0 <= image.numpy().min() and image.numpy().max() <= 255
+    assert set(target) == {"class", "bbox"} and target["bbox"].shape == (8, 4)
+
+
+def test_shapes_are_deterministic_and_splits_differ():
+    a, _ = take_all(pipelines.load("shapes", "test[:10]", seed=3)[0])
+    b, _ = take_all(pipelines.load("shapes", "test[:10]", seed=3)[0])
+    c, _ = take_all(pipelines.load("shapes", "validation[:10]", seed=3)[0])
+    d, _ = take_all(pipelines.load("shapes", "test[:10]", seed=4)[0])
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c) and not np.allclose(a, d)
+
+
+def test_shapes_any_size_gray_or_rgb():
+    dataset, info = pipelines.load("shapes", "train[:4]", image_size=(24, 40), channels=1, batch_size=4)
+    assert info.image_shape == (24, 40, 1)
+    assert next(iter(dataset))[0].shape == (4, 24, 40, 1)
+
+
+def test_shapes_colour_statistics_do_not_give_the_class_away():
+    # A nearest-centroid classifier on mean colour and brightness spread stays near chance:
+    # telling the shapes apart needs their form.
+    def features(split):
+        images, labels = take_all(pipelines.load("shapes", split, batch_size=100)[0])
+        stats = np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
+        return stats, labels
+
+    x_train, y_train = features("train[:500]")
+    x_test, y_test = features("test[:300]")
+    centroids = np.stack([x_train[y_train == k].mean(0) for k in range(5)])
+    predicted = np.argmin(((x_test[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (predicted == y_test).mean() < 0.45
+    assert np.bincount(y_train, minlength=5).min() > 70  # classes are balanced
+
+
+def test_training_shuffles_reproducibly_and_differently_each_epoch():
+    dataset, _ = pipelines.load("shapes", "train[:32]", batch_size=8, training=True, augment=("crop", "flip"), seed=5)
+    epoch1, epoch2 = take_all(dataset)[1], take_all(dataset)[1]
+    again = take_all(pipelines.load("shapes", "train[:32]", batch_size=8, training=True, augment=("crop", "flip"), seed=5)[0])[1]
+    np.testing.assert_array_equal(epoch1, again)
+    assert not np.array_equal(epoch1, epoch2)
+    assert sorted(epoch1) == sorted(epoch2)
+
+
+def test_cache_gives_the_same_eval_data():
+    plain = take_all(pipelines.load("shapes", "test[:12]", batch_size=5, image_size=32)[0])
+    cached_ds, _ = pipelines.load("shapes", "test[:12]", batch_size=5, image_size=32, cache=True)
+    for _ in range(2):
+        np.testing.assert_allclose(take_all(cached_ds)[0], plain[0], atol=1e-4)
+
+
+def test_augmented_training_batches_have_boxes_inside_the_image():
+    dataset, _ = pipelines.load("shapes", "train[:64]", task="localize", batch_size=16, training=True,
+                                augment=("crop", "flip"), seed=0, image_size=32)
+    for images, targets in dataset:
+        boxes = targets["bbox"].numpy()
+        assert images.shape == (16, 32, 32, 3)
+        assert (boxes >= 0).all() and (boxes <= 1).all()
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+# ----------------------------------------------------------------------------------- folders
+
+
+def write_image(path, array, fmt):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    array = tf.constant(array, tf.uint8)
+    if fmt == "jpeg":
+        data = tf.io.encode_jpeg(array).numpy()
+    elif fmt == "png":
+        data = tf.io.encode_png(array).numpy()
+    else:
+        from PIL import Image
+
+        import io
+
+        buffer = io.BytesIO()
+        Image.fromarray(np.squeeze(array.numpy())).save(buffer, format=fmt.upper())
+        data = buffer.getvalue()
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def make_folder(root, per_class=5, layout=None):
+    rng = np.random.default_rng(0)
+    formats = [("a.jpg", "jpeg", 3), ("b.png", "png", 1), ("c.png", "png", 4), ("d.bmp", "bmp", 3), ("e.gif", "gif", 3)]
+    for split in layout or [""]:
+        for cls in ("cats", "dogs"):
+            for i in range(per_class):
+                name, fmt, channels = formats[i % len(formats)]
+                size = (20 + 3 * i, 30 + i)
+                write_image(os.path.join(root, split, cls, f"{i}{name}"), rng.integers(0, 255, (*size, channels)), fmt)
+    return root
+
+
+def test_folder_formats_and_channels(tmp_path):
+    root = make_folder(str(tmp_path / "pets"), per_class=10)
+    for channels in (1, 3):
+        dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, channels=channels, batch_size=64)
+        images, labels = take_all(dataset)
+        assert images.shape == (20, 16, 16, channels) and info.class_names == ("cats", "dogs")
+        assert sorted(labels.tolist()) == [0] * 10 + [1] * 10
+
+
+def test_folder_default_split_is_stratified_disjoint_and_stable(tmp_path):
+    root = make_folder(str(tmp_path / "pets"), per_class=10)
+    from pipelines.sources import folder_source
+
+    files = {s: folder_source(root, s).files for s in ("train", "validation", "test")}
+    assert [len(files[s]) for s in ("train", "validation", "test")] == [16, 2, 2]
+    assert len(set(sum(files.values(), []))) == 20
+    assert folder_source(root, "train").files == files["train"]
+    assert sum("cats" in f for f in files["test"]) == 1
+
+
+def test_folder_split_subfolders_and_slicing(tmp_path):
+    root = make_folder(str(tmp_path / "pets"), per_class=4, layout=["train", "validation"])
+    _, info = pipelines.load(f"dir:{root}", "validation", image_size=16)
+    assert info.num_examples == 8
+    _, info = pipelines.load(f"dir:{root}", "train[:50%]", image_size=16)
+    assert info.num_examples == 4
+    with pytest.raises(DataError, match=r"bad split 'test'.*accepted: train, validation"):
+        pipelines.load(f"dir:{root}", "test", image_size=16)
+
+
+def test_folder_of_real_photos_needs_an_image_size():
+    with pytest.raises(DataError, match=r"differ in size: pass image_size"):
+        pipelines.load(f"dir:{FLOWERS_SAMPLE}", "train")
+    dataset, info = pipelines.load(f"dir:{FLOWERS_SAMPLE}", "train", image_size=64, batch_size=8,
+                                   training=True, augment="crop,flip", seed=1)
+    assert info.num_examples == 40 and info.num_classes == 5
+    images, _ = take_all(dataset)
+    assert images.shape == (40, 64, 64, 3) and images.std() > 10
+
+
+@pytest.mark.parametrize(
+    "damage, message, images_left",
+    [
+        (lambda root: open(os.path.join(root, "cats", "0a.jpg"), "r+b").truncate(200), r"0a.jpg' is a truncated JPEG", 9),
+        (lambda root: open(os.path.join(root, "dogs", "1b.png"), "r+b").truncate(100), r"1b.png' is a truncated PNG", 9),
+        (lambda root: open(os.path.join(root, "dogs", "notes.txt"), "w").write("hi"), r"notes.txt' has an extension", 10),
+        (lambda root: open(os.path.join(root, "dogs", "fake.jpg"), "w").write("not an image"), r"fake.jpg' is not a JPEG, PNG", 10),
+    ],
+)
+def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, caplog):
+    root = make_folder(str(tmp_path / "pets"))
+    damage(root)
+    with pytest.raises(DataError, match=message + r".*skip_bad_files"):
+        pipelines.load(f"dir:{root}", "train+validation+test", image_size=16)
+    with caplog.at_level(logging.WARNING):
+        dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, skip_bad_files=True)
+    assert "skipped 1 bad file(s)" in caplog.text
+    assert len(take_all(dataset)[1]) == info.num_examples == images_left
+
+
+def test_corrupt_middle_of_a_jpeg_is_skipped_during_decoding(tmp_path):
+    root = make_folder(str(tmp_path / "pets"))
+    path = os.path.join(root, "cats", "0a.jpg")
+    data = bytearray(open(path, "rb").read())
+    data[30 : len(data) - 10] = b"\x00" * (len(data) - 40)  # header and end marker intact
+    open(path, "wb").write(bytes(data))
+    dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, skip_bad_files=True)
+    assert info.num_examples == 10 and len(take_all(dataset)[1]) == 9
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: os.makedirs(os.path.join(root, "birds")), r"class folder\(s\) '.*birds' hold no images"),
+        (lambda root: None, r"holds no images"),
+    ],
+)
+def test_empty_folders_are_reported(tmp_path, setup, message):
+    root = str(tmp_path / "pets")
+    if "birds" in message:
+        make_folder(root)
+    else:
+        os.makedirs(os.path.join(root, "cats"))
+        os.makedirs(os.path.join(root, "dogs"))
+    setup(root)
+    with pytest.raises(DataError, match=message):
+        pipelines.load(f"dir:{root}", "train", image_size=16)
+
+
+def test_missing_folder_and_single_class(tmp_path):
+    with pytest.raises(DataError, match=r"image folder '/no/such' does not exist"):
+        pipelines.load("dir:/no/such", "train", image_size=16)
+    os.makedirs(tmp_path / "only" / "cats")
+    with pytest.raises(DataError, match=r"at least 2\), found \['cats'\]"):
+        pipelines.load(f"dir:{tmp_path / 'only'}", "train", image_size=16)
+
+
+# ----------------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(image_size=4), r"image_size 4 is too small; each side must be at least 8"),
+        (dict(image_size=(10, 12)), r"too small for shapes; each side must be at least 16"),
+        (dict(image_size="big"), r"image_size must be an int or \(height, width\), received 'big'"),
+        (dict(augment=("crop", "rotate")), r"unknown augmentation\(s\) 'rotate'; accepted: crop, flip"),
+        (dict(task="segment"), r"unknown task 'segment'; accepted: classify, localize"),
+        (dict(batch_size=0), r"batch_size must be a positive integer, received 0"),
+        (dict(channels=2), r"channels must be 1, 3 or None, received 2"),
+        (dict(split="trian"), r"bad split 'trian' \(Unknown split 'trian'.*accepted: train, validation, test"),
+        (dict(split="train[abc]"), r"bad split 'train\[abc\]'"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    args = dict(split="train")
+    args.update(kwargs)
+    with pytest.raises(DataError, match=message):
+        pipelines.load("shapes", args.pop("split"), **args)
+
+
+def test_folders_cannot_localize(tmp_path):
+    with pytest.raises(DataError, match=r"image folders have no boxes"):
+        pipelines.load(f"dir:{tmp_path}", "train", task="localize")
+
+
+# ----------------------------------------------------------------------------------- TFDS
+
+
+def test_tfds_fashion_mnist_through_mock_data():
+    with tfds.testing.mock_data(num_examples=12):
+        dataset, info = pipelines.load("fashion_mnist", "train", batch_size=4, training=True, augment="flip", seed=0)
+        images, labels = take_all(dataset)
+    assert info.num_classes == 10 and info.class_names[0] == "T-shirt/top"
+    assert info.image_shape == (28, 28, 1) and images.shape == (12, 28, 28, 1)
+    assert labels.dtype == np.int32
+
+
+def test_tfds_flowers_recipe_and_window_decoding():
+    from pipelines.sources import TRAIN_ONLY_RECIPE, _tfds_split
+
+    assert _tfds_split("tf_flowers", "test", []) == "train[:10%]"
+    assert _tfds_split("tf_flowers", "validation", []) == "train[10%:25%]"
+    assert _tfds_split("tf_flowers", "train", []) == TRAIN_ONLY_RECIPE["train"] == "train[25%:]"
+    assert _tfds_split("tf_flowers", "train[:5%]", []) == "train[:5%]"  # explicit slices win
+    assert _tfds_split("some_set", "validation", ["train"]) == "train[10%:25%]"
+    assert _tfds_split("cifar10", "test", ["train", "test"]) == "test"
+    with tfds.testing.mock_data(num_examples=6):
+        with pytest.raises(DataError, match=r"differ in size: pass image_size"):
+            pipelines.load("tf_flowers", "validation")
+        dataset, info = pipelines.load("tf_flowers", "train", image_size=32, batch_size=3, training=True,
+                                       augment=("crop", "flip"), seed=0)
+        images, _ = take_all(dataset)
+    assert info.class_names == ("dandelion", "daisy", "tulips", "sunflowers", "roses")
+    assert images.shape == (6, 32, 32, 3)
+
+
+def test_tfds_boxes_map_onto_the_localize_task():
+    def as_dataset(self, *args, **kwargs):
+        def examples():
+            rng = np.random.default_rng(0)
+            for i in range(6):
+                image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+                yield {"image": tf.io.encode_jpeg(image).numpy(), "label": i % 3,
+                       "bbox": np.array([0.1, 0.2, 0.6, 0.7], np.float32)}
+
+        return tf.data.Dataset.from_generator(examples, output_signature={
+            "image": tf.TensorSpec([], tf.string), "label": tf.TensorSpec([], tf.int64),
+            "bbox": tf.TensorSpec([4], tf.float32)})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        dataset, info = pipelines.load("caltech_birds2011", "test", task="localize", image_size=20, batch_size=6)
+        images, targets = next(iter(dataset))
+    assert info.num_classes == 200 and images.shape == (6, 20, 20, 3)
+    np.testing.assert_allclose(targets["bbox"], np.tile([[0.1, 0.2, 0.6, 0.7]], (6, 1)))
+    np.testing.assert_array_equal(targets["class"], [0, 1, 2, 0, 1, 2])
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(DataError, match=r"'fashion_mnist' has no bounding boxes"):
+            pipelines.load("fashion_mnist", "train", task="localize")
+
+
+def test_unknown_tfds_name():
+    with pytest.raises(DataError, match=r"unknown dataset 'fashion_mnsit'.*accepted: 'shapes', 'dir:PATH'"):
+        pipelines.load("fashion_mnsit", "train")
+
+
+# ----------------------------------------------------------------------------------- distribution
+
+
+def test_distribute_batches_per_replica_on_two_devices():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dataset, info = pipelines.distribute(strategy, "shapes", "train[:16]", batch_size=8, training=True, seed=0, image_size=16)
+    batch = next(iter(dataset))
+    per_replica = strategy.experimental_local_results(batch[0])
+    assert strategy.num_replicas_in_sync == 2
+    assert [tuple(x.shape) for x in per_replica] == [(4, 16, 16, 3), (4, 16, 16, 3)]
+    assert info.steps_per_epoch == 2

@@ -1,0 +1,213 @@
+"""Images/s of the seed's tf_flowers training pipeline vs `pipelines.load`, on a folder of JPEGs.
+
+    python benchmarks/pipeline.py                                   # JPEGs it writes itself
+    python benchmarks/pipeline.py --images_dir=../shared/data/flowers-sample
+
+(a) the seed: sequential `map(preprocess)` with random_crop + flip, resize to 224,
+    `xception.preprocess_input`, `batch(32)`, `prefetch(1)` (file reading + JPEG decoding in a
+    sequential map too, as TFDS would hand it decoded images);
+(b) ours: `pipelines.load("dir:...", training=True, augment=("crop", "flip"), image_size=224)`;
+(c) the floor: read + decode every JPEG in a parallel map, nothing else.
+They run in one process, alternating, each timed over the same number of images after a warm-up;
+the medians and ratios are printed. Peak memory (RSS) of (b) is measured over the folder and over a
+folder with 4x as many files (links to the same JPEGs): it must not grow with the file count.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import keras  # noqa: E402
+import pipelines  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
+flags.DEFINE_integer("num_files", 200, "JPEGs to write when --images_dir is not given.")
+flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
+flags.DEFINE_integer("repeats", 5, "Alternating measurements of each pipeline.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("image_size", 224, "Output image size.")
+
+
+def write_jpegs(root, count):
+    """Photo-sized JPEGs (500x375, smooth content plus noise, like real photos compress)."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = os.path.join(root, f"class{i % 5}")
+        os.makedirs(folder, exist_ok=True)
+        low = rng.uniform(0, 255, (8, 10, 3))
+        image = tf.image.resize(low[None], (375, 500))[0] + rng.normal(0, 12, (375, 500, 3))
+        image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
+        tf.io.write_file(os.path.join(folder, f"{i:05d}.jpg"), tf.io.encode_jpeg(image, quality=90))
+
+
+def replicate(root, target, times):
+    """A folder with ``times`` links to each file of ``root`` (more files, the same bytes)."""
+    for cls in sorted(os.listdir(root)):
+        src = os.path.join(root, cls)
+        if not os.path.isdir(src):
+            continue
+        os.makedirs(os.path.join(target, cls), exist_ok=True)
+        for name in os.listdir(src):
+            for k in range(times):
+                os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(target, cls, f"{k}_{name}"))
+
+
+def list_jpegs(root):
+    paths, labels = [], []
+    for label, cls in enumerate(sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))):
+        for name in sorted(os.listdir(os.path.join(root, cls))):
+            if name.lower().endswith((".jpg", ".jpeg")):
+                paths.append(os.path.join(root, cls, name))
+                labels.append(label)
+    return paths, labels
+
+
+def seed_pipeline(paths, labels, size, batch_size, auto_parallel=True):
+    """Hands-On ML ch. 14's tf_flowers training pipeline, on files.
+
+    tf.data parallelizes stateless "sequential" maps by itself (map_parallelization, on by
+    default), so the seed's file-decoding map already runs on every core; ``auto_parallel=False``
+    turns that off to show the literally sequential pipeline.
+    """
+
+    def read(path, label):
+        return tf.io.decode_jpeg(tf.io.read_file(path), channels=3), label
+
+    def random_crop(image):
+        shape = tf.shape(image)
+        min_dim = tf.reduce_min([shape[0], shape[1]]) * 90 // 100
+        return tf.image.random_crop(image, [min_dim, min_dim, 3])
+
+    def preprocess(image, label):
+        cropped = random_crop(image)
+        cropped = tf.image.random_flip_left_right(cropped)
+        resized = tf.image.resize(cropped, [size, size])
+        return keras.applications.xception.preprocess_input(resized), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).repeat().shuffle(1000)
+    dataset = dataset.map(read).map(preprocess).batch(batch_size).prefetch(1)
+    if not auto_parallel:
+        options = tf.data.Options()
+        options.experimental_optimization.map_parallelization = False
+        dataset = dataset.with_options(options)
+    return dataset
+
+
+def decode_only(paths, batch_size):
+    """Read + decode each JPEG in parallel; batches of their shapes, so nothing else costs."""
+    dataset = tf.data.Dataset.from_tensor_slices(paths).repeat()
+    return dataset.map(
+        lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def ours(root, size, batch_size):
+    dataset, _ = pipelines.load(
+        f"dir:{root}", "train+validation+test", image_size=size, batch_size=batch_size,
+        training=True, augment=("crop", "flip"), seed=0,
+    )
+    return dataset.repeat()
+
+
+def images_per_second(make_dataset, images, batch_size, warmup_batches=3):
+    """Fresh iterator each time, so no pipeline works ahead while another one is timed."""
+    iterator = iter(make_dataset())
+    for _ in range(warmup_batches):  # tracing, thread start-up, autotuning
+        next(iterator)
+    steps = -(-images // batch_size)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    elapsed = time.perf_counter() - start
+    del iterator
+    return steps * batch_size / elapsed
+
+
+class PeakRss:
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        process = psutil.Process()
+
+        def sample():
+            while not self._stop.is_set():
+                self.peak = max(self.peak, process.memory_info().rss)
+                time.sleep(0.01)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main(argv):
+    del argv
+    with tempfile.TemporaryDirectory() as tmp:
+        root = FLAGS.images_dir
+        if root is None:
+            root = os.path.join(tmp, "jpegs")
+            print(f"writing {FLAGS.num_files} JPEGs (500x375) to {root} ...")
+            write_jpegs(root, FLAGS.num_files)
+        paths, labels = list_jpegs(root)
+        if not paths:
+            raise app.UsageError(f"no JPEGs in class subfolders of {root!r}")
+        # An epoch must be longer than a measurement, or pipeline restarts at epoch ends are timed
+        # instead of throughput: a small folder is linked several times over.
+        times = -(-(FLAGS.images + 4 * FLAGS.batch_size) // len(paths))
+        if times > 1:
+            root = os.path.join(tmp, "linked")
+            replicate(FLAGS.images_dir or os.path.join(tmp, "jpegs"), root, times)
+            paths, labels = list_jpegs(root)
+        size, batch = FLAGS.image_size, FLAGS.batch_size
+        print(f"{len(paths)} JPEGs from {root}; {os.cpu_count()} CPU cores; tf {tf.__version__}")
+
+        candidates = {
+            "seed pipeline": lambda: seed_pipeline(paths, labels, size, batch),
+            "seed, no auto-parallel": lambda: seed_pipeline(paths, labels, size, batch, False),
+            "pipelines.load": lambda: ours(root, size, batch),
+            "decode only (floor)": lambda: decode_only(paths, batch),
+        }
+        results = {name: [] for name in candidates}
+        for _ in range(FLAGS.repeats):
+            for name, make_dataset in candidates.items():
+                results[name].append(images_per_second(make_dataset, FLAGS.images, batch))
+        median = {name: statistics.median(values) for name, values in results.items()}
+        for name, values in results.items():
+            print(f"{name:>24}: {median[name]:8.1f} images/s   (runs: {', '.join(f'{v:.1f}' for v in values)})")
+        print(f"ours / seed pipeline: {median['pipelines.load'] / median['seed pipeline']:.2f}x")
+        print(f"ours / seed without tf.data auto-parallelization: "
+              f"{median['pipelines.load'] / median['seed, no auto-parallel']:.2f}x")
+        print(f"ours / decode-only floor: {median['pipelines.load'] / median['decode only (floor)']:.0%}")
+
+        del candidates
+        many = os.path.join(tmp, "many")
+        replicate(root, many, 4)
+        for label, folder in (("1x files", root), ("4x files", many)):
+            count = len(list_jpegs(folder)[0]) if folder == root else 4 * len(paths)
+            with PeakRss() as rss:
+                images_per_second(lambda: ours(folder, size, batch), count, batch)  # every file
+            print(f"peak RSS, one pass over {count} files ({label}): {rss.peak / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -61,6 +61,7 @@ class _Plan:
     skip_bad_files: bool
     shuffle_buffer: int | None
     resize_to: tuple[int, int] | None
+    repeat: bool = False
 
 
 def load(
@@ -79,6 +80,7 @@ def load(
     central_crop: bool = False,
     skip_bad_files: bool = False,
     shuffle_buffer: int | None = None,
+    repeat: bool = False,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
@@ -101,12 +103,14 @@ def load(
       central_crop: apply the seed's central crop before resizing when not training.
       skip_bad_files: skip (with a warning) unreadable image files instead of failing.
       shuffle_buffer: override the shuffle buffer size.
+      repeat: repeat forever (reshuffled, re-augmented each pass); for a fixed steps_per_epoch.
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(
         source, split, task=task, image_size=image_size, batch_size=batch_size, training=training,
         augment=augment, seed=seed, data_dir=data_dir, channels=channels, cache=cache,
         central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
+        repeat=repeat,
     )
     return _build(plan, input_context), plan.info
 
@@ -159,7 +163,7 @@ def _augment_names(augment) -> tuple[str, ...]:
 
 def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, training=False,
              augment=(), seed=None, data_dir=None, channels=None, cache=False, central_crop=False,
-             skip_bad_files=False, shuffle_buffer=None) -> _Plan:
+             skip_bad_files=False, shuffle_buffer=None, repeat=False) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -216,7 +220,7 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
     return _Plan(
         source=resolved, info=info, training=training, augment=augment, seed=seed, cache=cache,
         central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
-        resize_to=resize_to,
+        resize_to=resize_to, repeat=repeat,
     )
 
 
@@ -365,4 +369,6 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
     if plan.skip_bad_files:
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=plan.training)
+    if plan.repeat:
+        dataset = dataset.repeat()
     return dataset.prefetch(autotune)

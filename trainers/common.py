@@ -35,6 +35,10 @@ def run(main):
     """`app.run` with our parser; `UserError`, `ValueError` from zoo/pipelines -> one line, exit 2."""
 
     def guarded(argv):
+        import logging as std_logging
+
+        # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
+        std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
         try:
             return main(argv)
         except UserError as error:
@@ -68,6 +72,15 @@ def make_strategy(name: str):
     """``auto``: MirroredStrategy over the GPUs when there are several, else the default."""
     import tensorflow as tf
 
+    if name == "multi_worker":
+        # Must come first: collective ops are configured before TensorFlow's context starts,
+        # and listing logical devices starts it.
+        if "TF_CONFIG" not in os.environ:
+            raise UserError(
+                "--strategy=multi_worker needs TF_CONFIG in the environment (the cluster and this "
+                "worker's task); see BUILD.md"
+            )
+        return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
@@ -79,14 +92,34 @@ def make_strategy(name: str):
     if name == "mirrored":
         devices = [d.name for d in (gpus or cpus)]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError(
-                "--strategy=multi_worker needs TF_CONFIG in the environment (the cluster and this "
-                "worker's task); see BUILD.md"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def _multi_worker_strategy():
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """`reduce` that takes what Keras 3's `fit` gives it under this strategy.
+
+        Keras 3 calls `strategy.reduce` with a nested (x, y) batch (to build the model) and with
+        scalar metrics along ``axis=0``; the collective strategy takes one value, of rank >= 1
+        when an axis is given, so `fit` fails under MultiWorkerMirroredStrategy
+        (keras-team/keras#20585). Reducing leaf by leaf, a scalar across replicas only, is what
+        those calls mean.
+        """
+
+        def reduce(self, reduce_op, value, axis=None):
+            parent = super(MultiWorkerMirroredStrategy, self)
+
+            def reduce_leaf(leaf):
+                local = self.experimental_local_results(leaf)[0] if isinstance(
+                    leaf, tf.distribute.DistributedValues) else leaf
+                leaf_axis = None if axis is not None and local.shape.rank == 0 else axis
+                return parent.reduce(reduce_op, leaf, leaf_axis)
+
+            return tf.nest.map_structure(reduce_leaf, value)
+
+    return MultiWorkerMirroredStrategy()
 
 
 def worker_info(strategy) -> tuple[bool, int]:
@@ -113,3 +146,28 @@ def read_json(path: str, default=None):
         return default
     with open(path) as f:
         return json.load(f)
+
+
+def resolve_model_path(path: str) -> str:
+    """A .keras file, or a run directory holding model.keras."""
+    original = path
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.isfile(path):
+        raise UserError(f"--model_path={original}: no such model file ({path})")
+    return path
+
+
+def load_model(path: str):
+    import keras
+
+    import zoo  # noqa: F401  (registers the zoo's custom layers for safe-mode loading)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # a file that is not a Keras model: several exception types
+        raise UserError(f"--model_path={path}: cannot load a Keras model ({str(error).splitlines()[0]})") from None
+
+
+def task_of(model) -> str:
+    return "localize" if isinstance(model.output, dict) else "classify"

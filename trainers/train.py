@@ -89,8 +89,9 @@ STATE = "state.json"
 
 def recorded_flags() -> list[str]:
     lines = []
+    two_phase = FLAGS.freeze_epochs > 0 or FLAGS.finetune_epochs > 0
     for name in TRAIN_FLAGS:
-        if name in UNRECORDED_FLAGS:
+        if name in UNRECORDED_FLAGS or (two_phase and name == "epochs"):
             continue
         serialized = FLAGS[name].serialize()
         if serialized:
@@ -140,8 +141,17 @@ def prepare_run_dir(run: RunDir) -> dict:
                 os.remove(target)
     os.makedirs(root, exist_ok=True)
     state = common.read_json(os.path.join(root, STATE), {"completed_phases": [], "finished": False})
+    check_identity(root)
+    if run.is_chief:
+        with open(os.path.join(root, "flags.txt"), "w") as f:
+            f.write("\n".join(recorded_flags()) + "\n")
+    return state
+
+
+def check_identity(root: str) -> None:
+    """Refuse to resume a run directory that was trained with different defining flags."""
     flags_path = os.path.join(root, "flags.txt")
-    if os.path.exists(flags_path):
+    if os.path.exists(flags_path) and not FLAGS.overwrite:
         with open(flags_path) as f:
             previous = dict(
                 line.strip().lstrip("-").split("=", 1) for line in f if "=" in line and line.startswith("--")
@@ -154,10 +164,6 @@ def prepare_run_dir(run: RunDir) -> dict:
                     f"--model_dir={root} holds a run with --{name}={previous.get(name)}, not "
                     f"--{name}={now_value}; use another --model_dir, or --overwrite to replace it"
                 )
-    if run.is_chief:
-        with open(flags_path, "w") as f:
-            f.write("\n".join(recorded_flags()) + "\n")
-    return state
 
 
 # ------------------------------------------------------------------------------------- callbacks
@@ -312,10 +318,10 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     logging.info("strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief)
 
-    # --- run directory
     run = RunDir(FLAGS.model_dir, is_chief, task_id)
-    state = prepare_run_dir(run)
-    if state.get("finished") and not FLAGS.overwrite:
+    check_identity(run.root)
+    finished = common.read_json(run.path(STATE), {}).get("finished")
+    if finished and not FLAGS.overwrite:
         print(f"{run.root} holds a finished run (metrics in {run.path('metrics.json')}); "
               f"pass --overwrite to train again")
         return 0
@@ -350,8 +356,6 @@ def main(argv):
         steps = min(steps, FLAGS.steps_per_epoch)
     logging.info("data: %s %s, %s examples, %d classes, images %s, %d steps/epoch",
                  FLAGS.dataset, FLAGS.train_split, info.num_examples, info.num_classes, info.image_shape, steps)
-    if is_chief:
-        common.write_json(run.path("class_names.json"), list(info.class_names))
 
     # --- model
     def build():
@@ -366,6 +370,11 @@ def main(argv):
                 ) from None
 
     model = build()
+
+    # --- run directory (created only once flags, data and model are known to be good)
+    state = prepare_run_dir(run)
+    if is_chief:
+        common.write_json(run.path("class_names.json"), list(info.class_names))
     if not state["completed_phases"]:
         plain, _ = pipelines.load(FLAGS.dataset, FLAGS.train_split, **dict(data_args, batch_size=64))
         if zoo.adapt_normalization(model, plain, steps=200):
@@ -415,6 +424,7 @@ def main(argv):
             model.fit(
                 train_data, epochs=first_epoch + epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                 validation_data=validation, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+                shuffle=False,  # the pipeline shuffles
             )
         except NonFiniteLoss as error:
             common.fail(
@@ -434,12 +444,13 @@ def main(argv):
     metrics = {}
     if FLAGS.test_split:
         try:
-            test, _ = pipelines.load(FLAGS.dataset, FLAGS.test_split, **eval_args)
+            test, test_info = pipelines.load(FLAGS.dataset, FLAGS.test_split, **eval_args)
         except pipelines.DataError as error:
             raise UserError(f"--test_split={FLAGS.test_split}: {error}") from None
         metrics = {k: float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
-        metrics["num_examples"] = info.num_examples
+        metrics["num_examples"] = test_info.num_examples
         logging.info("test metrics (%s): %s", FLAGS.test_split, metrics)
+    logging.info("final weights checksum: %s", weights_checksum(model))
     os.makedirs(run.scratch, exist_ok=True)
     atomic_save(model, run.output("model.keras"))
     atomic_export(model, run.output("export"))
@@ -453,6 +464,16 @@ def main(argv):
               f"TensorBoard: tensorboard --logdir {run.path('logs')}")
     run.cleanup()
     return 0
+
+
+def weights_checksum(model) -> str:
+    """A digest of every weight: workers of one multi-worker run must print the same one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(weight.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _load_layer_weights(model, path):

@@ -96,7 +96,8 @@ def load(
       batch_size: the global batch size (split across replicas under ``input_context``).
       training: shuffle, drop the last partial batch, and apply ``augment``.
       augment: names from `pipelines.ops.AUGMENTATIONS` ("crop", "flip"), or "crop,flip".
-      seed: seeds shuffling and augmentation (and the shapes set); None for a random run.
+      seed: seeds shuffling and augmentation; None for a random run. (The shapes set is the
+        same whatever the seed.)
       data_dir: TFDS data directory (pre-downloaded data).
       channels: 1 or 3 to convert images; None keeps the source's channels.
       cache: keep decoded images in memory after the first epoch.
@@ -186,7 +187,9 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
                 f"image_size {image_size!r} is too small for shapes; each side must be at least "
                 f"{shapes.MIN_SIZE}"
             )
-        resolved = sources.shapes_source(split, image_size=size, channels=channels or 3, seed=seed or 0)
+        # The set itself never depends on `seed` (which drives shuffling and augmentation): a test
+        # split must hold the same examples whatever seed a run trains with.
+        resolved = sources.shapes_source(split, image_size=size, channels=channels or 3, seed=0)
     elif source.startswith(DIR_PREFIX):
         if task == "localize":
             raise DataError(

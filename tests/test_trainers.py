@@ -1,0 +1,253 @@
+"""The trainer programs end to end, as a user runs them: subprocesses on tiny shapes data."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--dataset=shapes", "--train_split=train[:64]", "--validation_split=validation[:32]",
+        "--test_split=test[:32]", "--image_size=32", "--batch_size=16"]
+
+pytestmark = pytest.mark.slow
+
+
+def env(**extra):
+    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    environment.update(extra)
+    return environment
+
+
+def run(program, *args, check=True, **extra_env):
+    result = subprocess.run([sys.executable, "-m", f"trainers.{program}", *args], cwd=REPO,
+                            env=env(**extra_env), capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{program} {args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def epoch_steps(log_dir, tag="epoch_loss"):
+    """Steps at which `tag` was logged, over every event file of the run (all restarts)."""
+    steps = []
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+def write_png(path, seed=0):
+    from pipelines import shapes
+
+    image = shapes.render(seed, height=32, width=32)["image"]
+    tf.io.write_file(path, tf.io.encode_png(tf.cast(image, tf.uint8)))
+    return path
+
+
+def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
+    model_dir = str(tmp_path / "run")
+    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
+              "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+    for artifact in ("flags.txt", "model.keras", "export/saved_model.pb", "metrics.json",
+                     "class_names.json", "checkpoints/train.weights.h5"):
+        assert os.path.exists(os.path.join(model_dir, artifact)), artifact
+    assert not os.path.exists(os.path.join(model_dir, "backup"))  # removed once finished
+    metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+    assert metrics["split"] == "test[:32]" and metrics["num_examples"] == 32 and 0 <= metrics["accuracy"] <= 1
+    assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
+    assert epoch_steps(os.path.join(model_dir, "logs", "validation")) == [0, 1]
+    assert glob.glob(os.path.join(model_dir, "logs", "train_images", "events.*"))
+    assert "epoch 2 done" in out.stderr and "tensorboard --logdir" in out.stdout
+
+    # The SavedModel serves raw pixels.
+    served = tf.saved_model.load(os.path.join(model_dir, "export"))
+    probabilities = served.serve(tf.zeros([2, 32, 32, 3]))
+    assert probabilities.shape == (2, 5)
+
+    evaluation = run("evaluate", f"--model_path={model_dir}", "--split=test[:32]", "--output", str(tmp_path / "eval.json"))
+    saved = json.load(open(tmp_path / "eval.json"))
+    assert saved["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-6)
+    assert "accuracy" in evaluation.stdout
+
+    image = write_png(str(tmp_path / "shape.png"))
+    prediction = run("predict", f"--model_path={model_dir}", "--top_k=2", image)
+    lines = prediction.stdout.strip().splitlines()
+    assert lines[0] == image and len(lines) == 3
+    assert any(name in lines[1] for name in ("circle", "square", "triangle", "diamond", "cross"))
+    assert lines[1].rstrip().endswith("%")
+
+    again = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
+                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+    assert "holds a finished run" in again.stdout
+    assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
+
+
+def test_two_phase_localize_on_two_replicas(tmp_path):
+    initial = zoo.build("fashion_cnn", num_classes=5, input_shape=(32, 32, 3), head="localize")
+    weights = str(tmp_path / "initial.weights.h5")
+    initial.save_weights(weights)
+    model_dir = str(tmp_path / "run")
+    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--head=localize",
+              "--freeze_epochs=1", "--finetune_epochs=1", "--finetune_learning_rate=0.01",
+              f"--weights={weights}", "--strategy=mirrored", "--logical_cpus=2", "--loss_weights=0.5,0.5", *TINY)
+    assert "with 2 replica(s)" in out.stderr
+    assert "phase frozen" in out.stderr and "phase finetune" in out.stderr
+
+    def backbone_kernels(path):
+        model = zoo.build("fashion_cnn", num_classes=5, input_shape=(32, 32, 3), head="localize")
+        _load_quietly(model, path)
+        backbone = zoo.backbone_of(model)
+        return [layer.kernel.numpy() for layer in backbone.layers if hasattr(layer, "kernel")]
+
+    start, frozen, finetuned = (backbone_kernels(p) for p in (
+        weights, os.path.join(model_dir, "checkpoints", "frozen.weights.h5"),
+        os.path.join(model_dir, "checkpoints", "finetune.weights.h5")))
+    for a, b in zip(start, frozen):
+        np.testing.assert_array_equal(a, b)  # the frozen phase left the backbone alone
+    assert any(not np.array_equal(a, b) for a, b in zip(frozen, finetuned))
+
+    metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+    assert {"class_accuracy", "bbox_mse", "loss"} <= set(metrics)
+    image = write_png(str(tmp_path / "shape.png"))
+    prediction = run("predict", f"--model_path={model_dir}", image)
+    assert "box [ymin, xmin, ymax, xmax] = [" in prediction.stdout
+
+    # flags.txt reruns the same run as is.
+    rerun = run("train", f"--flagfile={os.path.join(model_dir, 'flags.txt')}")
+    assert "holds a finished run" in rerun.stdout
+
+
+def _load_quietly(model, path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.load_weights(path)
+
+
+def test_kill_9_then_rerun_resumes_in_the_right_phase(tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = ["train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--freeze_epochs=2",
+            "--finetune_epochs=4", "--dataset=shapes", "--train_split=train[:1024]",
+            "--validation_split=", "--test_split=test[:32]", "--image_size=32", "--batch_size=32"]
+    metadata = os.path.join(model_dir, "backup", "finetune", "training_metadata.json")
+    process = subprocess.Popen([sys.executable, "-m", f"trainers.{args[0]}", *args[1:]], cwd=REPO,
+                               env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(metadata):
+            try:
+                if json.load(open(metadata))["epoch"] >= 3:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be killed; make it longer"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_epochs = json.load(open(metadata))["epoch"]
+    assert 3 <= done_epochs < 6
+
+    resumed = run(*args)
+    log = resumed.stdout + resumed.stderr
+    assert "phase frozen" not in log  # the finished phase is not trained again
+    assert f"Epoch {done_epochs + 1}/6" in log and f"Epoch {done_epochs}/6" not in log
+    steps = epoch_steps(os.path.join(model_dir, "logs", "train"))
+    assert len(steps) == len(set(steps)), f"epochs logged twice: {steps}"
+    assert steps[-1] == 5
+    assert json.load(open(os.path.join(model_dir, "state.json")))["finished"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_local_workers_finish_with_identical_weights(tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "trainers.train", f"--model_dir={tmp_path / 'run'}", "--model=fashion_cnn",
+             "--epochs=2", "--strategy=multi_worker", *TINY],
+            cwd=REPO, env=env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    checksums = [line.rsplit(" ", 1)[-1] for out in outputs for line in out.splitlines() if "final weights checksum" in line]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert "chief: True" in outputs[0] and "chief: False" in outputs[1]
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+BAD_FLAGS = [
+    (["--epochs=0"], "flag --epochs=0"),
+    (["--optimizer=adagrad"], "flag --optimizer=adagrad: value should be one of"),
+    (["--model=resnet99"], "flag --model=resnet99"),
+    (["--head=segment"], "flag --head=segment"),
+    (["--augment=rotate"], "flag --augment=['rotate']: accepted augmentations: crop, flip"),
+    (["--loss_weights=1,2,3"], "flag --loss_weights"),
+    (["--learning_rate=-1"], "flag --learning_rate=-1"),
+    (["--strategy=tpu"], "flag --strategy=tpu"),
+    (["--lr_decay=0.1", "--lr_schedule=cosine"], "--lr_decay and --lr_schedule=cosine"),
+    (["--dataset=no_such_set"], "--dataset=no_such_set: unknown dataset 'no_such_set'"),
+    (["--dataset=dir:/no/such/folder"], "image folder '/no/such/folder' does not exist"),
+    (["--model=xception"], "--model=xception on --dataset=shapes (--image_size=32"),
+    (["--train_split=train[:8]"], "--batch_size=16 is larger than --train_split=train[:8] (8 examples)"),
+    (["--unfreeze_from=block1"], "--unfreeze_from needs --freeze_epochs and --finetune_epochs"),
+    (["--strategy=multi_worker"], "--strategy=multi_worker needs TF_CONFIG"),
+    (["--epochs=3", "--freeze_epochs=1"], "--epochs is for single-phase runs"),
+    (["stray_argument"], "unexpected arguments ['stray_argument']"),
+]
+
+
+def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path):
+    processes = []
+    for index, (flags, _) in enumerate(BAD_FLAGS):
+        model_dir = str(tmp_path / f"run{index}")
+        environment = env()
+        environment.pop("TF_CONFIG", None)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *TINY, *flags],
+            cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for (flags, expected), process in zip(BAD_FLAGS, processes):
+        stdout, stderr = process.communicate(timeout=300)
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert process.returncode == 2, (flags, stderr[-2000:])
+        assert len(errors) == 1 and expected in errors[0], (flags, errors)
+        assert "Traceback" not in stderr, (flags, stderr[-2000:])
+    assert not any(os.path.exists(tmp_path / f"run{i}") for i in range(len(BAD_FLAGS)))
+
+
+def test_other_programs_reject_bad_input_in_one_line(tmp_path):
+    missing = run("evaluate", "--model_path=/no/such/run", check=False)
+    assert missing.returncode == 2 and "error: --model_path=/no/such/run: no such model file" in missing.stderr
+    no_images = run("predict", "--model=resnet50", check=False)
+    assert no_images.returncode == 2 and "give one or more image files" in no_images.stderr
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("hello")
+    bad_image = run("predict", "--model=resnet50", str(not_an_image), check=False)
+    assert bad_image.returncode == 2 and "is not a JPEG, PNG, GIF or BMP image" in bad_image.stderr
+    assert "Traceback" not in missing.stderr + no_images.stderr + bad_image.stderr
+
+
+def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
+    model_dir = str(tmp_path / "run")
+    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
+              "--learning_rate=1e30", "--momentum=0", *TINY, check=False)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(errors) == 1
+    assert "loss became nan" in errors[0] and "keeping the last good checkpoint" in errors[0]
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))

@@ -109,3 +109,28 @@ def materializer(*, height: int, width: int, channels: int):
         return example
 
     return draw
+
+
+def write_samples(directory: str, count: int = 4, *, size: int = DEFAULT_SIZE, split: str = "test") -> list[str]:
+    """Write the first ``count`` examples of a split as PNG files named after their class."""
+    import os
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for index in range(count):
+        example = render(index, height=size, width=size, split=split)
+        name = CLASS_NAMES[int(example["label"])]
+        path = os.path.join(directory, f"{split}{index}_{name}.png")
+        tf.io.write_file(path, tf.io.encode_png(tf.cast(tf.round(example["image"]), tf.uint8)))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    # python -m pipelines.shapes OUT_DIR [COUNT]: sample images to try `trainers.predict` on.
+    import sys
+
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and not sys.argv[2].isdigit()):
+        sys.exit("usage: python -m pipelines.shapes OUT_DIR [COUNT]")
+    for written in write_samples(sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 4):
+        print(written)

@@ -36,14 +36,18 @@ def run(program, *args, check=True, **extra_env):
     return result
 
 
-def epoch_steps(log_dir, tag="epoch_loss"):
-    """Steps at which `tag` was logged, over every event file of the run (all restarts)."""
-    steps = []
+def logged(log_dir, tag):
+    """(step, value) pairs logged under `tag`, over every event file of the run (all restarts)."""
+    points = []
     for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
-            steps += [event.step for value in event.summary.value if value.tag == tag]
-    return sorted(steps)
+            points += [(event.step, float(tf.make_ndarray(value.tensor))) for value in event.summary.value if value.tag == tag]
+    return sorted(points)
+
+
+def epoch_steps(log_dir, tag="epoch_loss"):
+    return [step for step, _ in logged(log_dir, tag)]
 
 
 def write_png(path, seed=0):
@@ -57,7 +61,11 @@ def write_png(path, seed=0):
 def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     model_dir = str(tmp_path / "run")
     out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
-              "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+              "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5", *TINY)
+    # Keras 2's decay, lr / (1 + decay * step), after 4 and 8 steps of 16 images.
+    learning_rates = logged(os.path.join(model_dir, "logs", "train"), "epoch_learning_rate")
+    assert [step for step, _ in learning_rates] == [0, 1]
+    np.testing.assert_allclose([lr for _, lr in learning_rates], [0.001 / 3, 0.001 / 5], rtol=1e-4)
     for artifact in ("flags.txt", "model.keras", "export/saved_model.pb", "metrics.json",
                      "class_names.json", "checkpoints/train.weights.h5"):
         assert os.path.exists(os.path.join(model_dir, artifact)), artifact
@@ -87,7 +95,7 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     assert lines[1].rstrip().endswith("%")
 
     again = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
-                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5", *TINY)
     assert "holds a finished run" in again.stdout
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
 

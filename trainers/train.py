@@ -45,6 +45,7 @@ flags.DEFINE_float("learning_rate", 0.01, "Initial learning rate.", lower_bound=
 flags.DEFINE_float("momentum", 0.9, "Momentum (sgd, rmsprop).", lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_boolean("nesterov", False, "Nesterov momentum (sgd).")
 flags.DEFINE_float("lr_decay", 0.0, "Keras 2's `decay`: lr / (1 + lr_decay * step), as an InverseTimeDecay schedule.", lower_bound=0.0)
+flags.DEFINE_float("finetune_lr_decay", None, "--lr_decay after unfreezing (default: --lr_decay).", lower_bound=0.0)
 flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"], "Learning-rate schedule of each phase.")
 flags.DEFINE_list("augment", [], "Training augmentations: crop, flip.")
 flags.DEFINE_string("weights", None, "None, 'imagenet' (pretrained models) or a weights file.")
@@ -214,14 +215,12 @@ def epoch_summary(phase):
 # ------------------------------------------------------------------------------------- pieces
 
 
-def make_learning_rate(initial, steps):
+def make_learning_rate(initial, steps, decay):
     import keras
 
-    if FLAGS.lr_decay > 0 and FLAGS.lr_schedule == "cosine":
-        raise UserError("--lr_decay and --lr_schedule=cosine are two schedules; choose one")
-    if FLAGS.lr_decay > 0:
+    if decay > 0:
         # Keras 2's `decay` argument, which Keras 3 silently ignores.
-        return keras.optimizers.schedules.InverseTimeDecay(initial, decay_steps=1, decay_rate=FLAGS.lr_decay)
+        return keras.optimizers.schedules.InverseTimeDecay(initial, decay_steps=1, decay_rate=decay)
     if FLAGS.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(initial, decay_steps=max(steps, 1))
     return initial
@@ -301,7 +300,8 @@ def main(argv):
         raise UserError("--epochs is for single-phase runs; with --freeze_epochs/--finetune_epochs give those only")
     if FLAGS.unfreeze_from and not two_phase:
         raise UserError("--unfreeze_from needs --freeze_epochs and --finetune_epochs")
-    if FLAGS.lr_decay > 0 and FLAGS.lr_schedule == "cosine":
+    finetune_decay = FLAGS.lr_decay if FLAGS.finetune_lr_decay is None else FLAGS.finetune_lr_decay
+    if (FLAGS.lr_decay > 0 or finetune_decay > 0) and FLAGS.lr_schedule == "cosine":
         raise UserError("--lr_decay and --lr_schedule=cosine are two schedules; choose one")
 
     import keras
@@ -386,14 +386,14 @@ def main(argv):
     # --- fit, phase by phase
     if two_phase:
         finetune_lr = FLAGS.finetune_learning_rate or FLAGS.learning_rate / 10
-        phases = [("frozen", FLAGS.freeze_epochs, FLAGS.learning_rate),
-                  ("finetune", FLAGS.finetune_epochs, finetune_lr)]
+        phases = [("frozen", FLAGS.freeze_epochs, FLAGS.learning_rate, FLAGS.lr_decay),
+                  ("finetune", FLAGS.finetune_epochs, finetune_lr, finetune_decay)]
         phases = [p for p in phases if p[1] > 0]
     else:
-        phases = [("train", FLAGS.epochs, FLAGS.learning_rate)]
+        phases = [("train", FLAGS.epochs, FLAGS.learning_rate, FLAGS.lr_decay)]
     os.makedirs(run.path("checkpoints"), exist_ok=True)
     first_epoch = 0
-    for phase, epochs, learning_rate in phases:
+    for phase, epochs, learning_rate, decay in phases:
         phase_weights = run.path("checkpoints", f"{phase}.weights.h5") if is_chief else \
             run.output(f"{phase}.weights.h5")
         if phase in state["completed_phases"]:
@@ -412,7 +412,7 @@ def main(argv):
                     zoo.unfreeze_backbone(model, from_layer=FLAGS.unfreeze_from)
                 except ValueError as error:
                     raise UserError(f"--unfreeze_from={FLAGS.unfreeze_from}: {error}") from None
-            compile_model(model, make_learning_rate(learning_rate, steps * epochs))
+            compile_model(model, make_learning_rate(learning_rate, steps * epochs, decay))
         callbacks = [
             keras.callbacks.BackupAndRestore(run.backup(phase), double_checkpoint=True),
             nan_guard(),

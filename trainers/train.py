@@ -106,10 +106,11 @@ def recorded_flags() -> list[str]:
 class RunDir:
     """Paths of the run directory; non-chief workers write their copies to a temporary place."""
 
-    def __init__(self, root: str, is_chief: bool, task_id: int):
+    def __init__(self, root: str, is_chief: bool, task_id: int, multi_worker: bool):
         self.root = root
         self.is_chief = is_chief
         self.task_id = task_id
+        self.multi_worker = multi_worker
         self.scratch = root if is_chief else tempfile.mkdtemp(prefix=f"worker{task_id}-")
 
     def path(self, *parts):
@@ -120,9 +121,11 @@ class RunDir:
         return os.path.join(self.scratch, *parts)
 
     def backup(self, phase):
-        # Every worker must restore its own state to resume in step, so backups persist per worker.
-        suffix = () if self.is_chief else (f"worker{self.task_id}",)
-        return self.path("backup", phase, *suffix)
+        # Every worker must restore its own state to resume in step, so backups persist per worker,
+        # in sibling folders (each worker's BackupAndRestore deletes its own when the phase ends).
+        if not self.multi_worker:
+            return self.path("backup", phase)
+        return self.path("backup", phase, "chief" if self.is_chief else f"worker{self.task_id}")
 
     def cleanup(self):
         if not self.is_chief:
@@ -318,7 +321,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     logging.info("strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief)
 
-    run = RunDir(FLAGS.model_dir, is_chief, task_id)
+    run = RunDir(FLAGS.model_dir, is_chief, task_id, multi_worker=FLAGS.strategy == "multi_worker")
     check_identity(run.root)
     finished = common.read_json(run.path(STATE), {}).get("finished")
     if finished and not FLAGS.overwrite:

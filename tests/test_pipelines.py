@@ -310,6 +310,28 @@ def test_tfds_boxes_map_onto_the_localize_task():
             pipelines.load("fashion_mnist", "train", task="localize")
 
 
+def test_tfds_objects_sequences_give_the_first_objects_box_and_label():
+    # VOC-style: a Sequence of objects, each with a box and a label; images without objects dropped.
+    def as_dataset(self, *args, **kwargs):
+        def examples():
+            for i in range(4):
+                count = i % 3  # 0, 1, 2, 0 objects
+                yield {"image": tf.io.encode_jpeg(np.full((30, 40, 3), 60 * i, np.uint8)).numpy(),
+                       "objects": {"bbox": np.array([[0.1 * (i + 1), 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]][:count], np.float32).reshape(count, 4),
+                                   "label": np.array([7 + i, 3][:count], np.int64)}}
+
+        return tf.data.Dataset.from_generator(examples, output_signature={
+            "image": tf.TensorSpec([], tf.string),
+            "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32), "label": tf.TensorSpec([None], tf.int64)}})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        dataset, info = pipelines.load("voc", "test", task="localize", image_size=16, batch_size=8)
+        images, targets = next(iter(dataset))
+    assert info.num_classes == 20 and images.shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(targets["class"], [8, 9])
+    np.testing.assert_allclose(targets["bbox"], [[0.2, 0.2, 0.5, 0.6], [0.3, 0.2, 0.5, 0.6]])
+
+
 def test_unknown_tfds_name():
     with pytest.raises(DataError, match=r"unknown dataset 'fashion_mnsit'.*accepted: 'shapes', 'dir:PATH'"):
         pipelines.load("fashion_mnsit", "train")

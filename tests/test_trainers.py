@@ -99,6 +99,23 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     assert "holds a finished run" in again.stdout
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
 
+    # --overwrite trains again from scratch, leaving nothing of the old run's logs.
+    fresh = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=1",
+                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5",
+                "--overwrite", *TINY)
+    assert "epoch 1 done" in fresh.stderr
+    assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0]
+
+
+def test_mixed_precision_xla_and_steps_per_execution_on_cpu(tmp_path):
+    # The GPU paths' switches, exercised on the CPU (bfloat16 there) so they at least run.
+    model_dir = str(tmp_path / "run")
+    out = run("train", f"--model_dir={model_dir}", "--model=resnet18", "--epochs=1", "--mixed_precision",
+              "--jit_compile", "--steps_per_execution=2", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+    assert "epoch 1 done" in out.stderr
+    metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+    assert np.isfinite(metrics["loss"])
+
 
 def test_two_phase_localize_on_two_replicas(tmp_path):
     initial = zoo.build("fashion_cnn", num_classes=5, input_shape=(32, 32, 3), head="localize")

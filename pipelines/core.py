@@ -256,8 +256,9 @@ def decode_random_crop(encoded, box, seed, channels: int):
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
         window = ops.random_crop_window(shape[0], shape[1], seed, box)
-        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack(window), channels=0)
-        return to_channels(image, channels), tf.stack(window), shape[:2]
+        # libjpeg converts gray/RGB/CMYK to the requested channels itself.
+        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack(window), channels=channels)
+        return tf.ensure_shape(image, [None, None, channels]), tf.stack(window), shape[:2]
 
     def other():
         image = decode(encoded, channels)

@@ -119,7 +119,7 @@ def write_image(path, array, fmt):
 
 def make_folder(root, per_class=5, layout=None):
     rng = np.random.default_rng(0)
-    formats = [("a.jpg", "jpeg", 3), ("b.png", "png", 1), ("c.png", "png", 4), ("d.bmp", "bmp", 3), ("e.gif", "gif", 3)]
+    formats = [("a.jpg", "jpeg", 3), ("b.png", "png", 1), ("c.png", "png", 4), ("d.bmp", "bmp", 3), ("e.gif", "gif", 3), ("f.jpg", "jpeg", 1)]
     for split in layout or [""]:
         for cls in ("cats", "dogs"):
             for i in range(per_class):
@@ -130,12 +130,15 @@ def make_folder(root, per_class=5, layout=None):
 
 
 def test_folder_formats_and_channels(tmp_path):
-    root = make_folder(str(tmp_path / "pets"), per_class=10)
+    root = make_folder(str(tmp_path / "pets"), per_class=12)  # each format twice, per class
     for channels in (1, 3):
-        dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, channels=channels, batch_size=64)
-        images, labels = take_all(dataset)
-        assert images.shape == (20, 16, 16, channels) and info.class_names == ("cats", "dogs")
-        assert sorted(labels.tolist()) == [0] * 10 + [1] * 10
+        for training in (False, True):  # training decodes JPEGs inside the crop window only
+            dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, channels=channels,
+                                           batch_size=8, training=training, augment=("crop", "flip"), seed=0)
+            images, labels = take_all(dataset)
+            assert images.shape == (24, 16, 16, channels) and info.class_names == ("cats", "dogs")
+            assert sorted(labels.tolist()) == [0] * 12 + [1] * 12
+            assert images.std() > 10  # real pixels, not padding
 
 
 def test_folder_default_split_is_stratified_disjoint_and_stable(tmp_path):

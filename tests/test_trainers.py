@@ -193,6 +193,21 @@ def test_kill_9_then_rerun_resumes_in_the_right_phase(tmp_path):
     assert json.load(open(os.path.join(model_dir, "state.json")))["finished"]
 
 
+def test_a_crash_after_training_but_before_export_finishes_from_the_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = [f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=1", *TINY]
+    run("train", *args)
+    metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+    # What a kill during the final save leaves: trained phases, no artifacts, not finished.
+    for name in ("model.keras", "metrics.json"):
+        os.remove(os.path.join(model_dir, name))
+    state_path = os.path.join(model_dir, "state.json")
+    json.dump(dict(json.load(open(state_path)), finished=False), open(state_path, "w"))
+    again = run("train", *args)
+    assert "resuming from" in again.stderr and "Epoch 1/1" not in again.stdout
+    assert json.load(open(os.path.join(model_dir, "metrics.json")))["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -382,7 +382,7 @@ def main(argv):
         plain, _ = pipelines.load(FLAGS.dataset, FLAGS.train_split, **dict(data_args, batch_size=64))
         if zoo.adapt_normalization(model, plain, steps=200):
             logging.info("adapted input normalization on up to 200 batches of --train_split")
-        if is_chief:
+        if is_chief and not os.path.exists(run.path("logs", "train_images")):  # once per run
             preview, _ = pipelines.load(FLAGS.dataset, FLAGS.train_split, **dict(train_args, batch_size=16))
             write_image_grid(run, preview, info.class_names)
 
@@ -396,17 +396,15 @@ def main(argv):
         phases = [("train", FLAGS.epochs, FLAGS.learning_rate, FLAGS.lr_decay)]
     os.makedirs(run.path("checkpoints"), exist_ok=True)
     first_epoch = 0
+    trained_here = False
     for phase, epochs, learning_rate, decay in phases:
         phase_weights = run.path("checkpoints", f"{phase}.weights.h5") if is_chief else \
             run.output(f"{phase}.weights.h5")
         if phase in state["completed_phases"]:
             first_epoch += epochs
             continue
-        if first_epoch and state["completed_phases"]:
-            # Resuming a later phase: start from where the previous one ended.
-            previous = run.path("checkpoints", f"{state['completed_phases'][-1]}.weights.h5")
-            model = build()
-            _load_layer_weights(model, previous)
+        if state["completed_phases"] and not trained_here:
+            model = resume_from_completed_phase(build, run, state)
         with strategy.scope():
             if phase == "frozen":
                 zoo.freeze_backbone(model)
@@ -417,7 +415,9 @@ def main(argv):
                     raise UserError(f"--unfreeze_from={FLAGS.unfreeze_from}: {error}") from None
             compile_model(model, make_learning_rate(learning_rate, steps * epochs, decay))
         callbacks = [
-            keras.callbacks.BackupAndRestore(run.backup(phase), double_checkpoint=True),
+            # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
+            # written: a kill in between must not lose the finished phase.
+            keras.callbacks.BackupAndRestore(run.backup(phase), double_checkpoint=True, delete_checkpoint=False),
             nan_guard(),
             keras.callbacks.TensorBoard(run.output("logs")),
             epoch_summary(phase),
@@ -437,11 +437,21 @@ def main(argv):
             common.fail(
                 f"bad input data during training: {error.message.splitlines()[0]}; "
                 f"--skip_bad_files skips unreadable images", status=1)
-        model.save_weights(phase_weights)
+        trained_here = True
+        tmp_weights = phase_weights[: -len(".weights.h5")] + ".tmp.weights.h5"
+        model.save_weights(tmp_weights)
+        os.replace(tmp_weights, phase_weights)
         state["completed_phases"].append(phase)
         if is_chief:
             common.write_json(run.path(STATE), state)
+        shutil.rmtree(run.backup(phase), ignore_errors=True)
         first_epoch += epochs
+
+    if not trained_here:
+        # Every phase had finished before a crash during the final steps: start from the last one.
+        model = resume_from_completed_phase(build, run, state)
+        with strategy.scope():
+            compile_model(model, FLAGS.learning_rate)  # for the metrics; nothing is trained
 
     # --- test metrics and export
     metrics = {}
@@ -467,6 +477,18 @@ def main(argv):
               f"TensorBoard: tensorboard --logdir {run.path('logs')}")
     run.cleanup()
     return 0
+
+
+def resume_from_completed_phase(build, run: RunDir, state: dict):
+    """A fresh model holding the weights the last completed phase ended with.
+
+    Training is synchronous, so every worker's weights equal the chief's: all load its file.
+    """
+    previous = run.path("checkpoints", f"{state['completed_phases'][-1]}.weights.h5")
+    logging.info("resuming from %s", previous)
+    model = build()
+    _load_layer_weights(model, previous)
+    return model
 
 
 def weights_checksum(model) -> str:

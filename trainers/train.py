@@ -1,7 +1,8 @@
 """Train a zoo model on a pipelines source: `python -m trainers.train --model_dir=runs/x [flags]`.
 
-Sections, in the order they run: flags -> devices and strategy -> run directory -> data -> model
--> fit (one phase, or frozen then fine-tuned) -> test metrics -> export.
+Sections, in the order they run: flags -> devices and strategy -> data -> model -> run directory
+(created only once flags, data and model are known to be good) -> fit (one phase, or frozen then
+fine-tuned) -> test metrics -> export.
 
 Everything lands in --model_dir: flags.txt (rerunnable with --flagfile), TensorBoard logs, backups
 for resuming, per-phase weights, model.keras, a SavedModel in export/, metrics.json and

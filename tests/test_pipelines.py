@@ -47,6 +47,15 @@ def test_shapes_are_deterministic_and_splits_differ():
     assert not np.allclose(a[0], e[:64, :64].numpy())  # the generator's own seed does
 
 
+def test_shapes_samples_are_written_as_pngs_named_after_their_class(tmp_path):
+    paths = shapes.write_samples(str(tmp_path), count=3, size=32)
+    for index, path in enumerate(paths):
+        example = shapes.render(index, height=32, width=32, split="test")
+        assert os.path.basename(path) == f"test{index}_{shapes.CLASS_NAMES[int(example['label'])]}.png"
+        decoded = tf.io.decode_png(tf.io.read_file(path)).numpy()
+        np.testing.assert_allclose(decoded, np.round(example["image"].numpy()), atol=0.5)
+
+
 def test_shapes_any_size_gray_or_rgb():
     dataset, info = pipelines.load("shapes", "train[:4]", image_size=(24, 40), channels=1, batch_size=4)
     assert info.image_shape == (24, 40, 1)

@@ -280,7 +280,19 @@ def test_other_programs_reject_bad_input_in_one_line(tmp_path):
     not_an_image.write_text("hello")
     bad_image = run("predict", "--model=resnet50", str(not_an_image), check=False)
     assert bad_image.returncode == 2 and "is not a JPEG, PNG, GIF or BMP image" in bad_image.stderr
-    assert "Traceback" not in missing.stderr + no_images.stderr + bad_image.stderr
+    image = write_png(str(tmp_path / "shape.png"))
+    random_head = run("predict", "--model=xception", "--weights=imagenet", image, check=False)
+    assert random_head.returncode == 2 and "--model=xception has no pretrained ImageNet classifier" in random_head.stderr
+    assert "Traceback" not in missing.stderr + no_images.stderr + bad_image.stderr + random_head.stderr
+
+
+def test_zoo_lists_every_model_with_its_size():
+    out = subprocess.run([sys.executable, "-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"], cwd=REPO,
+                         env=env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resnet34" in out.stdout and "21,289,802" in out.stdout  # 10 classes at 224x224x3
+    bad = subprocess.run([sys.executable, "-m", "zoo", "resnet99"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown model 'resnet99'" in bad.stderr
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):

@@ -33,6 +33,14 @@ IMAGENET_CLASSES = 1000
 def build_pretrained():
     import zoo
 
+    if FLAGS.model != "resnet50":
+        raise UserError(
+            f"--model={FLAGS.model} has no pretrained ImageNet classifier to predict with; "
+            f"accepted: --model=resnet50 (or a trained model via --model_path)"
+        )
+    if not FLAGS.weights:
+        raise UserError("--model=resnet50 needs --weights=imagenet or a Keras weights file with the top")
+
     try:
         return zoo.build(FLAGS.model, num_classes=IMAGENET_CLASSES, input_shape=(FLAGS.image_size, FLAGS.image_size, 3),
                          weights=FLAGS.weights)
@@ -49,13 +57,9 @@ def load_images(paths, size, channels):
     import tensorflow as tf
 
     from pipelines import decode, ops
-    from pipelines.sources import check_image_file
 
     images = []
     for path in paths:
-        problem = check_image_file(path) if os.path.exists(path) else "does not exist"
-        if problem:
-            raise UserError(f"image {path!r} {problem}")
         image = decode(tf.io.read_file(path), channels)
         if FLAGS.central_crop:
             image, _ = ops.central_crop(image)
@@ -81,6 +85,12 @@ def main(argv):
         raise UserError("give one or more image files after the flags")
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise UserError("give either --model_path=RUN_DIR_OR_FILE or --model=NAME (with --weights)")
+    from pipelines.sources import check_image_file
+
+    for path in paths:  # before any model is loaded or downloaded
+        problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
+        if problem:
+            raise UserError(f"image {path!r} {problem}")
     import numpy as np
 
     if FLAGS.model_path:

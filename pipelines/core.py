@@ -250,7 +250,8 @@ def to_channels(image, channels: int) -> tf.Tensor:
 def decode_random_crop(encoded, box, seed, channels: int):
     """Decode and random-crop in one step: a JPEG is decoded only inside the crop window.
 
-    Returns ``(image, box)`` exactly as ``random_crop(decode(encoded), box)`` would.
+    Returns ``(image, box)`` as ``random_crop(decode(encoded), box)`` would: the same window and
+    box, and the same pixels but for JPEG chroma upsampling along the window's border.
     """
 
     def jpeg():

@@ -360,3 +360,45 @@ def test_distribute_batches_per_replica_on_two_devices():
     assert strategy.num_replicas_in_sync == 2
     assert [tuple(x.shape) for x in per_replica] == [(4, 16, 16, 3), (4, 16, 16, 3)]
     assert info.steps_per_epoch == 2
+
+
+class TinyBoxes(tfds.core.GeneratorBasedBuilder):
+    """A real (prepared, on-disk) TFDS dataset with only a train split and one box per image."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "label": tfds.features.ClassLabel(names=["left", "right"]),
+            "bbox": tfds.features.BBoxFeature(),
+        }))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(40)}
+
+    def _generate_examples(self, count):
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            image = rng.integers(0, 255, (24 + i % 5, 30, 3), dtype=np.uint8)
+            box = tfds.features.BBox(0.1, 0.05 + 0.5 * (i % 2), 0.9, 0.45 + 0.5 * (i % 2))
+            yield i, {"image": image, "label": i % 2, "bbox": box}
+
+
+def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
+    TinyBoxes(data_dir=str(tmp_path)).download_and_prepare()
+    sizes = {}
+    for split in ("train", "validation", "test", "train[:50%]"):
+        dataset, info = pipelines.load("tiny_boxes", split, task="localize", image_size=16, batch_size=64,
+                                       data_dir=str(tmp_path))
+        images, targets = next(iter(dataset))
+        assert images.shape[0] == info.num_examples
+        sizes[split] = info.num_examples
+    assert sizes == {"train": 30, "validation": 6, "test": 4, "train[:50%]": 20}  # 75/15/10 of 40
+    assert info.class_names == ("left", "right")
+    boxes, labels = targets["bbox"].numpy(), targets["class"].numpy()
+    np.testing.assert_allclose(boxes[:, 1], np.where(labels == 1, 0.55, 0.05), atol=1e-6)
+    with pytest.raises(DataError, match=r"bad split 'trian' for dataset 'tiny_boxes'.*available splits: train"):
+        pipelines.load("tiny_boxes", "trian", image_size=16, data_dir=str(tmp_path))
+    with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not available offline .*point data_dir at a folder"):
+        pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"))

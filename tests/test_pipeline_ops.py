@@ -97,3 +97,12 @@ def test_jpeg_window_decoding_equals_decode_then_crop():
         png_image, png_box = decode_random_crop(png, ex["bbox"], seed_of(i), 3)
         assert png_image.shape == got_image.shape
         np.testing.assert_allclose(png_box, want_box)
+
+
+def test_resize_gives_uint8_images_the_same_pixels_as_tf_image_resize():
+    # ops.resize casts to float32 first (the fast kernel); the result must not change.
+    image = tf.cast(tf.random.uniform([61, 47, 3], 0, 256, tf.int32, seed=1), tf.uint8)
+    for size in [(20, 30), (224, 224)]:
+        got, _ = ops.resize(image, size=size)
+        assert got.dtype == tf.float32
+        np.testing.assert_array_equal(got, tf.image.resize(image, size))

@@ -2,7 +2,8 @@
 
 Order of work, chosen so the accelerator is fed and memory stays flat:
 
-    light elements (indices / paths / records) -> [shard per input pipeline] -> [shuffle]
+    light elements (indices / paths / records) -> [shard per input pipeline] -> [shuffle:
+      a whole fresh permutation per epoch for folders and shapes, a bounded buffer for TFDS]
       -> parallel map: read, decode (only the crop window of a JPEG), crop, resize, flip
       -> batch (per replica) -> prefetch
 
@@ -103,7 +104,9 @@ def load(
       cache: keep decoded images in memory after the first epoch.
       central_crop: apply the seed's central crop before resizing when not training.
       skip_bad_files: skip (with a warning) unreadable image files instead of failing.
-      shuffle_buffer: override the shuffle buffer size.
+      shuffle_buffer: shuffle through a buffer of this many elements. By default folders and
+        shapes are visited in a whole fresh permutation each epoch (no buffer, flat memory), and
+        TFDS records and cached images through a buffer of min(split size, 2048).
       repeat: repeat forever (reshuffled, re-augmented each pass); for a fixed steps_per_epoch.
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
@@ -276,9 +279,36 @@ def _shuffle_buffer(plan: _Plan) -> int:
     if plan.shuffle_buffer:
         return plan.shuffle_buffer
     known = plan.info.num_examples or DEFAULT_SHUFFLE_BUFFER
-    if plan.source.cheap_elements and not plan.cache:
-        return max(known, 1)  # indices or paths: shuffle the whole split
     return max(min(known, DEFAULT_SHUFFLE_BUFFER), 1)
+
+
+def _derived_seed(seed: int | None, stream: int) -> int | None:
+    """Another reproducible seed from ``seed``, so two random streams never coincide."""
+    return None if seed is None else (int(seed) * 7919 + stream) % 2**31
+
+
+def permuted_rows(
+    table: tuple[tf.Tensor, ...], seed: int | None, num_shards: int = 1, shard: int = 0
+) -> tf.data.Dataset:
+    """Rows ``shard, shard + num_shards, ...`` of ``table``, in a fresh random order each pass.
+
+    A whole permutation per pass, without a shuffle buffer: `tf.random.experimental.index_shuffle`
+    gives a seeded permutation of the positions, and the table is gathered in that order once per
+    pass, so the cost is one copy of the (small) table, not a tf.data buffer entry per row.
+    Reproducible for a given ``seed``; each new iteration (epoch) draws a new permutation.
+    """
+    rows = int(table[0].shape[0])
+    count = len(range(shard, rows, num_shards))
+
+    def one_pass(pass_seed):
+        # Vectorized, once per pass: the permuted copy of the table is all it holds.
+        positions = tf.range(count, dtype=tf.int64)
+        order = tf.random.experimental.index_shuffle(positions, pass_seed, max(count - 1, 0))
+        rows = shard + num_shards * order
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(c, rows) for c in table))
+
+    pass_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return pass_seeds.batch(2, drop_remainder=True).take(1).flat_map(one_pass)
 
 
 def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
@@ -289,13 +319,19 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
     random_crop = plan.training and "crop" in plan.augment
     autotune = tf.data.AUTOTUNE
 
-    elements = source.elements
+    num_shards, shard = 1, 0
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(info.batch_size)
-        if input_context.num_input_pipelines > 1:
-            elements = elements.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
-            )
+        num_shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
+    permute = (
+        plan.training and not plan.cache and not plan.shuffle_buffer and source.table is not None
+    )
+    if permute:
+        elements = permuted_rows(source.table, _derived_seed(plan.seed, 1), num_shards, shard)
+    else:
+        elements = source.elements
+        if num_shards > 1:
+            elements = elements.shard(num_shards, shard)
 
     def materialize(element):
         example = source.materialize(*element) if isinstance(element, tuple) else source.materialize(element)
@@ -337,7 +373,7 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         return tf.data.Dataset.random(seed=plan.seed, rerandomize_each_iteration=True).batch(2)
 
     if not plan.cache:
-        if plan.training:
+        if plan.training and not permute:
             elements = elements.shuffle(
                 _shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True
             )

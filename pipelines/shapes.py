@@ -94,12 +94,6 @@ def _render(stream, index, height, width, channels) -> dict:
 
 
 
-def elements(split: str, start: int, stop: int, seed: int) -> tf.data.Dataset:
-    """The light elements (stream, index) of examples ``start..stop-1``: cheap to shuffle."""
-    stream = stream_key(split, seed)
-    return tf.data.Dataset.range(start, stop).map(lambda index: (tf.constant(stream, tf.int64), index))
-
-
 def materializer(*, height: int, width: int, channels: int):
     """element -> example dict (image, label, bbox), for `Dataset.map`."""
 

@@ -40,7 +40,10 @@ class Source:
     channels: int  # channels of the images as stored
     encoded: bool  # True: elements carry "encoded" bytes instead of "image"
     has_boxes: bool
-    cheap_elements: bool = False  # elements are indices or paths: shuffle all, for free
+    # The elements as rows of tensors (paths and labels, stream keys and indices), when they are
+    # small enough to hold: then training visits them in a whole fresh permutation each epoch, with
+    # no shuffle buffer, and `elements` is `Dataset.from_tensor_slices(table)`.
+    table: tuple[tf.Tensor, ...] | None = None
     files: list[str] | None = None  # the image files, for folder sources
 
 
@@ -70,12 +73,13 @@ def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, i
 
 def shapes_source(split: str, *, image_size: tuple[int, int], channels: int, seed: int) -> Source:
     ranges = absolute_ranges(split, shapes.SPLIT_SIZES)
-    elements = None
+    streams, indices = [], []
     for name, start, stop in ranges:
-        part = shapes.elements(name, start, stop, seed)
-        elements = part if elements is None else elements.concatenate(part)
+        streams += [shapes.stream_key(name, seed)] * (stop - start)
+        indices += range(start, stop)
+    table = (tf.constant(streams, tf.int64), tf.constant(indices, tf.int64))
     return Source(
-        elements=elements,
+        elements=tf.data.Dataset.from_tensor_slices(table),
         materialize=shapes.materializer(height=image_size[0], width=image_size[1], channels=channels),
         class_names=list(shapes.CLASS_NAMES),
         num_examples=sum(stop - start for _, start, stop in ranges),
@@ -83,7 +87,7 @@ def shapes_source(split: str, *, image_size: tuple[int, int], channels: int, see
         channels=channels,
         encoded=False,
         has_boxes=True,
-        cheap_elements=True,
+        table=table,
     )
 
 
@@ -139,6 +143,22 @@ def check_image_file(path: str) -> str | None:
     return None
 
 
+_CHECK_THREADS = 16  # file checks wait on I/O (network filesystems especially), not the CPU
+_CHECK_CHUNK = 1024  # files in flight at once: memory stays flat however many files there are
+
+
+def _check_files(paths: Sequence[str]) -> dict[str, str]:
+    """`check_image_file` on every path, in parallel; returns {bad path: reason}."""
+    bad = {}
+    with futures.ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
+        for start in range(0, len(paths), _CHECK_CHUNK):
+            chunk = paths[start : start + _CHECK_CHUNK]
+            for path, reason in zip(chunk, pool.map(check_image_file, chunk)):
+                if reason:
+                    bad[path] = reason
+    return bad
+
+
 def _class_folders(root: str) -> list[str]:
     return sorted(
         name
@@ -165,9 +185,8 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
                 files.append(path)
         per_class[name] = sorted(files)
         candidates.extend(files)
-    with futures.ThreadPoolExecutor(max_workers=16) as pool:
-        reasons = dict(zip(candidates, pool.map(check_image_file, candidates)))
-    bad = {path for path, reason in reasons.items() if reason}
+    reasons = _check_files(candidates)
+    bad = set(reasons)
     problems.extend((path, reasons[path]) for path in sorted(bad))
     if problems and not skip_bad_files:
         path, reason = problems[0]
@@ -236,8 +255,9 @@ def folder_source(
         raise DataError(f"split {split!r} of image folder {root!r} holds no images")
     paths = [path for path, _ in selected]
     labels = [label for _, label in selected]
+    table = (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))
     return Source(
-        elements=tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32))),
+        elements=tf.data.Dataset.from_tensor_slices(table),
         materialize=lambda path, label: {"encoded": tf.io.read_file(path), "label": label},
         class_names=class_names,
         num_examples=len(selected),
@@ -245,7 +265,7 @@ def folder_source(
         channels=3,
         encoded=True,
         has_boxes=False,
-        cheap_elements=True,
+        table=table,
         files=paths,
     )
 

@@ -221,7 +221,10 @@ def test_folder_of_real_photos_needs_an_image_size():
         (lambda root: open(os.path.join(root, "dogs", "fake.jpg"), "w").write("not an image"), r"fake.jpg' is not a JPEG, PNG", 10),
     ],
 )
-def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, caplog):
+def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, caplog, monkeypatch):
+    from pipelines import sources
+
+    monkeypatch.setattr(sources, "_CHECK_CHUNK", 3)  # files are checked a few at a time
     root = make_folder(str(tmp_path / "pets"))
     damage(root)
     with pytest.raises(DataError, match=message + r".*skip_bad_files"):

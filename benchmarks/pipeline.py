@@ -199,6 +199,8 @@ def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
         root = FLAGS.images_dir
+        if root is not None and not os.path.isdir(root):
+            raise app.UsageError(f"--images_dir={root!r} is not a folder")
         if root is None:
             root = os.path.join(tmp, "jpegs")
             print(f"writing {FLAGS.num_files} JPEGs (500x375) to {root} ...")

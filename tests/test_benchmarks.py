@@ -1,0 +1,45 @@
+"""The benchmark scripts run end to end on a tiny job (their timings are not checked)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.slow
+
+
+def run_pipeline_benchmark(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "pipeline.py"), *args], cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
+    result = run_pipeline_benchmark("--num_files=10", "--images=64", "--repeats=1", "--image_size=32", "--batch_size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for name in ("seed pipeline", "seed, no auto-parallel", "pipelines.load", "decode only (floor)",
+                 "decode + resize only", "pipelines.load, cache=True"):
+        match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s", out, re.M)
+        assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{out}"
+    for ratio in ("ours / seed pipeline: ", "ours / decode-only floor: ", "ours / decode + resize only: ",
+                  "ours with cache=True / seed pipeline: "):
+        assert ratio in out
+    assert re.search(r"peak RSS, one pass over 100 files \(1x files\): \d+ MiB", out)
+    assert re.search(r"peak RSS, one pass over 400 files \(4x files\): \d+ MiB", out)
+
+
+def test_pipeline_benchmark_refuses_a_folder_without_jpegs(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "notes.txt").write_text("not a photo")
+    result = run_pipeline_benchmark(f"--images_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "no JPEGs in class subfolders" in result.stdout + result.stderr
+    result = run_pipeline_benchmark(f"--images_dir={tmp_path / 'missing'}")
+    assert result.returncode != 0 and "is not a folder" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

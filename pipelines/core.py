@@ -230,8 +230,14 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
     )
 
 
-def decode(encoded, channels: int) -> tf.Tensor:
-    """Decode JPEG/PNG/GIF/BMP bytes (first frame of a GIF) to uint8 (H, W, channels)."""
+def decode(encoded, channels: int, jpeg: bool = False) -> tf.Tensor:
+    """Decode JPEG/PNG/GIF/BMP bytes (first frame of a GIF) to uint8 (H, W, channels).
+
+    ``jpeg=True`` promises JPEG bytes: the JPEG decoder is called directly (libjpeg converts
+    gray/RGB/CMYK to ``channels`` itself), with no branch on the format.
+    """
+    if jpeg:
+        return tf.ensure_shape(tf.io.decode_jpeg(encoded, channels=channels), [None, None, channels])
     image = tf.io.decode_image(encoded, channels=0, expand_animations=False, dtype=tf.uint8)
     return to_channels(image, channels)
 
@@ -250,14 +256,15 @@ def to_channels(image, channels: int) -> tf.Tensor:
     return tf.ensure_shape(image, [None, None, channels])
 
 
-def decode_random_crop(encoded, box, seed, channels: int):
+def decode_random_crop(encoded, box, seed, channels: int, jpeg: bool = False):
     """Decode and random-crop in one step: a JPEG is decoded only inside the crop window.
 
     Returns ``(image, box)`` as ``random_crop(decode(encoded), box)`` would: the same window and
     box, and the same pixels but for JPEG chroma upsampling along the window's border.
+    ``jpeg=True`` promises JPEG bytes and skips the per-image format branch.
     """
 
-    def jpeg():
+    def jpeg_window():
         shape = tf.image.extract_jpeg_shape(encoded)
         window = ops.random_crop_window(shape[0], shape[1], seed, box)
         # libjpeg converts gray/RGB/CMYK to the requested channels itself.
@@ -271,7 +278,10 @@ def decode_random_crop(encoded, box, seed, channels: int):
         image = tf.image.crop_to_bounding_box(image, *window)
         return image, tf.stack(window), shape[:2]
 
-    image, window, shape = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    if jpeg:
+        image, window, shape = jpeg_window()
+    else:
+        image, window, shape = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other)
     return image, ops.crop_box(box, window[0], window[1], window[2], window[3], shape[0], shape[1])
 
 
@@ -345,8 +355,8 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         """Decode; with a seed, random-crop too (a JPEG is decoded only inside the window)."""
         if "encoded" in example:
             if seed is not None:
-                return decode_random_crop(example["encoded"], box, seed, channels)
-            image = decode(example["encoded"], channels)
+                return decode_random_crop(example["encoded"], box, seed, channels, source.jpeg_only)
+            image = decode(example["encoded"], channels, source.jpeg_only)
         else:
             image = example["image"]
             if seed is not None:

@@ -45,6 +45,9 @@ class Source:
     # no shuffle buffer, and `elements` is `Dataset.from_tensor_slices(table)`.
     table: tuple[tf.Tensor, ...] | None = None
     files: list[str] | None = None  # the image files, for folder sources
+    # Every image is a JPEG (the folder check read each file's signature): the pipeline can call the
+    # JPEG decoder directly, without a per-image branch on the format.
+    jpeg_only: bool = False
 
 
 def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -121,6 +124,13 @@ def check_image_file(path: str) -> str | None:
     PNG IEND, GIF trailer) or, for BMP, the size the header declares. This catches non-image files
     and truncated downloads before training starts, at a tiny fraction of the cost of decoding.
     """
+    return inspect_image_file(path)[1]
+
+
+def inspect_image_file(path: str) -> tuple[str | None, str | None]:
+    """``(format, problem)`` of an image file: "jpeg", "png", "gif" or "bmp" (from its signature,
+    whatever its extension says) and why it is not a complete image, or None (see
+    `check_image_file`)."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             size = f.size()
@@ -128,35 +138,41 @@ def check_image_file(path: str) -> str | None:
             f.seek(max(size - 32, 0))
             tail = f.read(32)
     except (OSError, tf.errors.OpError) as error:
-        return f"cannot be read ({error})"
+        return None, f"cannot be read ({error})"
     kind = _image_format(head)
     if kind is None:
-        return "is not a JPEG, PNG, GIF or BMP image"
+        return None, "is not a JPEG, PNG, GIF or BMP image"
     if kind == "jpeg" and b"\xff\xd9" not in tail:
-        return "is a truncated JPEG (no end-of-image marker)"
+        return kind, "is a truncated JPEG (no end-of-image marker)"
     if kind == "png" and b"IEND" not in tail:
-        return "is a truncated PNG (no IEND chunk)"
+        return kind, "is a truncated PNG (no IEND chunk)"
     if kind == "gif" and not tail.rstrip(b"\x00").endswith(b"\x3b"):
-        return "is a truncated GIF (no trailer)"
+        return kind, "is a truncated GIF (no trailer)"
     if kind == "bmp" and len(head) >= 6 and int.from_bytes(head[2:6], "little") > size:
-        return "is a truncated BMP (shorter than its header says)"
-    return None
+        return kind, "is a truncated BMP (shorter than its header says)"
+    return kind, None
 
 
 _CHECK_THREADS = 16  # file checks wait on I/O (network filesystems especially), not the CPU
 _CHECK_CHUNK = 1024  # files in flight at once: memory stays flat however many files there are
 
 
-def _check_files(paths: Sequence[str]) -> dict[str, str]:
-    """`check_image_file` on every path, in parallel; returns {bad path: reason}."""
-    bad = {}
+def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
+    """`inspect_image_file` on every path, in parallel.
+
+    Returns ``({bad path: reason}, {good paths that are not JPEGs})``: the second is empty for the
+    usual all-JPEG folder, so it costs nothing to keep.
+    """
+    bad, not_jpeg = {}, set()
     with futures.ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
         for start in range(0, len(paths), _CHECK_CHUNK):
             chunk = paths[start : start + _CHECK_CHUNK]
-            for path, reason in zip(chunk, pool.map(check_image_file, chunk)):
+            for path, (kind, reason) in zip(chunk, pool.map(inspect_image_file, chunk)):
                 if reason:
                     bad[path] = reason
-    return bad
+                elif kind != "jpeg":
+                    not_jpeg.add(path)
+    return bad, not_jpeg
 
 
 def _class_folders(root: str) -> list[str]:
@@ -168,7 +184,10 @@ def _class_folders(root: str) -> list[str]:
 
 
 def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool):
-    """All image files per class, checked. Returns (files per class, list of skipped reasons)."""
+    """All image files per class, checked.
+
+    Returns (files per class, list of skipped reasons, the good files that are not JPEGs).
+    """
     per_class, problems = {}, []
     candidates = []
     for name in class_names:
@@ -185,7 +204,7 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
                 files.append(path)
         per_class[name] = sorted(files)
         candidates.extend(files)
-    reasons = _check_files(candidates)
+    reasons, not_jpeg = _check_files(candidates)
     bad = set(reasons)
     problems.extend((path, reasons[path]) for path in sorted(bad))
     if problems and not skip_bad_files:
@@ -196,7 +215,7 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
             f"(--skip_bad_files) to skip bad files with a warning"
         )
     per_class = {name: [f for f in files if f not in bad] for name, files in per_class.items()}
-    return per_class, problems
+    return per_class, problems, not_jpeg
 
 
 def folder_source(
@@ -219,18 +238,19 @@ def folder_source(
         )
 
     files_by_split: dict[str, list[tuple[str, int]]] = {}
-    problems = []
+    problems, not_jpeg = [], set()
     if split_dirs:
         for split_name, split_root in class_roots.items():
             present = [c for c in class_names if tf.io.gfile.isdir(os.path.join(split_root, c))]
-            per_class, skipped = _list_class_files(split_root, present, skip_bad_files)
+            per_class, skipped, others = _list_class_files(split_root, present, skip_bad_files)
             problems += skipped
+            not_jpeg |= others
             _require_images(split_root, per_class)
             files_by_split[split_name] = [
                 (path, class_names.index(c)) for c in present for path in per_class[c]
             ]
     else:
-        per_class, problems = _list_class_files(root, class_names, skip_bad_files)
+        per_class, problems, not_jpeg = _list_class_files(root, class_names, skip_bad_files)
         _require_images(root, per_class)
         files_by_split = {name: [] for name in FOLDER_SPLIT_FRACTIONS}
         for label, name in enumerate(class_names):
@@ -267,6 +287,7 @@ def folder_source(
         has_boxes=False,
         table=table,
         files=paths,
+        jpeg_only=not_jpeg.isdisjoint(paths),
     )
 
 

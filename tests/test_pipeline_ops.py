@@ -97,6 +97,21 @@ def test_jpeg_window_decoding_equals_decode_then_crop():
         png_image, png_box = decode_random_crop(png, ex["bbox"], seed_of(i), 3)
         assert png_image.shape == got_image.shape
         np.testing.assert_allclose(png_box, want_box)
+        # Known-JPEG sources skip the format branch; nothing else changes.
+        jpeg_image, jpeg_box = decode_random_crop(encoded, ex["bbox"], seed_of(i), 3, jpeg=True)
+        np.testing.assert_array_equal(jpeg_image, got_image)
+        np.testing.assert_array_equal(jpeg_box, got_box)
+
+
+def test_jpeg_decoding_without_the_format_branch_gives_the_same_pixels():
+    rgb = tf.cast(tf.random.uniform([30, 20, 3], 0, 256, tf.int32, seed=2), tf.uint8)
+    for image in (rgb, rgb[..., :1]):
+        encoded = tf.io.encode_jpeg(image)
+        for channels in (1, 3):
+            got = decode(encoded, channels, jpeg=True)
+            assert got.shape == (30, 20, channels)
+            if channels == image.shape[-1]:
+                np.testing.assert_array_equal(got, decode(encoded, channels))
 
 
 def test_resize_gives_uint8_images_the_same_pixels_as_tf_image_resize():

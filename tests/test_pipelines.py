@@ -150,6 +150,32 @@ def test_folder_formats_and_channels(tmp_path):
             assert images.std() > 10  # real pixels, not padding
 
 
+def test_all_jpeg_folders_skip_the_format_branch_and_read_the_same(tmp_path):
+    from pipelines import sources
+
+    rng = np.random.default_rng(1)
+    for i in range(6):  # JPEG bytes behind any extension: the signature decides
+        name = f"{i}.jpg" if i % 3 else f"{i}.png"
+        write_image(str(tmp_path / "j" / f"c{i % 2}" / name), rng.integers(0, 255, (20 + i, 24, 3)), "jpeg")
+    assert sources.folder_source(str(tmp_path / "j"), "train+validation+test").jpeg_only
+    assert not sources.folder_source(make_folder(str(tmp_path / "mixed")), "train").jpeg_only
+    for training in (False, True):
+        dataset, info = pipelines.load(f"dir:{tmp_path / 'j'}", "train+validation+test", image_size=16,
+                                       batch_size=3, training=training, augment="crop,flip", seed=0)
+        images, labels = take_all(dataset)
+        assert images.shape == (6, 16, 16, 3) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+        assert images.std() > 10
+    # A JPEG damaged in the middle still fails clearly, or is skipped on request.
+    path = str(tmp_path / "j" / "c0" / "2.jpg")
+    data = bytearray(open(path, "rb").read())
+    data[30 : len(data) - 10] = b"\x00" * (len(data) - 40)
+    open(path, "wb").write(bytes(data))
+    for training in (False, True):
+        dataset, _ = pipelines.load(f"dir:{tmp_path / 'j'}", "train+validation+test", image_size=16, batch_size=1,
+                                    training=training, augment="crop", seed=0, skip_bad_files=True)
+        assert len(take_all(dataset)[1]) == 5
+
+
 def test_folder_training_visits_every_file_once_per_epoch_in_a_fresh_order(tmp_path):
     for i in range(12):  # file i is a flat gray image of value 10 * i
         write_image(str(tmp_path / "x" / f"c{i % 2}" / f"{i:02d}.png"), np.full((8, 8, 1), 10 * i), "png")

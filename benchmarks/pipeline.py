@@ -28,15 +28,16 @@ import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import keras  # noqa: E402
 import pipelines  # noqa: E402
+from jpegs import images_per_second, list_jpegs, prepare_folder, replicate  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
@@ -45,40 +46,6 @@ flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
 flags.DEFINE_integer("repeats", 5, "Alternating measurements of each pipeline.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_integer("image_size", 224, "Output image size.")
-
-
-def write_jpegs(root, count):
-    """Photo-sized JPEGs (500x375, smooth content plus noise, like real photos compress)."""
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        folder = os.path.join(root, f"class{i % 5}")
-        os.makedirs(folder, exist_ok=True)
-        low = rng.uniform(0, 255, (8, 10, 3))
-        image = tf.image.resize(low[None], (375, 500))[0] + rng.normal(0, 12, (375, 500, 3))
-        image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
-        tf.io.write_file(os.path.join(folder, f"{i:05d}.jpg"), tf.io.encode_jpeg(image, quality=90))
-
-
-def replicate(root, target, times):
-    """A folder with ``times`` links to each file of ``root`` (more files, the same bytes)."""
-    for cls in sorted(os.listdir(root)):
-        src = os.path.join(root, cls)
-        if not os.path.isdir(src):
-            continue
-        os.makedirs(os.path.join(target, cls), exist_ok=True)
-        for name in os.listdir(src):
-            for k in range(times):
-                os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(target, cls, f"{k}_{name}"))
-
-
-def list_jpegs(root):
-    paths, labels = [], []
-    for label, cls in enumerate(sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))):
-        for name in sorted(os.listdir(os.path.join(root, cls))):
-            if name.lower().endswith((".jpg", ".jpeg")):
-                paths.append(os.path.join(root, cls, name))
-                labels.append(label)
-    return paths, labels
 
 
 def seed_pipeline(paths, labels, size, batch_size, auto_parallel=True):
@@ -159,20 +126,6 @@ def ours_cached(root, size, batch_size):
     return dataset.repeat()
 
 
-def images_per_second(make_dataset, images, batch_size, warmup_batches=3):
-    """Fresh iterator each time, so no pipeline works ahead while another one is timed."""
-    iterator = iter(make_dataset())
-    for _ in range(warmup_batches):  # tracing, thread start-up, autotuning
-        next(iterator)
-    steps = -(-images // batch_size)
-    start = time.perf_counter()
-    for _ in range(steps):
-        next(iterator)
-    elapsed = time.perf_counter() - start
-    del iterator
-    return steps * batch_size / elapsed
-
-
 class PeakRss:
     def __init__(self):
         self.peak = 0
@@ -198,23 +151,9 @@ class PeakRss:
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
-        root = FLAGS.images_dir
-        if root is not None and not os.path.isdir(root):
-            raise app.UsageError(f"--images_dir={root!r} is not a folder")
-        if root is None:
-            root = os.path.join(tmp, "jpegs")
-            print(f"writing {FLAGS.num_files} JPEGs (500x375) to {root} ...")
-            write_jpegs(root, FLAGS.num_files)
-        paths, labels = list_jpegs(root)
-        if not paths:
-            raise app.UsageError(f"no JPEGs in class subfolders of {root!r}")
-        # An epoch must be longer than a measurement, or pipeline restarts at epoch ends are timed
-        # instead of throughput: a small folder is linked several times over.
-        times = -(-(FLAGS.images + 4 * FLAGS.batch_size) // len(paths))
-        if times > 1:
-            root = os.path.join(tmp, "linked")
-            replicate(FLAGS.images_dir or os.path.join(tmp, "jpegs"), root, times)
-            paths, labels = list_jpegs(root)
+        root, paths, labels = prepare_folder(
+            FLAGS.images_dir, FLAGS.num_files, FLAGS.images, FLAGS.batch_size, tmp
+        )
         size, batch = FLAGS.image_size, FLAGS.batch_size
         print(f"{len(paths)} JPEGs from {root}; {os.cpu_count()} CPU cores; tf {tf.__version__}")
 

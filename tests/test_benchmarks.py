@@ -43,3 +43,17 @@ def test_pipeline_benchmark_refuses_a_folder_without_jpegs(tmp_path):
     result = run_pipeline_benchmark(f"--images_dir={tmp_path / 'missing'}")
     assert result.returncode != 0 and "is not a folder" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_jpeg_decode_benchmark_times_every_window():
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "jpeg_decode.py"), "--num_files=5", "--images=32",
+         "--repeats=1"], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("full decode", "centre 90% square", "16x16 at bottom right", "16 columns, all rows",
+                 "16x16 at top left", "ratio=2"):
+        match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s, +(\d+)% of a full decode's time", result.stdout, re.M)
+        assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{result.stdout}"
+    assert re.search(r"full decode: .*100% of a full decode's time", result.stdout)

@@ -6,10 +6,12 @@
 (a) the seed: sequential `map(preprocess)` with random_crop + flip, resize to 224,
     `xception.preprocess_input`, `batch(32)`, `prefetch(1)` (file reading + JPEG decoding in a
     sequential map too, as TFDS would hand it decoded images);
-(b) ours: `pipelines.load("dir:...", training=True, augment=("crop", "flip"), image_size=224)`;
+(b) ours: `pipelines.load("dir:...", training=True, augment=("crop", "flip"), image_size=224)`,
+    with the fused resize+flip kernel (`pipelines.fused`, when built) and (b') with TF's ops
+    (``ZOO_FUSED_OPS=0``);
 (c) the floor: read + decode every JPEG in a parallel map, nothing else;
-(c') decode + resize only: the middle crop window decoded, cast and resized in a parallel map, no
-    shuffle and no random op: the fixed work of the job at its leanest;
+(c') decode + resize only: the middle crop window decoded, cast and resized by TF's ops in a
+    parallel map, no shuffle and no random op: the fixed work of the job at its leanest in TF ops;
 (d) ours with ``cache=True``, timed after one epoch has filled the cache (the decoded images are
     kept in memory; crop, flip and resize still run on every image, every epoch).
 They run in one process, alternating, each timed over the same number of images after a warm-up;
@@ -37,6 +39,7 @@ from absl import app, flags  # noqa: E402
 
 import keras  # noqa: E402
 import pipelines  # noqa: E402
+from pipelines import fused  # noqa: E402
 from jpegs import images_per_second, list_jpegs, prepare_folder, replicate  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -115,6 +118,19 @@ def ours(root, size, batch_size):
     return dataset.repeat()
 
 
+def ours_tf_ops(root, size, batch_size):
+    """Ours with TF's resize and flip ops instead of the fused kernel (read when the map is traced)."""
+    previous = os.environ.get(fused.DISABLE_VARIABLE)
+    os.environ[fused.DISABLE_VARIABLE] = "0"
+    try:
+        return ours(root, size, batch_size)
+    finally:
+        if previous is None:
+            del os.environ[fused.DISABLE_VARIABLE]
+        else:
+            os.environ[fused.DISABLE_VARIABLE] = previous
+
+
 def ours_cached(root, size, batch_size):
     """Ours with ``cache=True``, one epoch already run so the cache is full."""
     dataset, _ = pipelines.load(
@@ -156,6 +172,8 @@ def main(argv):
         )
         size, batch = FLAGS.image_size, FLAGS.batch_size
         print(f"{len(paths)} JPEGs from {root}; {os.cpu_count()} CPU cores; tf {tf.__version__}")
+        kernel, why_not = fused.status()
+        print(f"fused resize+flip kernel: {'on' if kernel else f'off ({why_not})'}")
 
         # Memory first, before any other pipeline (or the cache) has raised the process's peak.
         many = os.path.join(tmp, "many")
@@ -170,6 +188,7 @@ def main(argv):
             "seed pipeline": lambda: seed_pipeline(paths, labels, size, batch),
             "seed, no auto-parallel": lambda: seed_pipeline(paths, labels, size, batch, False),
             "pipelines.load": lambda: ours(root, size, batch),
+            "pipelines.load, TF ops": lambda: ours_tf_ops(root, size, batch),
             "decode only (floor)": lambda: decode_only(paths, batch),
             "decode + resize only": lambda: decode_and_resize(paths, size, batch),
         }
@@ -186,6 +205,10 @@ def main(argv):
         print(f"ours / seed without tf.data auto-parallelization: "
               f"{median['pipelines.load'] / median['seed, no auto-parallel']:.2f}x")
         print(f"ours / decode-only floor: {median['pipelines.load'] / median['decode only (floor)']:.0%}")
+        print(f"ours with TF ops instead of the fused kernel / decode-only floor: "
+              f"{median['pipelines.load, TF ops'] / median['decode only (floor)']:.0%}")
+        print(f"fused kernel / TF ops (both ours): "
+              f"{median['pipelines.load'] / median['pipelines.load, TF ops']:.2f}x")
         print(f"decode + resize only / decode-only floor: "
               f"{median['decode + resize only'] / median['decode only (floor)']:.0%} "
               f"(the same job without shuffling, random crop or flip)")

@@ -7,8 +7,27 @@
     folder, _ = pipelines.load("dir:photos", "train[:80%]", image_size=128)
 """
 
-from pipelines.core import DatasetInfo, decode, distribute, load
-from pipelines.ops import AUGMENTATIONS
-from pipelines.sources import DataError
+import importlib
 
-__all__ = ["AUGMENTATIONS", "DataError", "DatasetInfo", "decode", "distribute", "load"]
+# Loaded on first use (PEP 562), so `python -m pipelines.shapes` / `python -m pipelines.fused` run
+# their module once, as __main__, instead of after the package has already imported it.
+_EXPORTS = {
+    "AUGMENTATIONS": "ops",
+    "DataError": "sources",
+    "DatasetInfo": "core",
+    "decode": "core",
+    "distribute": "core",
+    "load": "core",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pipelines.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

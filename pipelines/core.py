@@ -366,13 +366,18 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         return image, box
 
     def finish(image, box, label, seed, resize):
+        flip_seed = None
+        if plan.training and "flip" in plan.augment:
+            flip_seed = op_seed(seed, "flip")
         if resize and plan.resize_to is not None:
-            image, box = ops.resize(image, box, size=plan.resize_to)
+            # The resize does the flip in the same pass (one pass over the pixels with the fused
+            # kernel); mirroring commutes with resizing, so the result is the same.
+            flip = None if flip_seed is None else ops.flip_decision(flip_seed)
+            image, box = ops.resize(image, box, size=plan.resize_to, flip=flip)
+            flip_seed = None
         image = tf.cast(image, tf.float32)
-        if plan.training:
-            for name in plan.augment:
-                if name != "crop":  # cropping happens before resizing
-                    image, box = ops.AUGMENTATIONS[name](image, box, seed=op_seed(seed, name))
+        if flip_seed is not None:
+            image, box = ops.random_flip(image, box, seed=flip_seed)
         image = tf.ensure_shape(image, info.image_shape)
         if localize:
             return image, {"class": label, "bbox": tf.ensure_shape(box, [4])}

@@ -17,6 +17,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from pipelines import fused
+
 RANDOM_CROP_FRACTION = 0.9  # the seed's random_crop keeps 90% of the shorter side
 
 
@@ -128,22 +130,41 @@ def random_crop(image, box=None, *, seed, fraction: float = RANDOM_CROP_FRACTION
     return image, crop_box(box, oy, ox, ch, cw, shape[0], shape[1])
 
 
+def flip_decision(seed) -> tf.Tensor:
+    """The coin `random_flip` tosses for ``seed``: a bool scalar, True for half the seeds."""
+    return tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < 0.5
+
+
+def mirror_box(box, flip):
+    """``box`` mirrored left-right where ``flip`` (a bool tensor); None stays None."""
+    if box is None:
+        return None
+    mirrored = tf.stack([box[0], 1.0 - box[3], box[2], 1.0 - box[1]])
+    return tf.where(flip, mirrored, box)
+
+
 def random_flip(image, box=None, *, seed):
     """Mirror left-right with probability 1/2; the box is mirrored with the pixels."""
-    flip = tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < 0.5
+    flip = flip_decision(seed)
     image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    if box is not None:
-        mirrored = tf.stack([box[0], 1.0 - box[3], box[2], 1.0 - box[1]])
-        box = tf.where(flip, mirrored, box)
-    return image, box
+    return image, mirror_box(box, flip)
 
 
-def resize(image, box=None, *, size):
-    """Resize to ``size`` = (height, width), float32 out. Normalized boxes are unchanged."""
-    # The same result as resizing the uint8 image, in about half the time: TF's bilinear kernel
-    # converts each uint8 sample it reads, but reads float32 in a vectorized loop.
-    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
-    return image, box
+def resize(image, box=None, *, size, flip=None):
+    """Resize to ``size`` = (height, width), float32 out; mirror too where ``flip`` (bool tensor).
+
+    Normalized boxes are unchanged by the resize and mirrored with the pixels. A uint8 image goes
+    through `pipelines.fused.resize_flip` (one pass when the fused kernel is built); others
+    through `tf.image.resize` (then `tf.reverse`).
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype == tf.uint8:
+        image = fused.resize_flip(image, size, False if flip is None else flip)
+    else:
+        image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
+        if flip is not None:
+            image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    return image, (box if flip is None else mirror_box(box, flip))
 
 
 AUGMENTATIONS: dict[str, Callable] = {

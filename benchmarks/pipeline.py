@@ -205,6 +205,9 @@ def main(argv):
         print(f"ours / seed without tf.data auto-parallelization: "
               f"{median['pipelines.load'] / median['seed, no auto-parallel']:.2f}x")
         print(f"ours / decode-only floor: {median['pipelines.load'] / median['decode only (floor)']:.0%}")
+        paired = [o / f for o, f in zip(results["pipelines.load"], results["decode only (floor)"])]
+        print(f"ours / decode-only floor, round by round (measured seconds apart, so drift cancels): "
+              f"median {statistics.median(paired):.0%} ({', '.join(f'{r:.0%}' for r in paired)})")
         print(f"ours with TF ops instead of the fused kernel / decode-only floor: "
               f"{median['pipelines.load, TF ops'] / median['decode only (floor)']:.0%}")
         print(f"fused kernel / TF ops (both ours): "

@@ -23,12 +23,15 @@ def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
     result = run_pipeline_benchmark("--num_files=10", "--images=64", "--repeats=1", "--image_size=32", "--batch_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for name in ("seed pipeline", "seed, no auto-parallel", "pipelines.load", "decode only (floor)",
+    for name in ("seed pipeline", "seed, no auto-parallel", "pipelines.load", "pipelines.load, TF ops",
+                 "decode only (floor)",
                  "decode + resize only", "pipelines.load, cache=True"):
         match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s", out, re.M)
         assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{out}"
     for ratio in ("ours / seed pipeline: ", "ours / decode-only floor: ", "ours / decode + resize only: ",
-                  "ours with cache=True / seed pipeline: "):
+                  "ours / decode-only floor, round by round (measured seconds apart, so drift cancels): median ",
+                  "ours with cache=True / seed pipeline: ", "fused kernel / TF ops (both ours): ",
+                  "ours with TF ops instead of the fused kernel / decode-only floor: "):
         assert ratio in out
     assert re.search(r"peak RSS, one pass over 100 files \(1x files\): \d+ MiB", out)
     assert re.search(r"peak RSS, one pass over 400 files \(4x files\): \d+ MiB", out)
@@ -57,3 +60,31 @@ def test_jpeg_decode_benchmark_times_every_window():
         match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s, +(\d+)% of a full decode's time", result.stdout, re.M)
         assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{result.stdout}"
     assert re.search(r"full decode: .*100% of a full decode's time", result.stdout)
+
+
+def run_resize_flip_benchmark(*args, **env):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "resize_flip.py"), *args], cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env), capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_resize_flip_benchmark_times_the_kernel_against_the_tf_ops():
+    from pipelines import fused
+
+    if fused.status()[0] is None:
+        pytest.skip(f"fused kernel not available: {fused.status()[1]}")
+    result = run_resize_flip_benchmark("--height=40", "--width=30", "--size=16", "--iterations=20", "--repeats=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("TF ops (cast + resize + reverse)", "fused kernel"):
+        match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) us/image", result.stdout, re.M)
+        assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{result.stdout}"
+    assert re.search(r"fused kernel speed-up: [\d.]+x", result.stdout)
+
+
+def test_resize_flip_benchmark_says_why_it_cannot_run():
+    result = run_resize_flip_benchmark(ZOO_FUSED_OPS="0")
+    assert result.returncode != 0 and "the fused kernel is not available: ZOO_FUSED_OPS=0" in result.stderr
+    result = run_resize_flip_benchmark("--size=0")
+    assert result.returncode != 0 and "--size=0: must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr

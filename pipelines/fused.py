@@ -3,10 +3,10 @@
 `resize_flip(image, size, flip)` turns a decoded uint8 image into the float32 training image:
 bilinear resize (TF's half-pixel centres, no antialiasing) and an optional left-right mirror. TF
 spells that as three ops, `tf.cast`, `tf.image.resize` and `tf.reverse`, each of which reads and
-writes the whole image; on the CPU that work is a fifth of what a training pipeline spends per
-image, next to the JPEG decode. The kernel in ``csrc/resize_flip.cc`` does it in one pass
-(about 2x faster on one core: `benchmarks/resize_flip.py`, figures in BUILD.md) and gives the TF ops' result but for float rounding (a
-few ulps: at most ~3e-5 on values up to 255).
+writes the whole image; on the CPU that is about a sixth of what a training pipeline spends per
+image, next to the JPEG decode. The kernel in ``csrc/resize_flip.cc`` does it in one pass, about
+2x faster on one core (`benchmarks/resize_flip.py`; figures in BUILD.md), and gives the TF ops'
+result but for float rounding (a few ulps: at most ~3e-5 on values up to 255).
 
 The kernel is optional. ``make install`` builds it (``python -m pipelines.fused build``); without
 a C++ compiler, or with a library built for another TF version, `resize_flip` runs the TF ops and

@@ -61,8 +61,11 @@ def build(output: Path | None = None, cxx: str | None = None) -> Path:
     cxx = cxx or compiler()
     if cxx is None:
         raise BuildError("no C++ compiler found (install g++ or set CXX)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=output.parent)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=output.parent)
+    except OSError as error:
+        raise BuildError(f"cannot write the library to {output.parent}: {error.strerror}") from None
     os.close(handle)
     command = [
         cxx, "-shared", "-fPIC", "-O3",

@@ -136,6 +136,8 @@ def test_build_failures_say_why_and_leave_nothing(tmp_path, monkeypatch):
     with pytest.raises(fused.BuildError, match=r"could not run /no/such/compiler"):
         fused.build(tmp_path / "lib.so", cxx="/no/such/compiler")
     assert os.listdir(tmp_path) == []
+    with pytest.raises(fused.BuildError, match=r"cannot write the library to /proc/no-such-dir"):
+        fused.build("/proc/no-such-dir/lib.so", cxx="false")
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(fused.BuildError, match=r"no C\+\+ compiler found"):

@@ -143,11 +143,15 @@ def mirror_box(box, flip):
     return tf.where(flip, mirrored, box)
 
 
+def mirror_image(image, flip):
+    """``image`` mirrored left-right where ``flip`` (a bool tensor)."""
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
 def random_flip(image, box=None, *, seed):
     """Mirror left-right with probability 1/2; the box is mirrored with the pixels."""
     flip = flip_decision(seed)
-    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    return image, mirror_box(box, flip)
+    return mirror_image(image, flip), mirror_box(box, flip)
 
 
 def resize(image, box=None, *, size, flip=None):
@@ -163,7 +167,7 @@ def resize(image, box=None, *, size, flip=None):
     else:
         image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
         if flip is not None:
-            image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+            image = mirror_image(image, flip)
     return image, (box if flip is None else mirror_box(box, flip))
 
 

@@ -24,6 +24,12 @@ OPS = {
     "random_flip": lambda image, box, i: ops.random_flip(image, box, seed=seed_of(i)),
     "central_crop": lambda image, box, i: ops.central_crop(image, box),
     "resize": lambda image, box, i: ops.resize(image, box, size=(20, 30)),
+    "resize_and_flip": lambda image, box, i: ops.resize(
+        image, box, size=(20, 30), flip=ops.flip_decision(seed_of(i))
+    ),
+    "resize_and_flip_uint8": lambda image, box, i: ops.resize(
+        tf.cast(image, tf.uint8), box, size=(20, 30), flip=ops.flip_decision(seed_of(i))
+    ),
 }
 
 
@@ -126,3 +132,12 @@ def test_resize_gives_uint8_images_the_same_pixels_as_tf_image_resize(monkeypatc
     monkeypatch.setenv("ZOO_FUSED_OPS", "0")
     for size in [(20, 30), (224, 224)]:
         np.testing.assert_array_equal(ops.resize(image, size=size)[0], tf.image.resize(image, size))
+
+
+def test_resize_with_a_flip_is_resize_then_random_flip():
+    image, box = example_with_mask(3)
+    for i in range(6):  # both outcomes of the coin
+        want_image, want_box = ops.random_flip(*ops.resize(image, box, size=(24, 40)), seed=seed_of(i))
+        got_image, got_box = ops.resize(image, box, size=(24, 40), flip=ops.flip_decision(seed_of(i)))
+        np.testing.assert_array_equal(got_image, want_image)
+        np.testing.assert_array_equal(got_box, want_box)

@@ -118,16 +118,22 @@ def status():
 def kernel():
     """The loaded kernel module, or None (turned off, not built, or not loadable).
 
-    Each reason for None is logged once. Read when a pipeline is traced, so ``ZOO_FUSED_OPS``
-    applies to datasets built after it is set.
+    Which one is in use is logged once (each reason for None once). Read when a pipeline is
+    traced, so ``ZOO_FUSED_OPS`` applies to datasets built after it is set.
     """
     module, reason = status()
-    if module is None and reason not in _reported:
+    if reason not in _reported:  # None when on: that is said once too
         _reported.add(reason)
-        logging.info("fused resize+flip kernel off: %s; using tf.image.resize + tf.reverse", reason)
+        if module is None:
+            logging.info("fused resize+flip kernel off: %s; using tf.image.resize + tf.reverse", reason)
+        else:
+            logging.info("fused resize+flip kernel on: %s", library_path())
     return module
 
 
+# Plain Python when traced (no tensor-dependent control flow here): AutoGraph would otherwise
+# convert the loading code below, down to os.path.exists, and warn that it cannot.
+@tf.autograph.experimental.do_not_convert
 def resize_flip(image, size, flip=False) -> tf.Tensor:
     """``image`` (H, W, C) uint8 -> float32 (height, width, C), resized; mirrored where ``flip``.
 

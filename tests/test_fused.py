@@ -154,3 +154,15 @@ def test_command_line_status_and_optional_build(capsys, monkeypatch, tmp_path):
     assert fused.main(["build", "--optional"]) == 0
     err = capsys.readouterr().err
     assert "fused kernel not built: false failed" in err and "will use tf.image.resize" in err
+
+
+def test_tracing_a_pipeline_gives_no_autograph_warning(tmp_path, capfd, caplog):
+    # AutoGraph converts what a map function calls; the kernel's loading code must stay plain
+    # Python (it once made AutoGraph warn that it could not read os.path.exists's source).
+    write_jpegs(str(tmp_path), count=2)
+    dataset, _ = pipelines.load(f"dir:{tmp_path}", "train+validation+test", image_size=8, batch_size=2,
+                                training=True, augment="crop,flip", seed=0)
+    next(iter(dataset))
+    captured = capfd.readouterr()
+    said = captured.err + captured.out + caplog.text
+    assert "could not transform" not in said and "Unable to locate the source code" not in said

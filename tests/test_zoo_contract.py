@@ -8,10 +8,15 @@ import zoo
 from zoo.registry import register
 
 
-def test_names_sorted_and_complete():
+def test_names_sorted_and_complete(monkeypatch):
+    assert {"fashion_cnn", "resnet18", "resnet34", "xception", "resnet50"} <= set(zoo.names())
+    # Registered out of order, listed in order.
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", dict(zoo.registry._REGISTRY))
+    for name in ("zz_last", "aa_first"):
+        register(name, min_size=8)(lambda input_shape, **kw: None)
     names = zoo.names()
-    assert names == sorted(names)
-    assert {"fashion_cnn", "resnet18", "resnet34", "xception", "resnet50"} <= set(names)
+    assert names[0] == "aa_first" and names[-1] == "zz_last"
+    assert names.index("resnet18") < names.index("resnet34") < names.index("xception")
 
 
 @pytest.mark.parametrize(
@@ -167,3 +172,42 @@ def test_unfreeze_from_a_named_layer():
     assert zoo.unfreeze_backbone(model, keep_batchnorm_frozen=False) and backbone.get_layer("stem_bn").trainable
     with pytest.raises(ValueError, match=r"unfreeze_from layer 'block99' is not in the backbone"):
         zoo.unfreeze_backbone(model, from_layer="block99")
+
+
+def nested_batchnorms(model):
+    """Every BatchNormalization of the backbone at any depth (inside ResidualUnits too)."""
+    found = []
+
+    def walk(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        for attribute in ("layers", "_layers"):
+            for child in getattr(layer, attribute, None) or []:
+                walk(child)
+        for child in vars(layer).values():
+            if isinstance(child, keras.layers.Layer) and child is not layer:
+                walk(child)
+
+    walk(zoo.backbone_of(model))
+    return list({id(layer): layer for layer in found}.values())
+
+
+@pytest.mark.parametrize("from_layer", [None, "stage3_unit1"])
+def test_unfreezing_keeps_every_nested_batchnorm_frozen(from_layer):
+    model = zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), widths=(8, 8, 16, 16))
+    batchnorms = nested_batchnorms(model)
+    # The stem's, two per unit, and a projection's in each stage that changes width or stride.
+    assert len(batchnorms) == 1 + 2 * 8 + 3
+    zoo.freeze_backbone(model)
+    zoo.unfreeze_backbone(model, from_layer=from_layer)
+    assert not any(bn.trainable for bn in batchnorms)
+    # Training really leaves their statistics alone.
+    before = [bn.moving_mean.numpy().copy() for bn in batchnorms]
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(images, np.arange(8) % 3, epochs=1, verbose=0)
+    for bn, mean in zip(batchnorms, before):
+        np.testing.assert_array_equal(bn.moving_mean.numpy(), mean, err_msg=bn.path)
+    # With the option off, every BatchNorm the unfreezing reaches trains.
+    zoo.unfreeze_backbone(model, keep_batchnorm_frozen=False)
+    assert all(bn.trainable for bn in batchnorms)

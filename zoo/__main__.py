@@ -14,9 +14,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_classes", 10, "Classes of the head.")
-flags.DEFINE_enum("head", "classify", ["classify", "localize"], "Head to put on the backbone.")
-flags.DEFINE_boolean("summary", True, "Print each model's layer summary.")
+
+
+def define_flags() -> None:
+    """This program's flags; defined when it runs, so importing the module defines nothing."""
+    from zoo.registry import HEADS
+
+    flags.DEFINE_integer("num_classes", 10, "Classes of the head.", lower_bound=2)
+    flags.DEFINE_enum("head", "classify", list(HEADS), "Head to put on the backbone.")
+    flags.DEFINE_boolean("summary", True, "Print each model's layer summary.")
+
 
 USUAL_INPUT = {"fashion_cnn": (28, 28, 1)}
 DEFAULT_INPUT = (224, 224, 3)
@@ -49,4 +56,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -7,7 +7,8 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from zoo.registry import Backbone, positive_ints, register
+from zoo.checks import positive_ints
+from zoo.registry import Backbone, register
 
 
 @register("fashion_cnn", min_size=8)

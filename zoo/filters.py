@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from zoo.checks import is_int, positive_int
+
 PADDINGS = ("SAME", "VALID")
 
 
@@ -14,10 +16,9 @@ def line_filters(size: int = 7, channels: int = 3) -> np.ndarray:
     Each is ones along its central column (vertical) or row (horizontal) and zeros elsewhere, so a
     convolution with it highlights vertical or horizontal white lines and blurs the rest.
     """
-    if not isinstance(size, int) or size < 1 or size % 2 == 0:
+    if not is_int(size) or size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd integer, received {size!r}")
-    if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive integer, received {channels!r}")
+    positive_int("channels", channels)
     filters = np.zeros((size, size, channels, 2), dtype=np.float32)
     filters[:, size // 2, :, 0] = 1  # vertical line
     filters[size // 2, :, :, 1] = 1  # horizontal line
@@ -29,8 +30,7 @@ def apply_filters(images, filters, strides: int = 1, padding: str = "SAME") -> t
     padding = str(padding).upper()
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, received {padding!r}")
-    if not isinstance(strides, int) or strides < 1:
-        raise ValueError(f"strides must be a positive integer, received {strides!r}")
+    positive_int("strides", strides)
     images = tf.convert_to_tensor(images, tf.float32)
     filters = tf.convert_to_tensor(filters, tf.float32)
     if images.shape.rank != 4 or filters.shape.rank != 4 or images.shape[-1] != filters.shape[2]:
@@ -48,7 +48,7 @@ def depthwise_max_pool(images, pool_size: int) -> tf.Tensor:
     """
     images = tf.convert_to_tensor(images)
     channels = images.shape[-1]
-    if not isinstance(pool_size, int) or pool_size < 1 or channels % pool_size:
+    if not is_int(pool_size) or pool_size < 1 or channels % pool_size:
         raise ValueError(
             f"pool_size must be a positive divisor of the channel count {channels}, "
             f"received {pool_size!r}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from zoo.checks import positive_int
+
 PACKAGE = "zoo"
 
 
@@ -19,8 +21,7 @@ class ResidualUnit(layers.Layer):
 
     def __init__(self, filters: int, strides: int = 1, activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"filters must be a positive integer, received {filters!r}")
+        positive_int("filters", filters)
         if strides not in (1, 2):
             raise ValueError(f"strides must be 1 or 2, received {strides!r}")
         self.filters = filters

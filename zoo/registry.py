@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 
 import keras
 
+from zoo.checks import positive_int, positive_ints
+
 HEADS = ("classify", "localize")
 PRETRAINED_WEIGHTS = "imagenet"
 # Keras 3 native weights of a whole zoo model (`model.save_weights`). Any other existing file is
@@ -162,25 +164,13 @@ def build(
 
 
 def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, received {num_classes!r}")
-    return num_classes
+    return positive_int("num_classes", num_classes, minimum=2)
 
 
 def _check_input_shape(input_shape, model_spec: ModelSpec) -> tuple[int, int, int]:
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        shape = None
-    if (
-        shape is None
-        or len(shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
-    ):
-        raise ValueError(
-            f"input_shape must be (height, width, channels) of positive integers, "
-            f"received {input_shape!r}"
-        )
+    shape = positive_ints("input_shape", input_shape)
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), received {input_shape!r}")
     height, width, channels = shape
     if min(height, width) < model_spec.min_size:
         raise ValueError(
@@ -225,18 +215,3 @@ def _check_weights(weights, model_spec: ModelSpec):
             f"{model_spec.name!r} loads only whole-model weights saved by model.save_weights"
         )
     return path, None
-
-
-def positive_ints(option: str, values, allow_empty: bool = False) -> tuple[int, ...]:
-    """Validate a builder option that is a sequence of positive integers (widths, units)."""
-    try:
-        values = tuple(values)
-    except TypeError:
-        pass
-    if (
-        not isinstance(values, tuple)
-        or (not values and not allow_empty)
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-    ):
-        raise ValueError(f"{option} must be a sequence of positive integers, received {values!r}")
-    return values

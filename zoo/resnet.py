@@ -6,7 +6,8 @@ import keras
 from keras import layers
 
 from zoo.layers import ResidualUnit
-from zoo.registry import Backbone, positive_ints, register
+from zoo.checks import positive_ints
+from zoo.registry import Backbone, register
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 

@@ -31,9 +31,10 @@ def unfreeze_backbone(
 ) -> int:
     """Make the backbone trainable, all of it or from the layer named ``from_layer`` on.
 
-    ``keep_batchnorm_frozen`` (default True) leaves BatchNormalization layers frozen, hence in
-    inference mode: fine-tuning on a small dataset must not overwrite the statistics the base
-    learned on a large one. Returns the number of layers made trainable. Recompile afterwards.
+    ``keep_batchnorm_frozen`` (default True) leaves every BatchNormalization layer frozen, hence
+    in inference mode, however deeply it is nested (e.g. inside a `ResidualUnit`): fine-tuning on
+    a small dataset must not overwrite the statistics the base learned on a large one. Returns the
+    number of top-level backbone layers that now have trainable weights. Recompile afterwards.
     """
     backbone = backbone_of(model)
     layers = backbone.layers
@@ -49,10 +50,19 @@ def unfreeze_backbone(
     backbone.trainable = True
     unfrozen = 0
     for index, layer in enumerate(layers):
-        is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = index >= start and not (keep_batchnorm_frozen and is_bn)
-        unfrozen += int(layer.trainable and bool(layer.weights))
+        # Each layer nested at any depth (a ResidualUnit's BatchNormalizations) is set on its
+        # own: setting a container's `trainable` does not always reach layers inside it.
+        for nested in _nested_layers(layer):
+            is_bn = isinstance(nested, keras.layers.BatchNormalization)
+            nested.trainable = index >= start and not (keep_batchnorm_frozen and is_bn)
+        unfrozen += int(bool(layer.trainable_weights))
     return unfrozen
+
+
+def _nested_layers(layer):
+    """``layer`` and every layer inside it, at any depth (Keras tracks sublayers it assigns)."""
+    # `_flatten_layers` is how Keras itself walks sublayers (for `trainable`, weights, summaries).
+    return layer._flatten_layers(include_self=True, recursive=True)
 
 
 def adapt_normalization(model: keras.Model, images, steps: int | None = None) -> int:

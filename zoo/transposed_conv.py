@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from zoo.checks import positive_int
+
 
 def insert_zeros(images, strides: int) -> tf.Tensor:
     """Put ``strides - 1`` zero rows/columns between neighbouring pixels: (H, W) -> (s(H-1)+1, ...)."""
-    if not isinstance(strides, int) or strides < 1:
-        raise ValueError(f"strides must be a positive integer, received {strides!r}")
+    positive_int("strides", strides)
     images = tf.convert_to_tensor(images, tf.float32)
     if strides == 1:
         return images

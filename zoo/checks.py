@@ -1,0 +1,27 @@
+"""Argument checks shared by the zoo and the pipelines: one place for "a positive integer"."""
+
+from __future__ import annotations
+
+
+def is_int(value) -> bool:
+    """An int that is not a bool (``True`` is an int in Python, never a size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value, *, minimum: int = 1, error: type[ValueError] = ValueError) -> int:
+    """``value`` if it is an int >= ``minimum``; otherwise ``error`` quoting the received value."""
+    if not is_int(value) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise error(f"{name} must be {wanted}, received {value!r}")
+    return value
+
+
+def positive_ints(name: str, values, *, allow_empty: bool = False, error: type[ValueError] = ValueError) -> tuple[int, ...]:
+    """``values`` as a tuple if it is a sequence of positive ints (widths, units, a shape)."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        pass
+    if not isinstance(values, tuple) or (not values and not allow_empty) or not all(is_int(v) and v > 0 for v in values):
+        raise error(f"{name} must be a sequence of positive integers, received {values!r}")
+    return values

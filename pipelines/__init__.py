@@ -15,7 +15,7 @@ _EXPORTS = {
     "AUGMENTATIONS": "ops",
     "DataError": "sources",
     "DatasetInfo": "core",
-    "decode": "core",
+    "decode": "ops",
     "distribute": "core",
     "load": "core",
 }

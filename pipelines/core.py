@@ -18,12 +18,15 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from pipelines import ops, shapes, sources
+from pipelines import ops, sources
+from pipelines.ops import decode, decode_random_crop  # noqa: F401  (re-exported as pipelines.decode)
 from pipelines.sources import DataError
+from zoo.checks import is_int, positive_int
+from zoo.registry import HEADS
 
-TASKS = ("classify", "localize")
+# One vocabulary: a pipeline's task is the head the model will have.
+TASKS = HEADS
 MIN_IMAGE_SIZE = 8
-DIR_PREFIX = "dir:"
 DEFAULT_SHUFFLE_BUFFER = 2048  # encoded records: bounded, whatever the dataset's size
 
 
@@ -55,7 +58,7 @@ class _Plan:
     source: sources.Source
     info: DatasetInfo
     training: bool
-    augment: tuple[str, ...]
+    augment: tuple[ops.Augmentation, ...]
     seed: int | None
     cache: bool
     central_crop: bool
@@ -132,18 +135,12 @@ def distribute(strategy: tf.distribute.Strategy, source: str, split: str, **kwar
 def _image_size(image_size):
     if image_size is None:
         return None
-    size = image_size
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        size = (image_size, image_size)
+    size = (image_size, image_size) if is_int(image_size) else image_size
     try:
         size = tuple(size)
     except TypeError:
         size = None
-    if (
-        size is None
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
+    if size is None or len(size) != 2 or not all(is_int(v) for v in size):
         raise DataError(f"image_size must be an int or (height, width), received {image_size!r}")
     if min(size) < MIN_IMAGE_SIZE:
         raise DataError(
@@ -152,17 +149,16 @@ def _image_size(image_size):
     return size
 
 
-def _augment_names(augment) -> tuple[str, ...]:
+def _augmentations(augment) -> tuple[ops.Augmentation, ...]:
     if isinstance(augment, str):
         augment = [a.strip() for a in augment.split(",") if a.strip()]
     names = tuple(augment)
     unknown = [a for a in names if a not in ops.AUGMENTATIONS]
     if unknown:
         raise DataError(
-            f"unknown augmentation(s) {', '.join(map(repr, unknown))}; accepted: "
-            f"{', '.join(ops.AUGMENTATIONS)}"
+            f"unknown augmentation(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(ops.AUGMENTATIONS)}"
         )
-    return names
+    return tuple(ops.AUGMENTATIONS[name] for name in dict.fromkeys(names))
 
 
 def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, training=False,
@@ -170,39 +166,19 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
              skip_bad_files=False, shuffle_buffer=None, repeat=False) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"batch_size must be a positive integer, received {batch_size!r}")
+    positive_int("batch_size", batch_size, error=DataError)
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1, 3 or None, received {channels!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and not is_int(seed):
         raise DataError(f"seed must be an integer or None, received {seed!r}")
     if not isinstance(split, str) or not split:
         raise DataError(f"split must be a non-empty string such as 'train', received {split!r}")
     size = _image_size(image_size)
-    augment = _augment_names(augment)
-
-    if not isinstance(source, str) or not source:
-        raise DataError(f"source must be 'shapes', 'dir:PATH' or a TFDS name, received {source!r}")
-    if source == "shapes":
-        size = size or (shapes.DEFAULT_SIZE, shapes.DEFAULT_SIZE)
-        if min(size) < shapes.MIN_SIZE:
-            raise DataError(
-                f"image_size {image_size!r} is too small for shapes; each side must be at least "
-                f"{shapes.MIN_SIZE}"
-            )
-        # The set itself never depends on `seed` (which drives shuffling and augmentation): a test
-        # split must hold the same examples whatever seed a run trains with.
-        resolved = sources.shapes_source(split, image_size=size, channels=channels or 3, seed=0)
-    elif source.startswith(DIR_PREFIX):
-        if task == "localize":
-            raise DataError(
-                f"image folders have no boxes, so {source!r} cannot be used with task='localize'"
-            )
-        resolved = sources.folder_source(source[len(DIR_PREFIX):], split, skip_bad_files=skip_bad_files)
-    else:
-        resolved = sources.tfds_source(
-            source, split, data_dir=data_dir, task=task, shuffle_files=training, seed=seed
-        )
+    augment = _augmentations(augment)
+    resolved = sources.resolve(
+        source, split, task=task, image_size=size, channels=channels, data_dir=data_dir, training=training,
+        seed=seed, skip_bad_files=skip_bad_files,
+    )
 
     if size is None:
         if resolved.image_shape is None:
@@ -211,7 +187,7 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
             )
         size = tuple(resolved.image_shape[:2])
     native = resolved.image_shape[:2] if resolved.image_shape else None
-    crops = (training and "crop" in augment) or (not training and central_crop)
+    crops = (training and any(a.window for a in augment)) or (not training and central_crop)
     resize_to = None if (tuple(size) == native and not crops) else tuple(size)
     info = DatasetInfo(
         source=source,
@@ -228,61 +204,6 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
         central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
         resize_to=resize_to, repeat=repeat,
     )
-
-
-def decode(encoded, channels: int, jpeg: bool = False) -> tf.Tensor:
-    """Decode JPEG/PNG/GIF/BMP bytes (first frame of a GIF) to uint8 (H, W, channels).
-
-    ``jpeg=True`` promises JPEG bytes: the JPEG decoder is called directly (libjpeg converts
-    gray/RGB/CMYK to ``channels`` itself), with no branch on the format.
-    """
-    if jpeg:
-        return tf.ensure_shape(tf.io.decode_jpeg(encoded, channels=channels), [None, None, channels])
-    image = tf.io.decode_image(encoded, channels=0, expand_animations=False, dtype=tf.uint8)
-    return to_channels(image, channels)
-
-
-def to_channels(image, channels: int) -> tf.Tensor:
-    """Gray, gray+alpha, RGB or RGBA -> ``channels`` (1 or 3), alpha dropped."""
-    have = tf.shape(image)[-1]
-    image = tf.cond(
-        tf.logical_or(tf.equal(have, 2), tf.equal(have, 4)), lambda: image[..., :-1], lambda: image
-    )
-    have = tf.shape(image)[-1]
-    if channels == 3:
-        image = tf.cond(tf.equal(have, 1), lambda: tf.image.grayscale_to_rgb(image), lambda: image)
-    else:
-        image = tf.cond(tf.equal(have, 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)
-    return tf.ensure_shape(image, [None, None, channels])
-
-
-def decode_random_crop(encoded, box, seed, channels: int, jpeg: bool = False):
-    """Decode and random-crop in one step: a JPEG is decoded only inside the crop window.
-
-    Returns ``(image, box)`` as ``random_crop(decode(encoded), box)`` would: the same window and
-    box, and the same pixels but for JPEG chroma upsampling along the window's border.
-    ``jpeg=True`` promises JPEG bytes and skips the per-image format branch.
-    """
-
-    def jpeg_window():
-        shape = tf.image.extract_jpeg_shape(encoded)
-        window = ops.random_crop_window(shape[0], shape[1], seed, box)
-        # libjpeg converts gray/RGB/CMYK to the requested channels itself.
-        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack(window), channels=channels)
-        return tf.ensure_shape(image, [None, None, channels]), tf.stack(window), shape[:2]
-
-    def other():
-        image = decode(encoded, channels)
-        shape = tf.shape(image)
-        window = ops.random_crop_window(shape[0], shape[1], seed, box)
-        image = tf.image.crop_to_bounding_box(image, *window)
-        return image, tf.stack(window), shape[:2]
-
-    if jpeg:
-        image, window, shape = jpeg_window()
-    else:
-        image, window, shape = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other)
-    return image, ops.crop_box(box, window[0], window[1], window[2], window[3], shape[0], shape[1])
 
 
 def _shuffle_buffer(plan: _Plan) -> int:
@@ -326,16 +247,20 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
     channels = info.image_shape[-1]
     batch_size = info.batch_size
     localize = info.task == "localize"
-    random_crop = plan.training and "crop" in plan.augment
     autotune = tf.data.AUTOTUNE
+    # The registry's ops, by what they need from the pipeline: a crop picks its window before
+    # decoding (a JPEG decodes only the window), a flip rides in the resize's pass, the rest run
+    # on the resized float32 image. Evaluation runs none of them.
+    augment = plan.augment if plan.training else ()
+    window_op = next((op for op in augment if op.window is not None), None)
+    mirror_op = next((op for op in augment if op.mirror is not None), None)
+    pixel_ops = [op for op in augment if op is not window_op and op is not mirror_op]
 
     num_shards, shard = 1, 0
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(info.batch_size)
         num_shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
-    permute = (
-        plan.training and not plan.cache and not plan.shuffle_buffer and source.table is not None
-    )
+    permute = plan.training and not plan.cache and not plan.shuffle_buffer and source.table is not None
     if permute:
         elements = permuted_rows(source.table, _derived_seed(plan.seed, 1), num_shards, shard)
     else:
@@ -347,37 +272,35 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         example = source.materialize(*element) if isinstance(element, tuple) else source.materialize(element)
         return example, (example["bbox"] if localize else None)
 
-    def op_seed(seed, name):
-        # One independent stateless stream per op, derived from the element's seed.
-        return tf.random.experimental.stateless_fold_in(seed, list(ops.AUGMENTATIONS).index(name))
-
     def decoded(example, box, seed=None):
-        """Decode; with a seed, random-crop too (a JPEG is decoded only inside the window)."""
+        """Decode; with an element seed and a crop op, crop too (a JPEG only inside the window)."""
         if "encoded" in example:
-            if seed is not None:
-                return decode_random_crop(example["encoded"], box, seed, channels, source.jpeg_only)
+            if seed is not None and window_op is not None:
+                return decode_random_crop(
+                    example["encoded"], box, window_op.seed(seed), channels, source.jpeg_only, window_op.window
+                )
             image = decode(example["encoded"], channels, source.jpeg_only)
         else:
             image = example["image"]
-            if seed is not None:
-                return ops.random_crop(image, box, seed=seed)
+            if seed is not None and window_op is not None:
+                return window_op.apply(image, box, seed=window_op.seed(seed))
         if not plan.training and plan.central_crop:
             image, box = ops.central_crop(image, box)
         return image, box
 
     def finish(image, box, label, seed, resize):
-        flip_seed = None
-        if plan.training and "flip" in plan.augment:
-            flip_seed = op_seed(seed, "flip")
+        mirror = None if mirror_op is None else mirror_op.mirror(mirror_op.seed(seed))
         if resize and plan.resize_to is not None:
-            # The resize does the flip in the same pass (one pass over the pixels with the fused
-            # kernel); mirroring commutes with resizing, so the result is the same.
-            flip = None if flip_seed is None else ops.flip_decision(flip_seed)
-            image, box = ops.resize(image, box, size=plan.resize_to, flip=flip)
-            flip_seed = None
+            # Mirroring commutes with resizing, so the resize does it in the same pass (one pass
+            # over the pixels with the fused kernel).
+            image, box = ops.resize(image, box, size=plan.resize_to, flip=mirror)
+        else:
+            image = tf.cast(image, tf.float32)
+            if mirror is not None:
+                image, box = ops.mirror_image(image, mirror), ops.mirror_box(box, mirror)
         image = tf.cast(image, tf.float32)
-        if flip_seed is not None:
-            image, box = ops.random_flip(image, box, seed=flip_seed)
+        for op in pixel_ops:
+            image, box = op.apply(image, box, seed=op.seed(seed))
         image = tf.ensure_shape(image, info.image_shape)
         if localize:
             return image, {"class": label, "bbox": tf.ensure_shape(box, [4])}
@@ -389,14 +312,11 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
 
     if not plan.cache:
         if plan.training and not permute:
-            elements = elements.shuffle(
-                _shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True
-            )
+            elements = elements.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
 
         def full(element, seed):
             example, box = materialize(element)
-            crop_seed = op_seed(seed, "crop") if random_crop else None
-            image, box = decoded(example, box, crop_seed)
+            image, box = decoded(example, box, seed)
             return finish(image, box, example["label"], seed, resize=True)
 
         dataset = tf.data.Dataset.zip((elements, random_seeds())).map(full, num_parallel_calls=autotune)
@@ -406,7 +326,7 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         def to_cache(*element):
             example, box = materialize(element if len(element) > 1 else element[0])
             image, box = decoded(example, box)
-            if not random_crop and plan.resize_to is not None:
+            if window_op is None and plan.resize_to is not None:
                 image, box = ops.resize(image, box, size=plan.resize_to)
             return image, (box if localize else tf.zeros([4])), example["label"]
 
@@ -417,9 +337,9 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         def from_cache(cached, seed):
             image, box, label = cached
             box = box if localize else None
-            if random_crop:
-                image, box = ops.random_crop(image, box, seed=op_seed(seed, "crop"))
-            return finish(image, box, label, seed, resize=random_crop)
+            if window_op is not None:
+                image, box = window_op.apply(image, box, seed=window_op.seed(seed))
+            return finish(image, box, label, seed, resize=window_op is not None)
 
         dataset = tf.data.Dataset.zip((dataset, random_seeds())).map(from_cache, num_parallel_calls=autotune)
     if plan.skip_bad_files:

@@ -8,11 +8,16 @@ tensor), so a given seed always gives the same result, eagerly or inside `Datase
 Boxes follow the pixels: a flip mirrors the box, a crop shifts, rescales and clips it, and a random
 crop is placed so that it never cuts the object out entirely.
 
-`AUGMENTATIONS` maps the names accepted by ``pipelines.load(augment=...)`` to the random ops.
+Decoding (`decode`, `decode_random_crop`) lives here too: bytes in, ``(image, box)`` out.
+
+`AUGMENTATIONS` is the registry of the random training ops, by the names accepted by
+``pipelines.load(augment=...)``; the pipeline iterates it and knows no op by name.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from typing import Callable
 
 import tensorflow as tf
@@ -171,7 +176,107 @@ def resize(image, box=None, *, size, flip=None):
     return image, (box if flip is None else mirror_box(box, flip))
 
 
-AUGMENTATIONS: dict[str, Callable] = {
-    "crop": random_crop,
-    "flip": random_flip,
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def decode(encoded, channels: int, jpeg: bool = False) -> tf.Tensor:
+    """Decode JPEG/PNG/GIF/BMP bytes (first frame of a GIF) to uint8 (H, W, channels).
+
+    ``jpeg=True`` promises JPEG bytes: the JPEG decoder is called directly (libjpeg converts
+    gray/RGB/CMYK to ``channels`` itself), with no branch on the format.
+    """
+    if jpeg:
+        return tf.ensure_shape(tf.io.decode_jpeg(encoded, channels=channels), [None, None, channels])
+    image = tf.io.decode_image(encoded, channels=0, expand_animations=False, dtype=tf.uint8)
+    return to_channels(image, channels)
+
+
+def to_channels(image, channels: int) -> tf.Tensor:
+    """Gray, gray+alpha, RGB or RGBA -> ``channels`` (1 or 3), alpha dropped."""
+    have = tf.shape(image)[-1]
+    image = tf.cond(tf.logical_or(tf.equal(have, 2), tf.equal(have, 4)), lambda: image[..., :-1], lambda: image)
+    have = tf.shape(image)[-1]
+    if channels == 3:
+        image = tf.cond(tf.equal(have, 1), lambda: tf.image.grayscale_to_rgb(image), lambda: image)
+    else:
+        image = tf.cond(tf.equal(have, 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def decode_random_crop(encoded, box, seed, channels: int, jpeg: bool = False, window=None):
+    """Decode and random-crop in one step: a JPEG is decoded only inside the crop window.
+
+    ``window`` is a crop op's window function (default: `random_crop_window`). Returns
+    ``(image, box)`` as ``random_crop(decode(encoded), box)`` would: the same window and box, and
+    the same pixels but for JPEG chroma upsampling along the window's border. ``jpeg=True``
+    promises JPEG bytes and skips the per-image format branch.
+    """
+    window = window or random_crop_window
+
+    def jpeg_window():
+        shape = tf.image.extract_jpeg_shape(encoded)
+        offsets = window(shape[0], shape[1], seed, box)
+        # libjpeg converts gray/RGB/CMYK to the requested channels itself.
+        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack(offsets), channels=channels)
+        return tf.ensure_shape(image, [None, None, channels]), tf.stack(offsets), shape[:2]
+
+    def other():
+        image = decode(encoded, channels)
+        shape = tf.shape(image)
+        offsets = window(shape[0], shape[1], seed, box)
+        image = tf.image.crop_to_bounding_box(image, *offsets)
+        return image, tf.stack(offsets), shape[:2]
+
+    if jpeg:
+        image, offsets, shape = jpeg_window()
+    else:
+        image, offsets, shape = tf.cond(tf.io.is_jpeg(encoded), jpeg_window, other)
+    return image, crop_box(box, offsets[0], offsets[1], offsets[2], offsets[3], shape[0], shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the augmentation registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """A random training op, registered in `AUGMENTATIONS` under its name.
+
+    apply: ``(image, box, *, seed) -> (image, box)``, the op itself.
+    window: for crops, ``(height, width, seed, box) -> (offset_y, offset_x, height, width)``: the
+      pipeline then decodes only that window of a JPEG, and evaluation takes the central crop
+      (`crops_at_evaluation`).
+    mirror: for flips, ``seed -> bool tensor``: the pipeline mirrors in the resize's own pass.
+    Ops with neither run after the resize, on float32 pixels, in the order they are given.
+    """
+
+    name: str
+    apply: Callable
+    window: Callable | None = None
+    mirror: Callable | None = None
+
+    @property
+    def stream(self) -> int:
+        """The op's random stream, fixed by its name alone: registering another op (or reordering
+        the registry) never changes what an existing op draws for a seeded run."""
+        return zlib.crc32(self.name.encode()) & 0x7FFFFFFF
+
+    def seed(self, element_seed) -> tf.Tensor:
+        """This op's stateless seed for an element's seed."""
+        return tf.random.experimental.stateless_fold_in(tf.cast(element_seed, tf.int64), self.stream)
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {
+    op.name: op
+    for op in (
+        Augmentation("crop", random_crop, window=random_crop_window),
+        Augmentation("flip", random_flip, mirror=flip_decision),
+    )
 }
+
+
+def crops_at_evaluation(augment) -> bool:
+    """Whether evaluation central-crops for a model trained with ``augment``: the seed's recipe,
+    where training's random crops are matched by a central crop at test time."""
+    return any(AUGMENTATIONS[name].window is not None for name in augment if name in AUGMENTATIONS)

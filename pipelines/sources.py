@@ -38,8 +38,6 @@ class Source:
     num_examples: int | None
     image_shape: tuple | None  # (H, W, C) when every image has it, else None
     channels: int  # channels of the images as stored
-    encoded: bool  # True: elements carry "encoded" bytes instead of "image"
-    has_boxes: bool
     # The elements as rows of tensors (paths and labels, stream keys and indices), when they are
     # small enough to hold: then training visits them in a whole fresh permutation each epoch, with
     # no shuffle buffer, and `elements` is `Dataset.from_tensor_slices(table)`.
@@ -48,6 +46,33 @@ class Source:
     # Every image is a JPEG (the folder check read each file's signature): the pipeline can call the
     # JPEG decoder directly, without a per-image branch on the format.
     jpeg_only: bool = False
+
+
+DIR_PREFIX = "dir:"
+
+
+def resolve(
+    source: str,
+    split: str,
+    *,
+    task: str,
+    image_size: tuple[int, int] | None,
+    channels: int | None,
+    data_dir: str | None,
+    training: bool,
+    seed: int | None,
+    skip_bad_files: bool,
+) -> Source:
+    """The `Source` that ``source`` names: ``"shapes"``, ``"dir:PATH"`` or a TFDS name."""
+    if not isinstance(source, str) or not source:
+        raise DataError(f"source must be 'shapes', 'dir:PATH' or a TFDS name, received {source!r}")
+    if source == "shapes":
+        return shapes_source(split, image_size=image_size, channels=channels or 3)
+    if source.startswith(DIR_PREFIX):
+        if task == "localize":
+            raise DataError(f"image folders have no boxes, so {source!r} cannot be used with task='localize'")
+        return folder_source(source[len(DIR_PREFIX) :], split, skip_bad_files=skip_bad_files)
+    return tfds_source(source, split, data_dir=data_dir, task=task, shuffle_files=training, seed=seed)
 
 
 def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -74,7 +99,18 @@ def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, i
 # shapes
 
 
-def shapes_source(split: str, *, image_size: tuple[int, int], channels: int, seed: int) -> Source:
+# The set itself never depends on a run's seed (which drives shuffling and augmentation): a test
+# split must hold the same examples whatever seed a run trains with.
+SHAPES_SEED = 0
+
+
+def shapes_source(split: str, *, image_size: tuple[int, int] | None, channels: int, seed: int = SHAPES_SEED) -> Source:
+    """The built-in synthetic set, drawn at ``image_size`` (default 64x64)."""
+    image_size = image_size or (shapes.DEFAULT_SIZE, shapes.DEFAULT_SIZE)
+    if min(image_size) < shapes.MIN_SIZE:
+        raise DataError(
+            f"image_size {tuple(image_size)!r} is too small for shapes; each side must be at least {shapes.MIN_SIZE}"
+        )
     ranges = absolute_ranges(split, shapes.SPLIT_SIZES)
     streams, indices = [], []
     for name, start, stop in ranges:
@@ -88,8 +124,6 @@ def shapes_source(split: str, *, image_size: tuple[int, int], channels: int, see
         num_examples=sum(stop - start for _, start, stop in ranges),
         image_shape=(image_size[0], image_size[1], channels),
         channels=channels,
-        encoded=False,
-        has_boxes=True,
         table=table,
     )
 
@@ -212,7 +246,7 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
         more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
         raise DataError(
             f"image file {path!r} {reason}{more}; fix or remove it, or pass skip_bad_files=True "
-            f"(--skip_bad_files) to skip bad files with a warning"
+            f"to skip bad files with a warning"
         )
     per_class = {name: [f for f in files if f not in bad] for name, files in per_class.items()}
     return per_class, problems, not_jpeg
@@ -283,8 +317,6 @@ def folder_source(
         num_examples=len(selected),
         image_shape=None,
         channels=3,
-        encoded=True,
-        has_boxes=False,
         table=table,
         files=paths,
         jpeg_only=not_jpeg.isdisjoint(paths),
@@ -427,7 +459,5 @@ def tfds_source(
         num_examples=num_examples,
         image_shape=shape if None not in shape else None,
         channels=shape[-1] or 3,
-        encoded=True,
-        has_boxes=task == "localize",
     )
 

@@ -21,6 +21,14 @@ SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 FLOWERS_SAMPLE = os.path.abspath(os.path.join(SHARED_DATA, "flowers-sample"))
 
 
+@pytest.fixture
+def flowers_sample():
+    """The real photos beside the repository (../shared/data); a user's fresh clone has none."""
+    if not os.path.isdir(FLOWERS_SAMPLE):
+        pytest.skip(f"real photos not found at {FLOWERS_SAMPLE} (only beside the team's checkouts)")
+    return FLOWERS_SAMPLE
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

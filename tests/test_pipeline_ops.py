@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import ops, shapes
-from pipelines.core import decode, decode_random_crop
+from pipelines.ops import decode, decode_random_crop
 
 
 def example_with_mask(index, size=48):
@@ -141,3 +141,33 @@ def test_resize_with_a_flip_is_resize_then_random_flip():
         got_image, got_box = ops.resize(image, box, size=(24, 40), flip=ops.flip_decision(seed_of(i)))
         np.testing.assert_array_equal(got_image, want_image)
         np.testing.assert_array_equal(got_box, want_box)
+
+
+def test_each_registered_augmentation_is_run_from_the_registry_and_keeps_its_stream(monkeypatch):
+    # An op's random stream is fixed by its name: registering another op never changes what the
+    # existing ops draw for a seeded run.
+    import pipelines
+
+    def batches(augment):
+        dataset, _ = pipelines.load("shapes", "train[:8]", task="localize", image_size=32, batch_size=8,
+                                    training=True, augment=augment, seed=3)
+        images, targets = next(iter(dataset))
+        return images.numpy(), targets["bbox"].numpy()
+
+    before = batches(("crop", "flip"))
+    darken = ops.Augmentation("darken", lambda image, box, *, seed: (image * 0.5, box))
+    registry = {"darken": darken, **ops.AUGMENTATIONS}  # first in the registry, to be sure
+    monkeypatch.setattr(ops, "AUGMENTATIONS", registry)
+    after = batches(("crop", "flip"))
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    # The new op runs through the same registry, after the crop and flip.
+    darkened = batches(("crop", "flip", "darken"))
+    np.testing.assert_allclose(darkened[0], before[0] * 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(darkened[1], before[1])
+    assert len({op.stream for op in registry.values()}) == len(registry)
+
+
+def test_evaluation_central_crops_exactly_when_training_crops():
+    assert ops.crops_at_evaluation(("crop", "flip")) and ops.crops_at_evaluation(["crop"])
+    assert not ops.crops_at_evaluation(("flip",)) and not ops.crops_at_evaluation(())

@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 
 import pipelines
 from pipelines import DataError, shapes
-from tests.conftest import FLOWERS_SAMPLE
 
 
 def take_all(dataset):
@@ -228,10 +227,23 @@ def test_folder_split_subfolders_and_slicing(tmp_path):
         pipelines.load(f"dir:{root}", "test", image_size=16)
 
 
-def test_folder_of_real_photos_needs_an_image_size():
+def test_images_of_different_sizes_need_an_image_size(tmp_path):
+    root = tmp_path / "photos"
+    for name, shape in [("cats", (20, 30)), ("dogs", (24, 24))]:
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = tf.cast(tf.random.uniform([*shape, 3], 0, 256, tf.int32, seed=i), tf.uint8)
+            tf.io.write_file(str(root / name / f"{i}.jpg"), tf.io.encode_jpeg(pixels))
     with pytest.raises(DataError, match=r"differ in size: pass image_size"):
-        pipelines.load(f"dir:{FLOWERS_SAMPLE}", "train")
-    dataset, info = pipelines.load(f"dir:{FLOWERS_SAMPLE}", "train", image_size=64, batch_size=8,
+        pipelines.load(f"dir:{root}", "train+validation+test")
+    _, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16)
+    assert info.num_examples == 6 and info.image_shape == (16, 16, 3)
+
+
+def test_folder_of_real_photos_needs_an_image_size(flowers_sample):
+    with pytest.raises(DataError, match=r"differ in size: pass image_size"):
+        pipelines.load(f"dir:{flowers_sample}", "train")
+    dataset, info = pipelines.load(f"dir:{flowers_sample}", "train", image_size=64, batch_size=8,
                                    training=True, augment="crop,flip", seed=1)
     assert info.num_examples == 40 and info.num_classes == 5
     images, _ = take_all(dataset)

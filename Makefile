@@ -15,7 +15,7 @@ DEMO_FLAGS ?= --model=resnet18 --dataset=shapes --image_size=64 --epochs=5 --bat
 	--optimizer=adam --learning_rate=0.002 --lr_schedule=cosine --augment=flip \
 	'--validation_split=validation[:256]'
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 install: $(STAMP) $(FUSED)
 
@@ -31,6 +31,11 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff, as configured in pyproject.toml: lint rules, then the formatter's check (no changes made).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: install
 	$(BIN)/python -m trainers.train --model_dir=$(DEMO_DIR) $(DEMO_FLAGS)

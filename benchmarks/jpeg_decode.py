@@ -30,14 +30,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
-
 from jpegs import images_per_second, prepare_folder  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
-flags.DEFINE_integer("num_files", 200, "JPEGs to write when --images_dir is not given.")
-flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
-flags.DEFINE_integer("repeats", 5, "Alternating measurements of each candidate.")
+
+
+def define_flags() -> None:
+    """The benchmark's flags, defined when it runs (importing it defines none)."""
+    flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
+    flags.DEFINE_integer("num_files", 200, "JPEGs to write when --images_dir is not given.")
+    flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
+    flags.DEFINE_integer("repeats", 5, "Alternating measurements of each candidate.")
+
 
 BATCH = 32
 
@@ -86,8 +90,8 @@ def main(argv):
 
         def make(kind):
             dataset = tf.data.Dataset.from_tensor_slices(paths).repeat()
-            return dataset.map(decoder(kind), num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(
-                tf.data.AUTOTUNE
+            return (
+                dataset.map(decoder(kind), num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH).prefetch(tf.data.AUTOTUNE)
             )
 
         results = {name: [] for name in CANDIDATES}
@@ -97,9 +101,12 @@ def main(argv):
         full = statistics.median(results["full decode"])
         for name, values in results.items():
             rate = statistics.median(values)
-            print(f"{name:>22}: {rate:8.1f} images/s, {full / rate:4.0%} of a full decode's time   "
-                  f"(runs: {', '.join(f'{v:.0f}' for v in values)})")
+            print(
+                f"{name:>22}: {rate:8.1f} images/s, {full / rate:4.0%} of a full decode's time   "
+                f"(runs: {', '.join(f'{v:.0f}' for v in values)})"
+            )
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

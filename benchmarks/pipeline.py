@@ -16,8 +16,9 @@
     kept in memory; crop, flip and resize still run on every image, every epoch).
 They run in one process, alternating, each timed over the same number of images after a warm-up;
 the medians and ratios are printed. Any pipeline that decodes every image every epoch is bounded by
-the floor, so the floor / seed ratio printed is the most that streaming can gain over the seed. Peak memory (RSS) of (b) is measured over the folder and over a
-folder with 4x as many files (links to the same JPEGs): it must not grow with the file count.
+the floor, so the floor / seed ratio printed is the most that streaming can gain over the seed.
+Peak memory (RSS) of (b) is measured over the folder and over a folder with 4x as many files
+(links to the same JPEGs): it must not grow with the file count.
 """
 
 from __future__ import annotations
@@ -33,22 +34,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
+import keras  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
-
-import keras  # noqa: E402
-import pipelines  # noqa: E402
-from pipelines import fused  # noqa: E402
 from jpegs import images_per_second, list_jpegs, prepare_folder, replicate  # noqa: E402
 
+import pipelines  # noqa: E402
+from pipelines import fused  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
-flags.DEFINE_integer("num_files", 200, "JPEGs to write when --images_dir is not given.")
-flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
-flags.DEFINE_integer("repeats", 5, "Alternating measurements of each pipeline.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("image_size", 224, "Output image size.")
+
+
+def define_flags() -> None:
+    """The benchmark's flags, defined when it runs (importing it defines none)."""
+    flags.DEFINE_string("images_dir", None, "Folder of class subfolders of JPEGs (default: write some).")
+    flags.DEFINE_integer("num_files", 200, "JPEGs to write when --images_dir is not given.")
+    flags.DEFINE_integer("images", 1280, "Images timed per measurement.")
+    flags.DEFINE_integer("repeats", 5, "Alternating measurements of each pipeline.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_integer("image_size", 224, "Output image size.")
 
 
 def seed_pipeline(paths, labels, size, batch_size, auto_parallel=True):
@@ -85,10 +90,14 @@ def seed_pipeline(paths, labels, size, batch_size, auto_parallel=True):
 def decode_only(paths, batch_size):
     """Read + decode each JPEG in parallel; batches of their shapes, so nothing else costs."""
     dataset = tf.data.Dataset.from_tensor_slices(paths).repeat()
-    return dataset.map(
-        lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return (
+        dataset.map(
+            lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def decode_and_resize(paths, size, batch_size):
@@ -105,15 +114,18 @@ def decode_and_resize(paths, size, batch_size):
         return tf.image.resize(tf.cast(image, tf.float32), [size, size])
 
     dataset = tf.data.Dataset.from_tensor_slices(paths).repeat()
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def ours(root, size, batch_size):
     dataset, _ = pipelines.load(
-        f"dir:{root}", "train+validation+test", image_size=size, batch_size=batch_size,
-        training=True, augment=("crop", "flip"), seed=0,
+        f"dir:{root}",
+        "train+validation+test",
+        image_size=size,
+        batch_size=batch_size,
+        training=True,
+        augment=("crop", "flip"),
+        seed=0,
     )
     return dataset.repeat()
 
@@ -134,8 +146,14 @@ def ours_tf_ops(root, size, batch_size):
 def ours_cached(root, size, batch_size):
     """Ours with ``cache=True``, one epoch already run so the cache is full."""
     dataset, _ = pipelines.load(
-        f"dir:{root}", "train+validation+test", image_size=size, batch_size=batch_size,
-        training=True, augment=("crop", "flip"), seed=0, cache=True,
+        f"dir:{root}",
+        "train+validation+test",
+        image_size=size,
+        batch_size=batch_size,
+        training=True,
+        augment=("crop", "flip"),
+        seed=0,
+        cache=True,
     )
     for _ in dataset:  # fills the cache; later iterators of this dataset read from memory
         pass
@@ -167,9 +185,7 @@ class PeakRss:
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
-        root, paths, labels = prepare_folder(
-            FLAGS.images_dir, FLAGS.num_files, FLAGS.images, FLAGS.batch_size, tmp
-        )
+        root, paths, labels = prepare_folder(FLAGS.images_dir, FLAGS.num_files, FLAGS.images, FLAGS.batch_size, tmp)
         size, batch = FLAGS.image_size, FLAGS.batch_size
         print(f"{len(paths)} JPEGs from {root}; {os.cpu_count()} CPU cores; tf {tf.__version__}")
         kernel, why_not = fused.status()
@@ -181,7 +197,7 @@ def main(argv):
         for label, folder in (("1x files", root), ("4x files", many)):
             count = len(list_jpegs(folder)[0]) if folder == root else 4 * len(paths)
             with PeakRss() as rss:
-                images_per_second(lambda: ours(folder, size, batch), count, batch)  # every file
+                images_per_second(lambda folder=folder: ours(folder, size, batch), count, batch)  # every file
             print(f"peak RSS, one pass over {count} files ({label}): {rss.peak / 2**20:.0f} MiB")
 
         candidates = {
@@ -202,27 +218,38 @@ def main(argv):
         for name, values in results.items():
             print(f"{name:>26}: {median[name]:8.1f} images/s   (runs: {', '.join(f'{v:.1f}' for v in values)})")
         print(f"ours / seed pipeline: {median['pipelines.load'] / median['seed pipeline']:.2f}x")
-        print(f"ours / seed without tf.data auto-parallelization: "
-              f"{median['pipelines.load'] / median['seed, no auto-parallel']:.2f}x")
+        print(
+            f"ours / seed without tf.data auto-parallelization: "
+            f"{median['pipelines.load'] / median['seed, no auto-parallel']:.2f}x"
+        )
         print(f"ours / decode-only floor: {median['pipelines.load'] / median['decode only (floor)']:.0%}")
         paired = [o / f for o, f in zip(results["pipelines.load"], results["decode only (floor)"])]
-        print(f"ours / decode-only floor, round by round (measured seconds apart, so drift cancels): "
-              f"median {statistics.median(paired):.0%} ({', '.join(f'{r:.0%}' for r in paired)})")
-        print(f"ours with TF ops instead of the fused kernel / decode-only floor: "
-              f"{median['pipelines.load, TF ops'] / median['decode only (floor)']:.0%}")
-        print(f"fused kernel / TF ops (both ours): "
-              f"{median['pipelines.load'] / median['pipelines.load, TF ops']:.2f}x")
-        print(f"decode + resize only / decode-only floor: "
-              f"{median['decode + resize only'] / median['decode only (floor)']:.0%} "
-              f"(the same job without shuffling, random crop or flip)")
-        print(f"ours / decode + resize only: "
-              f"{median['pipelines.load'] / median['decode + resize only']:.0%}")
-        print(f"decode-only floor / seed pipeline: "
-              f"{median['decode only (floor)'] / median['seed pipeline']:.2f}x "
-              f"(the bound for any pipeline that decodes every image every epoch)")
-        print(f"ours with cache=True / seed pipeline: "
-              f"{median['pipelines.load, cache=True'] / median['seed pipeline']:.2f}x")
+        print(
+            f"ours / decode-only floor, round by round (measured seconds apart, so drift cancels): "
+            f"median {statistics.median(paired):.0%} ({', '.join(f'{r:.0%}' for r in paired)})"
+        )
+        print(
+            f"ours with TF ops instead of the fused kernel / decode-only floor: "
+            f"{median['pipelines.load, TF ops'] / median['decode only (floor)']:.0%}"
+        )
+        print(f"fused kernel / TF ops (both ours): {median['pipelines.load'] / median['pipelines.load, TF ops']:.2f}x")
+        print(
+            f"decode + resize only / decode-only floor: "
+            f"{median['decode + resize only'] / median['decode only (floor)']:.0%} "
+            f"(the same job without shuffling, random crop or flip)"
+        )
+        print(f"ours / decode + resize only: {median['pipelines.load'] / median['decode + resize only']:.0%}")
+        print(
+            f"decode-only floor / seed pipeline: "
+            f"{median['decode only (floor)'] / median['seed pipeline']:.2f}x "
+            f"(the bound for any pipeline that decodes every image every epoch)"
+        )
+        print(
+            f"ours with cache=True / seed pipeline: "
+            f"{median['pipelines.load, cache=True'] / median['seed pipeline']:.2f}x"
+        )
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -14,7 +14,7 @@ only the random ops run again each epoch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -114,9 +114,20 @@ def load(
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(
-        source, split, task=task, image_size=image_size, batch_size=batch_size, training=training,
-        augment=augment, seed=seed, data_dir=data_dir, channels=channels, cache=cache,
-        central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
+        source,
+        split,
+        task=task,
+        image_size=image_size,
+        batch_size=batch_size,
+        training=training,
+        augment=augment,
+        seed=seed,
+        data_dir=data_dir,
+        channels=channels,
+        cache=cache,
+        central_crop=central_crop,
+        skip_bad_files=skip_bad_files,
+        shuffle_buffer=shuffle_buffer,
         repeat=repeat,
     )
     return _build(plan, input_context), plan.info
@@ -143,9 +154,7 @@ def _image_size(image_size):
     if size is None or len(size) != 2 or not all(is_int(v) for v in size):
         raise DataError(f"image_size must be an int or (height, width), received {image_size!r}")
     if min(size) < MIN_IMAGE_SIZE:
-        raise DataError(
-            f"image_size {image_size!r} is too small; each side must be at least {MIN_IMAGE_SIZE}"
-        )
+        raise DataError(f"image_size {image_size!r} is too small; each side must be at least {MIN_IMAGE_SIZE}")
     return size
 
 
@@ -161,9 +170,24 @@ def _augmentations(augment) -> tuple[ops.Augmentation, ...]:
     return tuple(ops.AUGMENTATIONS[name] for name in dict.fromkeys(names))
 
 
-def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, training=False,
-             augment=(), seed=None, data_dir=None, channels=None, cache=False, central_crop=False,
-             skip_bad_files=False, shuffle_buffer=None, repeat=False) -> _Plan:
+def _resolve(
+    source,
+    split,
+    *,
+    task="classify",
+    image_size=None,
+    batch_size=32,
+    training=False,
+    augment=(),
+    seed=None,
+    data_dir=None,
+    channels=None,
+    cache=False,
+    central_crop=False,
+    skip_bad_files=False,
+    shuffle_buffer=None,
+    repeat=False,
+) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
     positive_int("batch_size", batch_size, error=DataError)
@@ -176,15 +200,20 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
     size = _image_size(image_size)
     augment = _augmentations(augment)
     resolved = sources.resolve(
-        source, split, task=task, image_size=size, channels=channels, data_dir=data_dir, training=training,
-        seed=seed, skip_bad_files=skip_bad_files,
+        source,
+        split,
+        task=task,
+        image_size=size,
+        channels=channels,
+        data_dir=data_dir,
+        training=training,
+        seed=seed,
+        skip_bad_files=skip_bad_files,
     )
 
     if size is None:
         if resolved.image_shape is None:
-            raise DataError(
-                f"the images of {source!r} differ in size: pass image_size (e.g. 224) to resize them"
-            )
+            raise DataError(f"the images of {source!r} differ in size: pass image_size (e.g. 224) to resize them")
         size = tuple(resolved.image_shape[:2])
     native = resolved.image_shape[:2] if resolved.image_shape else None
     crops = (training and any(a.window for a in augment)) or (not training and central_crop)
@@ -200,9 +229,17 @@ def _resolve(source, split, *, task="classify", image_size=None, batch_size=32, 
         batch_size=batch_size,
     )
     return _Plan(
-        source=resolved, info=info, training=training, augment=augment, seed=seed, cache=cache,
-        central_crop=central_crop, skip_bad_files=skip_bad_files, shuffle_buffer=shuffle_buffer,
-        resize_to=resize_to, repeat=repeat,
+        source=resolved,
+        info=info,
+        training=training,
+        augment=augment,
+        seed=seed,
+        cache=cache,
+        central_crop=central_crop,
+        skip_bad_files=skip_bad_files,
+        shuffle_buffer=shuffle_buffer,
+        resize_to=resize_to,
+        repeat=repeat,
     )
 
 

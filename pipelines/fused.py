@@ -68,11 +68,16 @@ def build(output: Path | None = None, cxx: str | None = None) -> Path:
         raise BuildError(f"cannot write the library to {output.parent}: {error.strerror}") from None
     os.close(handle)
     command = [
-        cxx, "-shared", "-fPIC", "-O3",
+        cxx,
+        "-shared",
+        "-fPIC",
+        "-O3",
         # Plain multiply-add, as TF's own kernels are compiled: no fused multiply-add contraction.
         "-ffp-contract=off",
         *tf.sysconfig.get_compile_flags(),
-        str(SOURCE), "-o", partial,
+        str(SOURCE),
+        "-o",
+        partial,
         *tf.sysconfig.get_link_flags(),
     ]
     try:
@@ -164,7 +169,8 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build_command = commands.add_parser("build", help="compile the kernel for the installed TF")
     build_command.add_argument(
-        "--optional", action="store_true",
+        "--optional",
+        action="store_true",
         help="exit 0 when it cannot be built (the pipelines then use TF's ops)",
     )
     commands.add_parser("status", help="say which implementation the pipelines use")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -52,9 +52,7 @@ def crop_box(box, offset_y, offset_x, crop_height, crop_width, height, width):
     to_float = lambda v: tf.cast(v, tf.float32)  # noqa: E731
     scale = tf.stack([to_float(height), to_float(width), to_float(height), to_float(width)])
     offset = tf.stack([to_float(offset_y), to_float(offset_x), to_float(offset_y), to_float(offset_x)])
-    window = tf.stack(
-        [to_float(crop_height), to_float(crop_width), to_float(crop_height), to_float(crop_width)]
-    )
+    window = tf.stack([to_float(crop_height), to_float(crop_width), to_float(crop_height), to_float(crop_width)])
     return tf.clip_by_value((box * scale - offset) / window, 0.0, 1.0)
 
 
@@ -115,12 +113,8 @@ def random_crop_window(height, width, seed, box=None, fraction: float = RANDOM_C
         y_range = _offset_range(height, crop, ymin, ymax)
         x_range = _offset_range(width, crop, xmin, xmax)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-    offset_y = tf.random.stateless_uniform(
-        [], seeds[0], minval=y_range[0], maxval=y_range[1] + 1, dtype=tf.int32
-    )
-    offset_x = tf.random.stateless_uniform(
-        [], seeds[1], minval=x_range[0], maxval=x_range[1] + 1, dtype=tf.int32
-    )
+    offset_y = tf.random.stateless_uniform([], seeds[0], minval=y_range[0], maxval=y_range[1] + 1, dtype=tf.int32)
+    offset_x = tf.random.stateless_uniform([], seeds[1], minval=x_range[0], maxval=x_range[1] + 1, dtype=tf.int32)
     return offset_y, offset_x, crop, crop
 
 

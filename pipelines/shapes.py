@@ -23,8 +23,15 @@ NUM_CLUTTER_BARS = 6
 NOISE_STDDEV = 12.0
 
 
-def render(index, *, height: int = DEFAULT_SIZE, width: int = DEFAULT_SIZE, channels: int = 3,
-           split: str = "train", seed: int = 0) -> dict:
+def render(
+    index,
+    *,
+    height: int = DEFAULT_SIZE,
+    width: int = DEFAULT_SIZE,
+    channels: int = 3,
+    split: str = "train",
+    seed: int = 0,
+) -> dict:
     """Draw example ``index``: a dict of image (H, W, C) float32 in [0, 255], label, bbox, mask."""
     return _render(stream_key(split, seed), index, height, width, channels)
 
@@ -91,7 +98,6 @@ def _render(stream, index, height, width, channels) -> dict:
     if channels == 1:
         image = tf.image.rgb_to_grayscale(image)
     return {"image": image, "label": label, "bbox": tight_box(mask), "mask": mask}
-
 
 
 def materializer(*, height: int, width: int, channels: int):

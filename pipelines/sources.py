@@ -13,8 +13,8 @@ import dataclasses
 import logging
 import os
 import random
+from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -77,10 +77,7 @@ def resolve(
 
 def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
     """Resolve a TFDS-syntax split against split sizes: [(split name, start, stop), ...]."""
-    infos = {
-        name: tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
-        for name, size in sizes.items()
-    }
+    infos = {name: tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0) for name, size in sizes.items()}
     try:
         instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
     except (ValueError, AssertionError) as error:
@@ -89,10 +86,7 @@ def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, i
             f"bad split {split!r} ({message}); accepted: {', '.join(sizes)}, optionally sliced "
             f"as in TFDS, e.g. 'train[:80%]', 'train[100:200]', 'train+validation'"
         ) from None
-    return [
-        (i.splitname, i.from_ or 0, sizes[i.splitname] if i.to is None else i.to)
-        for i in instructions
-    ]
+    return [(i.splitname, i.from_ or 0, sizes[i.splitname] if i.to is None else i.to) for i in instructions]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,8 +261,7 @@ def folder_source(
     class_names = list(class_names or found)
     if len(class_names) < 2:
         raise DataError(
-            f"image folder {root!r} must hold one subfolder per class (at least 2), found "
-            f"{class_names or 'none'}"
+            f"image folder {root!r} must hold one subfolder per class (at least 2), found {class_names or 'none'}"
         )
 
     files_by_split: dict[str, list[tuple[str, int]]] = {}
@@ -280,9 +273,7 @@ def folder_source(
             problems += skipped
             not_jpeg |= others
             _require_images(split_root, per_class)
-            files_by_split[split_name] = [
-                (path, class_names.index(c)) for c in present for path in per_class[c]
-            ]
+            files_by_split[split_name] = [(path, class_names.index(c)) for c in present for path in per_class[c]]
     else:
         per_class, problems, not_jpeg = _list_class_files(root, class_names, skip_bad_files)
         _require_images(root, per_class)
@@ -292,14 +283,15 @@ def folder_source(
             random.Random(_FOLDER_SPLIT_SEED).shuffle(files)
             n_train = round(len(files) * FOLDER_SPLIT_FRACTIONS["train"])
             n_val = round(len(files) * FOLDER_SPLIT_FRACTIONS["validation"])
-            cuts = {"train": files[:n_train], "validation": files[n_train : n_train + n_val],
-                    "test": files[n_train + n_val :]}
+            cuts = {
+                "train": files[:n_train],
+                "validation": files[n_train : n_train + n_val],
+                "test": files[n_train + n_val :],
+            }
             for split_name, chunk in cuts.items():
                 files_by_split[split_name] += [(path, label) for path in chunk]
     if problems:
-        log.warning(
-            "skipped %d bad file(s) under %s, e.g. %s %s", len(problems), root, *problems[0]
-        )
+        log.warning("skipped %d bad file(s) under %s, e.g. %s %s", len(problems), root, *problems[0])
 
     sizes = {name: len(items) for name, items in files_by_split.items()}
     selected = []
@@ -405,18 +397,14 @@ def tfds_source(
         )
     if objects_key is not None and box_key is None:
         object_features = features[objects_key].feature
-        object_label = next(
-            (k for k, f in object_features.items() if isinstance(f, tfds.features.ClassLabel)), None
-        )
+        object_label = next((k for k, f in object_features.items() if isinstance(f, tfds.features.ClassLabel)), None)
         object_box = next(k for k, f in object_features.items() if isinstance(f, tfds.features.BBoxFeature))
         if label_key is None:
             label_key = f"{objects_key}/{object_label}"
     if label_key is None:
         raise DataError(f"dataset {name!r} has no class label feature; its features: {list(features)}")
     class_feature = (
-        features[label_key]
-        if "/" not in label_key
-        else features[objects_key].feature[label_key.split("/", 1)[1]]
+        features[label_key] if "/" not in label_key else features[objects_key].feature[label_key.split("/", 1)[1]]
     )
 
     # Keep the image encoded: the pipeline decodes it, only inside the crop window where it can.
@@ -460,4 +448,3 @@ def tfds_source(
         image_shape=shape if None not in shape else None,
         channels=shape[-1] or 3,
     )
-

@@ -21,6 +21,17 @@ SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 FLOWERS_SAMPLE = os.path.abspath(os.path.join(SHARED_DATA, "flowers-sample"))
 
 
+REQUIRE_FUSED = "ZOO_REQUIRE_FUSED"
+
+
+def skip_without_kernel(reason: str):
+    """Skip a test that needs the fused kernel; fail instead where CI requires it (.ci/run)."""
+    message = f"fused kernel not available: {reason}"
+    if os.environ.get(REQUIRE_FUSED) == "1":
+        pytest.fail(f"{message} ({REQUIRE_FUSED}=1: CI requires the kernel to build)")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def flowers_sample():
     """The real photos beside the repository (../shared/data); a user's fresh clone has none."""

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.conftest import skip_without_kernel
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.slow
@@ -14,8 +16,12 @@ pytestmark = pytest.mark.slow
 
 def run_pipeline_benchmark(*args):
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "pipeline.py"), *args], cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=300,
+        [sys.executable, os.path.join(REPO, "benchmarks", "pipeline.py"), *args],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -23,15 +29,26 @@ def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
     result = run_pipeline_benchmark("--num_files=10", "--images=64", "--repeats=1", "--image_size=32", "--batch_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    for name in ("seed pipeline", "seed, no auto-parallel", "pipelines.load", "pipelines.load, TF ops",
-                 "decode only (floor)",
-                 "decode + resize only", "pipelines.load, cache=True"):
+    for name in (
+        "seed pipeline",
+        "seed, no auto-parallel",
+        "pipelines.load",
+        "pipelines.load, TF ops",
+        "decode only (floor)",
+        "decode + resize only",
+        "pipelines.load, cache=True",
+    ):
         match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s", out, re.M)
         assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{out}"
-    for ratio in ("ours / seed pipeline: ", "ours / decode-only floor: ", "ours / decode + resize only: ",
-                  "ours / decode-only floor, round by round (measured seconds apart, so drift cancels): median ",
-                  "ours with cache=True / seed pipeline: ", "fused kernel / TF ops (both ours): ",
-                  "ours with TF ops instead of the fused kernel / decode-only floor: "):
+    for ratio in (
+        "ours / seed pipeline: ",
+        "ours / decode-only floor: ",
+        "ours / decode + resize only: ",
+        "ours / decode-only floor, round by round (measured seconds apart, so drift cancels): median ",
+        "ours with cache=True / seed pipeline: ",
+        "fused kernel / TF ops (both ours): ",
+        "ours with TF ops instead of the fused kernel / decode-only floor: ",
+    ):
         assert ratio in out
     assert re.search(r"peak RSS, one pass over 100 files \(1x files\): \d+ MiB", out)
     assert re.search(r"peak RSS, one pass over 400 files \(4x files\): \d+ MiB", out)
@@ -50,22 +67,43 @@ def test_pipeline_benchmark_refuses_a_folder_without_jpegs(tmp_path):
 
 def test_jpeg_decode_benchmark_times_every_window():
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "jpeg_decode.py"), "--num_files=5", "--images=32",
-         "--repeats=1"], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True,
+        [
+            sys.executable,
+            os.path.join(REPO, "benchmarks", "jpeg_decode.py"),
+            "--num_files=5",
+            "--images=32",
+            "--repeats=1",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("full decode", "centre 90% square", "16x16 at bottom right", "16 columns, all rows",
-                 "16x16 at top left", "ratio=2"):
-        match = re.search(rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s, +(\d+)% of a full decode's time", result.stdout, re.M)
+    for name in (
+        "full decode",
+        "centre 90% square",
+        "16x16 at bottom right",
+        "16 columns, all rows",
+        "16x16 at top left",
+        "ratio=2",
+    ):
+        match = re.search(
+            rf"^\s*{re.escape(name)}:\s+([\d.]+) images/s, +(\d+)% of a full decode's time", result.stdout, re.M
+        )
         assert match and float(match.group(1)) > 0, f"no figure for {name!r} in:\n{result.stdout}"
     assert re.search(r"full decode: .*100% of a full decode's time", result.stdout)
 
 
 def run_resize_flip_benchmark(*args, **env):
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "resize_flip.py"), *args], cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env), capture_output=True, text=True, timeout=300,
+        [sys.executable, os.path.join(REPO, "benchmarks", "resize_flip.py"), *args],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -73,7 +111,7 @@ def test_resize_flip_benchmark_times_the_kernel_against_the_tf_ops():
     from pipelines import fused
 
     if fused.status()[0] is None:
-        pytest.skip(f"fused kernel not available: {fused.status()[1]}")
+        skip_without_kernel(fused.status()[1])
     result = run_resize_flip_benchmark("--height=40", "--width=30", "--size=16", "--iterations=20", "--repeats=1")
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("TF ops (cast + resize + reverse)", "fused kernel"):

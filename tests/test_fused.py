@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import pipelines
 from pipelines import fused, ops
+from tests.conftest import skip_without_kernel
 
 # The kernel interpolates along y first, TF along x first: a few float32 ulps apart on 0..255.
 ATOL = 1e-4
@@ -15,10 +16,10 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def kernel():
-    """The kernel `make install` built; these tests are skipped (with the reason) without it."""
+    """The kernel `make install` built; without it these tests are skipped with the reason (CI fails)."""
     module, reason = fused.status()
     if module is None:
-        pytest.skip(f"fused kernel not available: {reason}")
+        skip_without_kernel(reason)
     return module
 
 
@@ -109,8 +110,15 @@ def test_pipelines_give_the_same_batches_with_and_without_the_kernel(kernel, tmp
     write_jpegs(str(tmp_path))
 
     def batches():
-        dataset, _ = pipelines.load(f"dir:{tmp_path}", "train+validation+test", image_size=(20, 28),
-                                    batch_size=4, training=training, augment="crop,flip", seed=11)
+        dataset, _ = pipelines.load(
+            f"dir:{tmp_path}",
+            "train+validation+test",
+            image_size=(20, 28),
+            batch_size=4,
+            training=training,
+            augment="crop,flip",
+            seed=11,
+        )
         return [(x.numpy(), y.numpy()) for x, y in dataset]
 
     with_kernel = batches()
@@ -124,7 +132,7 @@ def test_pipelines_give_the_same_batches_with_and_without_the_kernel(kernel, tmp
 
 def test_build_compiles_for_the_installed_tf(tmp_path):
     if fused.compiler() is None:
-        pytest.skip("no C++ compiler")
+        skip_without_kernel("no C++ compiler")
     path = fused.build(tmp_path / "lib.so")
     assert path.read_bytes()[:4] == b"\x7fELF"
     assert os.listdir(tmp_path) == ["lib.so"]  # nothing half-written left behind
@@ -160,8 +168,15 @@ def test_tracing_a_pipeline_gives_no_autograph_warning(tmp_path, capfd, caplog):
     # AutoGraph converts what a map function calls; the kernel's loading code must stay plain
     # Python (it once made AutoGraph warn that it could not read os.path.exists's source).
     write_jpegs(str(tmp_path), count=2)
-    dataset, _ = pipelines.load(f"dir:{tmp_path}", "train+validation+test", image_size=8, batch_size=2,
-                                training=True, augment="crop,flip", seed=0)
+    dataset, _ = pipelines.load(
+        f"dir:{tmp_path}",
+        "train+validation+test",
+        image_size=8,
+        batch_size=2,
+        training=True,
+        augment="crop,flip",
+        seed=0,
+    )
     next(iter(dataset))
     captured = capfd.readouterr()
     said = captured.err + captured.out + caplog.text

@@ -24,9 +24,7 @@ OPS = {
     "random_flip": lambda image, box, i: ops.random_flip(image, box, seed=seed_of(i)),
     "central_crop": lambda image, box, i: ops.central_crop(image, box),
     "resize": lambda image, box, i: ops.resize(image, box, size=(20, 30)),
-    "resize_and_flip": lambda image, box, i: ops.resize(
-        image, box, size=(20, 30), flip=ops.flip_decision(seed_of(i))
-    ),
+    "resize_and_flip": lambda image, box, i: ops.resize(image, box, size=(20, 30), flip=ops.flip_decision(seed_of(i))),
     "resize_and_flip_uint8": lambda image, box, i: ops.resize(
         tf.cast(image, tf.uint8), box, size=(20, 30), flip=ops.flip_decision(seed_of(i))
     ),
@@ -149,8 +147,9 @@ def test_each_registered_augmentation_is_run_from_the_registry_and_keeps_its_str
     import pipelines
 
     def batches(augment):
-        dataset, _ = pipelines.load("shapes", "train[:8]", task="localize", image_size=32, batch_size=8,
-                                    training=True, augment=augment, seed=3)
+        dataset, _ = pipelines.load(
+            "shapes", "train[:8]", task="localize", image_size=32, batch_size=8, training=True, augment=augment, seed=3
+        )
         images, targets = next(iter(dataset))
         return images.numpy(), targets["bbox"].numpy()
 

@@ -80,7 +80,9 @@ def test_shapes_colour_statistics_do_not_give_the_class_away():
 def test_training_shuffles_reproducibly_and_differently_each_epoch():
     dataset, _ = pipelines.load("shapes", "train[:32]", batch_size=8, training=True, augment=("crop", "flip"), seed=5)
     epoch1, epoch2 = take_all(dataset)[1], take_all(dataset)[1]
-    again = take_all(pipelines.load("shapes", "train[:32]", batch_size=8, training=True, augment=("crop", "flip"), seed=5)[0])[1]
+    again = take_all(
+        pipelines.load("shapes", "train[:32]", batch_size=8, training=True, augment=("crop", "flip"), seed=5)[0]
+    )[1]
     np.testing.assert_array_equal(epoch1, again)
     assert not np.array_equal(epoch1, epoch2)
     assert sorted(epoch1) == sorted(epoch2)
@@ -94,8 +96,16 @@ def test_cache_gives_the_same_eval_data():
 
 
 def test_augmented_training_batches_have_boxes_inside_the_image():
-    dataset, _ = pipelines.load("shapes", "train[:64]", task="localize", batch_size=16, training=True,
-                                augment=("crop", "flip"), seed=0, image_size=32)
+    dataset, _ = pipelines.load(
+        "shapes",
+        "train[:64]",
+        task="localize",
+        batch_size=16,
+        training=True,
+        augment=("crop", "flip"),
+        seed=0,
+        image_size=32,
+    )
     for images, targets in dataset:
         boxes = targets["bbox"].numpy()
         assert images.shape == (16, 32, 32, 3)
@@ -114,9 +124,9 @@ def write_image(path, array, fmt):
     elif fmt == "png":
         data = tf.io.encode_png(array).numpy()
     else:
-        from PIL import Image
-
         import io
+
+        from PIL import Image
 
         buffer = io.BytesIO()
         Image.fromarray(np.squeeze(array.numpy())).save(buffer, format=fmt.upper())
@@ -127,7 +137,14 @@ def write_image(path, array, fmt):
 
 def make_folder(root, per_class=5, layout=None):
     rng = np.random.default_rng(0)
-    formats = [("a.jpg", "jpeg", 3), ("b.png", "png", 1), ("c.png", "png", 4), ("d.bmp", "bmp", 3), ("e.gif", "gif", 3), ("f.jpg", "jpeg", 1)]
+    formats = [
+        ("a.jpg", "jpeg", 3),
+        ("b.png", "png", 1),
+        ("c.png", "png", 4),
+        ("d.bmp", "bmp", 3),
+        ("e.gif", "gif", 3),
+        ("f.jpg", "jpeg", 1),
+    ]
     for split in layout or [""]:
         for cls in ("cats", "dogs"):
             for i in range(per_class):
@@ -141,8 +158,16 @@ def test_folder_formats_and_channels(tmp_path):
     root = make_folder(str(tmp_path / "pets"), per_class=12)  # each format twice, per class
     for channels in (1, 3):
         for training in (False, True):  # training decodes JPEGs inside the crop window only
-            dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, channels=channels,
-                                           batch_size=8, training=training, augment=("crop", "flip"), seed=0)
+            dataset, info = pipelines.load(
+                f"dir:{root}",
+                "train+validation+test",
+                image_size=16,
+                channels=channels,
+                batch_size=8,
+                training=training,
+                augment=("crop", "flip"),
+                seed=0,
+            )
             images, labels = take_all(dataset)
             assert images.shape == (24, 16, 16, channels) and info.class_names == ("cats", "dogs")
             assert sorted(labels.tolist()) == [0] * 12 + [1] * 12
@@ -159,8 +184,15 @@ def test_all_jpeg_folders_skip_the_format_branch_and_read_the_same(tmp_path):
     assert sources.folder_source(str(tmp_path / "j"), "train+validation+test").jpeg_only
     assert not sources.folder_source(make_folder(str(tmp_path / "mixed")), "train").jpeg_only
     for training in (False, True):
-        dataset, info = pipelines.load(f"dir:{tmp_path / 'j'}", "train+validation+test", image_size=16,
-                                       batch_size=3, training=training, augment="crop,flip", seed=0)
+        dataset, info = pipelines.load(
+            f"dir:{tmp_path / 'j'}",
+            "train+validation+test",
+            image_size=16,
+            batch_size=3,
+            training=training,
+            augment="crop,flip",
+            seed=0,
+        )
         images, labels = take_all(dataset)
         assert images.shape == (6, 16, 16, 3) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
         assert images.std() > 10
@@ -170,8 +202,16 @@ def test_all_jpeg_folders_skip_the_format_branch_and_read_the_same(tmp_path):
     data[30 : len(data) - 10] = b"\x00" * (len(data) - 40)
     open(path, "wb").write(bytes(data))
     for training in (False, True):
-        dataset, _ = pipelines.load(f"dir:{tmp_path / 'j'}", "train+validation+test", image_size=16, batch_size=1,
-                                    training=training, augment="crop", seed=0, skip_bad_files=True)
+        dataset, _ = pipelines.load(
+            f"dir:{tmp_path / 'j'}",
+            "train+validation+test",
+            image_size=16,
+            batch_size=1,
+            training=training,
+            augment="crop",
+            seed=0,
+            skip_bad_files=True,
+        )
         assert len(take_all(dataset)[1]) == 5
 
 
@@ -180,8 +220,15 @@ def test_folder_training_visits_every_file_once_per_epoch_in_a_fresh_order(tmp_p
         write_image(str(tmp_path / "x" / f"c{i % 2}" / f"{i:02d}.png"), np.full((8, 8, 1), 10 * i), "png")
 
     def epochs(seed, count=2):
-        dataset, _ = pipelines.load(f"dir:{tmp_path / 'x'}", "train+validation+test", batch_size=4, image_size=8,
-                                    training=True, seed=seed, channels=1)
+        dataset, _ = pipelines.load(
+            f"dir:{tmp_path / 'x'}",
+            "train+validation+test",
+            batch_size=4,
+            image_size=8,
+            training=True,
+            seed=seed,
+            channels=1,
+        )
         return [np.round(take_all(dataset)[0].mean(axis=(1, 2, 3)) / 10).astype(int).tolist() for _ in range(count)]
 
     first, second = epochs(seed=3)
@@ -243,8 +290,9 @@ def test_images_of_different_sizes_need_an_image_size(tmp_path):
 def test_folder_of_real_photos_needs_an_image_size(flowers_sample):
     with pytest.raises(DataError, match=r"differ in size: pass image_size"):
         pipelines.load(f"dir:{flowers_sample}", "train")
-    dataset, info = pipelines.load(f"dir:{flowers_sample}", "train", image_size=64, batch_size=8,
-                                   training=True, augment="crop,flip", seed=1)
+    dataset, info = pipelines.load(
+        f"dir:{flowers_sample}", "train", image_size=64, batch_size=8, training=True, augment="crop,flip", seed=1
+    )
     assert info.num_examples == 40 and info.num_classes == 5
     images, _ = take_all(dataset)
     assert images.shape == (40, 64, 64, 3) and images.std() > 10
@@ -253,10 +301,26 @@ def test_folder_of_real_photos_needs_an_image_size(flowers_sample):
 @pytest.mark.parametrize(
     "damage, message, images_left",
     [
-        (lambda root: open(os.path.join(root, "cats", "0a.jpg"), "r+b").truncate(200), r"0a.jpg' is a truncated JPEG", 9),
-        (lambda root: open(os.path.join(root, "dogs", "1b.png"), "r+b").truncate(100), r"1b.png' is a truncated PNG", 9),
-        (lambda root: open(os.path.join(root, "dogs", "notes.txt"), "w").write("hi"), r"notes.txt' has an extension", 10),
-        (lambda root: open(os.path.join(root, "dogs", "fake.jpg"), "w").write("not an image"), r"fake.jpg' is not a JPEG, PNG", 10),
+        (
+            lambda root: open(os.path.join(root, "cats", "0a.jpg"), "r+b").truncate(200),
+            r"0a.jpg' is a truncated JPEG",
+            9,
+        ),
+        (
+            lambda root: open(os.path.join(root, "dogs", "1b.png"), "r+b").truncate(100),
+            r"1b.png' is a truncated PNG",
+            9,
+        ),
+        (
+            lambda root: open(os.path.join(root, "dogs", "notes.txt"), "w").write("hi"),
+            r"notes.txt' has an extension",
+            10,
+        ),
+        (
+            lambda root: open(os.path.join(root, "dogs", "fake.jpg"), "w").write("not an image"),
+            r"fake.jpg' is not a JPEG, PNG",
+            10,
+        ),
     ],
 )
 def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, caplog, monkeypatch):
@@ -363,8 +427,9 @@ def test_tfds_flowers_recipe_and_window_decoding():
     with tfds.testing.mock_data(num_examples=6):
         with pytest.raises(DataError, match=r"differ in size: pass image_size"):
             pipelines.load("tf_flowers", "validation")
-        dataset, info = pipelines.load("tf_flowers", "train", image_size=32, batch_size=3, training=True,
-                                       augment=("crop", "flip"), seed=0)
+        dataset, info = pipelines.load(
+            "tf_flowers", "train", image_size=32, batch_size=3, training=True, augment=("crop", "flip"), seed=0
+        )
         images, _ = take_all(dataset)
     assert info.class_names == ("dandelion", "daisy", "tulips", "sunflowers", "roses")
     assert images.shape == (6, 32, 32, 3)
@@ -376,12 +441,20 @@ def test_tfds_boxes_map_onto_the_localize_task():
             rng = np.random.default_rng(0)
             for i in range(6):
                 image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
-                yield {"image": tf.io.encode_jpeg(image).numpy(), "label": i % 3,
-                       "bbox": np.array([0.1, 0.2, 0.6, 0.7], np.float32)}
+                yield {
+                    "image": tf.io.encode_jpeg(image).numpy(),
+                    "label": i % 3,
+                    "bbox": np.array([0.1, 0.2, 0.6, 0.7], np.float32),
+                }
 
-        return tf.data.Dataset.from_generator(examples, output_signature={
-            "image": tf.TensorSpec([], tf.string), "label": tf.TensorSpec([], tf.int64),
-            "bbox": tf.TensorSpec([4], tf.float32)})
+        return tf.data.Dataset.from_generator(
+            examples,
+            output_signature={
+                "image": tf.TensorSpec([], tf.string),
+                "label": tf.TensorSpec([], tf.int64),
+                "bbox": tf.TensorSpec([4], tf.float32),
+            },
+        )
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         dataset, info = pipelines.load("caltech_birds2011", "test", task="localize", image_size=20, batch_size=6)
@@ -400,13 +473,23 @@ def test_tfds_objects_sequences_give_the_first_objects_box_and_label():
         def examples():
             for i in range(4):
                 count = i % 3  # 0, 1, 2, 0 objects
-                yield {"image": tf.io.encode_jpeg(np.full((30, 40, 3), 60 * i, np.uint8)).numpy(),
-                       "objects": {"bbox": np.array([[0.1 * (i + 1), 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]][:count], np.float32).reshape(count, 4),
-                                   "label": np.array([7 + i, 3][:count], np.int64)}}
+                yield {
+                    "image": tf.io.encode_jpeg(np.full((30, 40, 3), 60 * i, np.uint8)).numpy(),
+                    "objects": {
+                        "bbox": np.array(
+                            [[0.1 * (i + 1), 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]][:count], np.float32
+                        ).reshape(count, 4),
+                        "label": np.array([7 + i, 3][:count], np.int64),
+                    },
+                }
 
-        return tf.data.Dataset.from_generator(examples, output_signature={
-            "image": tf.TensorSpec([], tf.string),
-            "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32), "label": tf.TensorSpec([None], tf.int64)}})
+        return tf.data.Dataset.from_generator(
+            examples,
+            output_signature={
+                "image": tf.TensorSpec([], tf.string),
+                "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32), "label": tf.TensorSpec([None], tf.int64)},
+            },
+        )
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         dataset, info = pipelines.load("voc", "test", task="localize", image_size=16, batch_size=8)
@@ -426,7 +509,9 @@ def test_unknown_tfds_name():
 
 def test_distribute_batches_per_replica_on_two_devices():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    dataset, info = pipelines.distribute(strategy, "shapes", "train[:16]", batch_size=8, training=True, seed=0, image_size=16)
+    dataset, info = pipelines.distribute(
+        strategy, "shapes", "train[:16]", batch_size=8, training=True, seed=0, image_size=16
+    )
     batch = next(iter(dataset))
     per_replica = strategy.experimental_local_results(batch[0])
     assert strategy.num_replicas_in_sync == 2
@@ -440,11 +525,16 @@ class TinyBoxes(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "label": tfds.features.ClassLabel(names=["left", "right"]),
-            "bbox": tfds.features.BBoxFeature(),
-        }))
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(None, None, 3)),
+                    "label": tfds.features.ClassLabel(names=["left", "right"]),
+                    "bbox": tfds.features.BBoxFeature(),
+                }
+            ),
+        )
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(40)}
@@ -461,8 +551,9 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
     TinyBoxes(data_dir=str(tmp_path)).download_and_prepare()
     sizes = {}
     for split in ("train", "validation", "test", "train[:50%]"):
-        dataset, info = pipelines.load("tiny_boxes", split, task="localize", image_size=16, batch_size=64,
-                                       data_dir=str(tmp_path))
+        dataset, info = pipelines.load(
+            "tiny_boxes", split, task="localize", image_size=16, batch_size=64, data_dir=str(tmp_path)
+        )
         images, targets = next(iter(dataset))
         assert images.shape[0] == info.num_examples
         sizes[split] = info.num_examples

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,8 +15,14 @@ import tensorflow as tf
 import zoo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--dataset=shapes", "--train_split=train[:64]", "--validation_split=validation[:32]",
-        "--test_split=test[:32]", "--image_size=32", "--batch_size=16"]
+TINY = [
+    "--dataset=shapes",
+    "--train_split=train[:64]",
+    "--validation_split=validation[:32]",
+    "--test_split=test[:32]",
+    "--image_size=32",
+    "--batch_size=16",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +34,18 @@ def env(**extra):
 
 
 def run(program, *args, check=True, **extra_env):
-    result = subprocess.run([sys.executable, "-m", f"trainers.{program}", *args], cwd=REPO,
-                            env=env(**extra_env), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", f"trainers.{program}", *args],
+        cwd=REPO,
+        env=env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{program} {args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{program} {args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -42,7 +55,9 @@ def logged(log_dir, tag):
     for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
-            points += [(event.step, float(tf.make_ndarray(value.tensor))) for value in event.summary.value if value.tag == tag]
+            points += [
+                (event.step, float(tf.make_ndarray(value.tensor))) for value in event.summary.value if value.tag == tag
+            ]
     return sorted(points)
 
 
@@ -58,16 +73,32 @@ def write_png(path, seed=0):
     return path
 
 
+DECAYED_CNN = [
+    "--model=fashion_cnn",
+    "--epochs=2",
+    "--augment=crop,flip",
+    "--optimizer=adam",
+    "--learning_rate=0.001",
+    "--lr_decay=0.5",
+    *TINY,
+]
+
+
 def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     model_dir = str(tmp_path / "run")
-    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
-              "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5", *TINY)
+    out = run("train", f"--model_dir={model_dir}", *DECAYED_CNN)
     # Keras 2's decay, lr / (1 + decay * step), after 4 and 8 steps of 16 images.
     learning_rates = logged(os.path.join(model_dir, "logs", "train"), "epoch_learning_rate")
     assert [step for step, _ in learning_rates] == [0, 1]
     np.testing.assert_allclose([lr for _, lr in learning_rates], [0.001 / 3, 0.001 / 5], rtol=1e-4)
-    for artifact in ("flags.txt", "model.keras", "export/saved_model.pb", "metrics.json",
-                     "class_names.json", "checkpoints/train.weights.h5"):
+    for artifact in (
+        "flags.txt",
+        "model.keras",
+        "export/saved_model.pb",
+        "metrics.json",
+        "class_names.json",
+        "checkpoints/train.weights.h5",
+    ):
         assert os.path.exists(os.path.join(model_dir, artifact)), artifact
     assert not os.path.exists(os.path.join(model_dir, "backup"))  # removed once finished
     metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
@@ -82,9 +113,14 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     probabilities = served.serve(tf.zeros([2, 32, 32, 3]))
     assert probabilities.shape == (2, 5)
 
-    evaluation = run("evaluate", f"--model_path={model_dir}", "--split=test[:32]", "--output", str(tmp_path / "eval.json"))
-    saved = json.load(open(tmp_path / "eval.json"))
-    assert saved["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-6)
+    # On its run directory, evaluate uses the run's settings (its test split, the central crop that
+    # follows --augment=crop): the same numbers as metrics.json.
+    output = tmp_path / "new" / "folder" / "eval.json"  # created
+    evaluation = run("evaluate", f"--model_path={model_dir}", "--output", str(output))
+    saved = json.load(open(output))
+    assert saved["split"] == "test[:32]" and saved["dataset"] == "shapes"
+    for key in ("accuracy", "loss"):
+        assert saved[key] == pytest.approx(metrics[key], abs=1e-5), key
     assert "accuracy" in evaluation.stdout
 
     image = write_png(str(tmp_path / "shape.png"))
@@ -94,15 +130,12 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     assert any(name in lines[1] for name in ("circle", "square", "triangle", "diamond", "cross"))
     assert lines[1].rstrip().endswith("%")
 
-    again = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
-                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5", *TINY)
+    again = run("train", f"--model_dir={model_dir}", *DECAYED_CNN)
     assert "holds a finished run" in again.stdout
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
 
     # --overwrite trains again from scratch, leaving nothing of the old run's logs.
-    fresh = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=1",
-                "--augment=crop,flip", "--optimizer=adam", "--learning_rate=0.001", "--lr_decay=0.5",
-                "--overwrite", *TINY)
+    fresh = run("train", f"--model_dir={model_dir}", *DECAYED_CNN, "--epochs=1", "--overwrite")  # the last flag wins
     assert "epoch 1 done" in fresh.stderr
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0]
 
@@ -110,8 +143,18 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
 def test_mixed_precision_xla_and_steps_per_execution_on_cpu(tmp_path):
     # The GPU paths' switches, exercised on the CPU (bfloat16 there) so they at least run.
     model_dir = str(tmp_path / "run")
-    out = run("train", f"--model_dir={model_dir}", "--model=resnet18", "--epochs=1", "--mixed_precision",
-              "--jit_compile", "--steps_per_execution=2", "--optimizer=adam", "--learning_rate=0.001", *TINY)
+    out = run(
+        "train",
+        f"--model_dir={model_dir}",
+        "--model=resnet18",
+        "--epochs=1",
+        "--mixed_precision",
+        "--jit_compile",
+        "--steps_per_execution=2",
+        "--optimizer=adam",
+        "--learning_rate=0.001",
+        *TINY,
+    )
     assert "epoch 1 done" in out.stderr
     metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
     assert np.isfinite(metrics["loss"])
@@ -122,9 +165,20 @@ def test_two_phase_localize_on_two_replicas(tmp_path):
     weights = str(tmp_path / "initial.weights.h5")
     initial.save_weights(weights)
     model_dir = str(tmp_path / "run")
-    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--head=localize",
-              "--freeze_epochs=1", "--finetune_epochs=1", "--finetune_learning_rate=0.01",
-              f"--weights={weights}", "--strategy=mirrored", "--logical_cpus=2", "--loss_weights=0.5,0.5", *TINY)
+    out = run(
+        "train",
+        f"--model_dir={model_dir}",
+        "--model=fashion_cnn",
+        "--head=localize",
+        "--freeze_epochs=1",
+        "--finetune_epochs=1",
+        "--finetune_learning_rate=0.01",
+        f"--weights={weights}",
+        "--strategy=mirrored",
+        "--logical_cpus=2",
+        "--loss_weights=0.7,0.3",
+        *TINY,
+    )
     assert "with 2 replica(s)" in out.stderr
     assert "phase frozen" in out.stderr and "phase finetune" in out.stderr
 
@@ -134,15 +188,25 @@ def test_two_phase_localize_on_two_replicas(tmp_path):
         backbone = zoo.backbone_of(model)
         return [layer.kernel.numpy() for layer in backbone.layers if hasattr(layer, "kernel")]
 
-    start, frozen, finetuned = (backbone_kernels(p) for p in (
-        weights, os.path.join(model_dir, "checkpoints", "frozen.weights.h5"),
-        os.path.join(model_dir, "checkpoints", "finetune.weights.h5")))
+    start, frozen, finetuned = (
+        backbone_kernels(p)
+        for p in (
+            weights,
+            os.path.join(model_dir, "checkpoints", "frozen.weights.h5"),
+            os.path.join(model_dir, "checkpoints", "finetune.weights.h5"),
+        )
+    )
     for a, b in zip(start, frozen):
         np.testing.assert_array_equal(a, b)  # the frozen phase left the backbone alone
     assert any(not np.array_equal(a, b) for a, b in zip(frozen, finetuned))
 
     metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
     assert {"class_accuracy", "bbox_mse", "loss"} <= set(metrics)
+    # evaluate weights the losses as the run did (0.7/0.3), so its loss is the run's.
+    run("evaluate", f"--model_path={model_dir}", "--output", str(tmp_path / "eval.json"))
+    evaluated = json.load(open(tmp_path / "eval.json"))
+    for key in ("loss", "class_accuracy", "bbox_mse"):
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-5), key
     image = write_png(str(tmp_path / "shape.png"))
     prediction = run("predict", f"--model_path={model_dir}", image)
     assert "box [ymin, xmin, ymax, xmax] = [" in prediction.stdout
@@ -162,24 +226,37 @@ def _load_quietly(model, path):
 
 def test_kill_9_then_rerun_resumes_in_the_right_phase(tmp_path):
     model_dir = str(tmp_path / "run")
-    args = ["train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--freeze_epochs=2",
-            "--finetune_epochs=4", "--dataset=shapes", "--train_split=train[:1024]",
-            "--validation_split=", "--test_split=test[:32]", "--image_size=32", "--batch_size=32"]
+    args = [
+        "train",
+        f"--model_dir={model_dir}",
+        "--model=fashion_cnn",
+        "--freeze_epochs=2",
+        "--finetune_epochs=4",
+        "--dataset=shapes",
+        "--train_split=train[:1024]",
+        "--validation_split=",
+        "--test_split=test[:32]",
+        "--image_size=32",
+        "--batch_size=32",
+    ]
     metadata = os.path.join(model_dir, "backup", "finetune", "training_metadata.json")
-    process = subprocess.Popen([sys.executable, "-m", f"trainers.{args[0]}", *args[1:]], cwd=REPO,
-                               env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(metadata):
-            try:
-                if json.load(open(metadata))["epoch"] >= 3:
-                    break
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.05)
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"trainers.{args[0]}", *args[1:]],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The epoch's summary line comes after its backup is written (BackupAndRestore runs first):
+    # kill on the line for the third epoch, an event the trainer reports, not after a sleep.
+    for line in process.stderr:
+        if "[finetune] epoch 3 done" in line:
+            break
     assert process.poll() is None, "training finished before it could be killed; make it longer"
     process.send_signal(signal.SIGKILL)
     process.wait()
+    process.stderr.close()
     done_epochs = json.load(open(metadata))["epoch"]
     assert 3 <= done_epochs < 6
 
@@ -220,13 +297,30 @@ def test_two_local_workers_finish_with_identical_weights(tmp_path):
     processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "trainers.train", f"--model_dir={tmp_path / 'run'}", "--model=fashion_cnn",
-             "--epochs=2", "--strategy=multi_worker", *TINY],
-            cwd=REPO, env=env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trainers.train",
+                    f"--model_dir={tmp_path / 'run'}",
+                    "--model=fashion_cnn",
+                    "--epochs=2",
+                    "--strategy=multi_worker",
+                    *TINY,
+                ],
+                cwd=REPO,
+                env=env(TF_CONFIG=tf_config),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    checksums = [line.rsplit(" ", 1)[-1] for out in outputs for line in out.splitlines() if "final weights checksum" in line]
+    checksums = [
+        line.rsplit(" ", 1)[-1] for out in outputs for line in out.splitlines() if "final weights checksum" in line
+    ]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert "chief: True" in outputs[0] and "chief: False" in outputs[1]
     assert os.path.exists(tmp_path / "run" / "model.keras")
@@ -237,18 +331,20 @@ BAD_FLAGS = [
     (["--optimizer=adagrad"], "flag --optimizer=adagrad: value should be one of"),
     (["--model=resnet99"], "flag --model=resnet99"),
     (["--head=segment"], "flag --head=segment"),
-    (["--augment=rotate"], "flag --augment=['rotate']: accepted augmentations: crop, flip"),
-    (["--loss_weights=1,2,3"], "flag --loss_weights"),
+    (["--augment=rotate"], "--augment=rotate: accepted: crop, flip"),
+    (["--loss_weights=1,2,3"], "--loss_weights=1.0,2.0,3.0: must be two non-negative numbers"),
     (["--learning_rate=-1"], "flag --learning_rate=-1"),
     (["--strategy=tpu"], "flag --strategy=tpu"),
-    (["--lr_decay=0.1", "--lr_schedule=cosine"], "--lr_decay and --lr_schedule=cosine"),
+    (["--lr_decay=0.1", "--lr_schedule=cosine"], "--lr_schedule=cosine: and lr_decay are two schedules"),
     (["--dataset=no_such_set"], "--dataset=no_such_set: unknown dataset 'no_such_set'"),
     (["--dataset=dir:/no/such/folder"], "image folder '/no/such/folder' does not exist"),
-    (["--model=xception"], "--model=xception on --dataset=shapes (--image_size=32"),
-    (["--train_split=train[:8]"], "--batch_size=16 is larger than --train_split=train[:8] (8 examples)"),
-    (["--unfreeze_from=block1"], "--unfreeze_from needs --freeze_epochs and --finetune_epochs"),
-    (["--strategy=multi_worker"], "--strategy=multi_worker needs TF_CONFIG"),
-    (["--epochs=3", "--freeze_epochs=1"], "--epochs is for single-phase runs"),
+    (["--model=xception"], "--model=xception: cannot be built for dataset 'shapes' (images (32, 32, 3)"),
+    (["--train_split=train[:8]"], "--batch_size=16: is larger than train_split='train[:8]' (8 examples)"),
+    (["--unfreeze_from=block1"], "--unfreeze_from=block1: needs freeze_epochs and finetune_epochs"),
+    (["--strategy=multi_worker"], "needs TF_CONFIG"),
+    (["--test_split=tset"], "--test_split=tset: bad split 'tset'"),
+    (["--validation_split=train[:5]+nope"], "--validation_split=train[:5]+nope: bad split"),
+    (["--epochs=3", "--freeze_epochs=1"], "--epochs=3: is for single-phase runs"),
     (["stray_argument"], "unexpected arguments ['stray_argument']"),
 ]
 
@@ -259,9 +355,16 @@ def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path):
         model_dir = str(tmp_path / f"run{index}")
         environment = env()
         environment.pop("TF_CONFIG", None)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *TINY, *flags],
-            cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *TINY, *flags],
+                cwd=REPO,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for (flags, expected), process in zip(BAD_FLAGS, processes):
         stdout, stderr = process.communicate(timeout=300)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -282,23 +385,48 @@ def test_other_programs_reject_bad_input_in_one_line(tmp_path):
     assert bad_image.returncode == 2 and "is not a JPEG, PNG, GIF or BMP image" in bad_image.stderr
     image = write_png(str(tmp_path / "shape.png"))
     random_head = run("predict", "--model=xception", "--weights=imagenet", image, check=False)
-    assert random_head.returncode == 2 and "--model=xception has no pretrained ImageNet classifier" in random_head.stderr
-    assert "Traceback" not in missing.stderr + no_images.stderr + bad_image.stderr + random_head.stderr
+    assert (
+        random_head.returncode == 2 and "--model=xception has no pretrained ImageNet classifier" in random_head.stderr
+    )
+    folder = run("predict", "--model=resnet50", str(tmp_path), check=False)
+    assert folder.returncode == 2 and "is a directory; give image files" in folder.stderr
+    corrupt = tmp_path / "broken.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    not_keras = run("evaluate", f"--model_path={corrupt}", check=False)
+    assert not_keras.returncode == 2 and "is not a valid Keras model file" in not_keras.stderr
+    outputs = [missing, no_images, bad_image, random_head, folder, not_keras]
+    assert not any("Traceback" in out.stderr for out in outputs)
 
 
 def test_zoo_lists_every_model_with_its_size():
-    out = subprocess.run([sys.executable, "-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"], cwd=REPO,
-                         env=env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resnet34" in out.stdout and "21,289,802" in out.stdout  # 10 classes at 224x224x3
-    bad = subprocess.run([sys.executable, "-m", "zoo", "resnet99"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "zoo", "resnet99"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300
+    )
     assert bad.returncode == 2 and "unknown model 'resnet99'" in bad.stderr
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     model_dir = str(tmp_path / "run")
-    out = run("train", f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2",
-              "--learning_rate=1e30", "--momentum=0", *TINY, check=False)
+    out = run(
+        "train",
+        f"--model_dir={model_dir}",
+        "--model=fashion_cnn",
+        "--epochs=2",
+        "--learning_rate=1e30",
+        "--momentum=0",
+        *TINY,
+        check=False,
+    )
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 1 and len(errors) == 1
     assert "loss became nan" in errors[0] and "keeping the last good checkpoint" in errors[0]

@@ -1,9 +1,9 @@
 """Every registered model, generated from the registry: a new model is tested once it registers."""
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import zoo
 
 BATCH = 4  # BatchNormalization over 2 samples of a 1x1 map is degenerate: gradients explode
@@ -41,7 +41,8 @@ def compile_for(model, head):
         model.compile(optimizer=keras.optimizers.SGD(1e-3), run_eagerly=True, loss="sparse_categorical_crossentropy")
     else:
         model.compile(
-            optimizer=keras.optimizers.SGD(1e-3), run_eagerly=True,
+            optimizer=keras.optimizers.SGD(1e-3),
+            run_eagerly=True,
             loss={"class": "sparse_categorical_crossentropy", "bbox": "mse"},
             loss_weights={"class": 0.8, "bbox": 0.2},
         )

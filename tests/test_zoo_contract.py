@@ -1,9 +1,9 @@
 """The zoo's promises beyond the per-model sweep: errors, exact architectures, weights, freezing."""
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import zoo
 from zoo.registry import register
 
@@ -76,12 +76,12 @@ def test_resnet_parameter_counts_match_the_published_networks():
 def test_fashion_cnn_is_the_seed_network():
     model = zoo.build("fashion_cnn", num_classes=10, input_shape=(28, 28, 1))
     backbone = zoo.backbone_of(model)
-    convs = [(l.filters, l.kernel_size, l.padding) for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [(c.filters, c.kernel_size, c.padding) for c in backbone.layers if isinstance(c, keras.layers.Conv2D)]
     assert convs == [(64, (7, 7), "same")] + [(128, (3, 3), "same")] * 2 + [(256, (3, 3), "same")] * 2
-    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in backbone.layers) == 3
-    dense = [l.units for l in backbone.layers if isinstance(l, keras.layers.Dense)]
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in backbone.layers) == 3
+    dense = [layer.units for layer in backbone.layers if isinstance(layer, keras.layers.Dense)]
     assert dense == [128, 64]
-    assert [l.rate for l in backbone.layers if isinstance(l, keras.layers.Dropout)] == [0.5, 0.5]
+    assert [layer.rate for layer in backbone.layers if isinstance(layer, keras.layers.Dropout)] == [0.5, 0.5]
     assert model.get_layer("class").units == 10
 
 
@@ -111,12 +111,16 @@ def test_whole_model_weights_file_round_trip(tmp_path):
     model = zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), head="localize", widths=(8, 8, 16, 16))
     path = tmp_path / "model.weights.h5"
     model.save_weights(path)
-    again = zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), head="localize", widths=(8, 8, 16, 16), weights=path)
+    again = zoo.build(
+        "resnet18", num_classes=3, input_shape=(32, 32, 3), head="localize", widths=(8, 8, 16, 16), weights=path
+    )
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     for key in ("class", "bbox"):
         np.testing.assert_allclose(again(images)[key], model(images)[key], rtol=1e-6)
     with pytest.raises(ValueError, match=r"does not fit model 'resnet18' \(head='localize', num_classes=4"):
-        zoo.build("resnet18", num_classes=4, input_shape=(32, 32, 3), head="localize", widths=(8, 8, 16, 16), weights=path)
+        zoo.build(
+            "resnet18", num_classes=4, input_shape=(32, 32, 3), head="localize", widths=(8, 8, 16, 16), weights=path
+        )
 
 
 def test_xception_weights_file_passes_through_to_the_base(tmp_path):
@@ -164,7 +168,7 @@ def test_unfreeze_from_a_named_layer():
     zoo.freeze_backbone(model)
     unfrozen = zoo.unfreeze_backbone(model, from_layer="stage4_unit1")
     backbone = zoo.backbone_of(model)
-    trainable = [l.name for l in backbone.layers if l.trainable and l.weights]
+    trainable = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
     assert trainable == ["stage4_unit1", "stage4_unit2"] and unfrozen == 2
     assert not backbone.get_layer("stem_bn").trainable
     assert zoo.unfreeze_backbone(model) > 2

@@ -1,10 +1,10 @@
 """Hand-made filters, depthwise pooling and the transposed-convolution construction."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from zoo.filters import apply_filters, depthwise_max_pool, line_filters
 from zoo.transposed_conv import insert_zeros, transposed_conv2d
 
@@ -83,7 +83,11 @@ def test_transposed_conv_equals_keras_conv2d_transpose(strides, kernel_size):
     layer = keras.layers.Conv2DTranspose(2, kernel_size, strides=strides, padding="valid", use_bias=False)
     expected = keras.ops.convert_to_numpy(layer(images))
     got = transposed_conv2d(images, layer.kernel, strides=strides).numpy()
-    assert got.shape == expected.shape == (2, (5 - 1) * strides + max(kernel_size, strides), (4 - 1) * strides + max(kernel_size, strides), 2)
+    assert (
+        got.shape
+        == expected.shape
+        == (2, (5 - 1) * strides + max(kernel_size, strides), (4 - 1) * strides + max(kernel_size, strides), 2)
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -91,8 +95,10 @@ def test_ops_work_inside_tf_data_map():
     images = np.random.default_rng(0).uniform(size=(4, 6, 6, 3)).astype("float32")
     kernel = np.random.default_rng(1).normal(size=(3, 3, 2, 3)).astype("float32")
     filters = line_filters(3, channels=3)
-    dataset = tf.data.Dataset.from_tensor_slices(images).batch(2).map(
-        lambda x: (apply_filters(x, filters, strides=2), transposed_conv2d(x, kernel, strides=2))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .batch(2)
+        .map(lambda x: (apply_filters(x, filters, strides=2), transposed_conv2d(x, kernel, strides=2)))
     )
     filtered, transposed = next(iter(dataset))
     np.testing.assert_allclose(filtered, apply_filters(images[:2], filters, strides=2), rtol=1e-6)

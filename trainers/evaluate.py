@@ -1,70 +1,104 @@
-"""Evaluate a saved model on a split: `python -m trainers.evaluate --model_path=RUN_DIR --split=test`.
+"""Evaluate a saved model on a split: `python -m trainers.evaluate --model_path=RUN_DIR [--split=test]`.
 
-Prints the metrics and writes them as JSON (--output; default: eval_<dataset>_<split>.json beside
-the model). The task (classify / localize) and image size come from the model itself.
+On a run directory, the run's own settings apply (dataset, test split, loss weights, the test-time
+central crop), so evaluating its test split reproduces its metrics.json; flags given override
+them. A bare .keras file is evaluated with the defaults. Prints the metrics and writes them as JSON
+(--output; default: eval_<dataset>_<split>.json beside the model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
 from absl import flags, logging
 
-from trainers import common
-from trainers.common import FLAGS, UserError
+from trainers import cli, steps, task
+from trainers.config import ConfigError, TrainConfig
+from trainers.rundir import find_model, run_dir_of, write_json
 
-flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
-flags.DEFINE_string("dataset", "shapes", "'shapes', 'dir:PATH' or a TFDS name.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-flags.DEFINE_string("split", "test", "Split to evaluate, TFDS syntax.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
-flags.DEFINE_boolean("central_crop", False, "Central-crop before resizing (the seed's eval crop).")
-flags.DEFINE_boolean("skip_bad_files", False, "Skip unreadable image files (with a warning).")
-flags.DEFINE_string("output", None, "Where to write the metrics JSON.")
-flags.mark_flag_as_required("model_path")
+FLAGS = flags.FLAGS
 
 
-def compile_for_evaluation(model):
-    import keras
+def define_flags() -> None:
+    from_run = " (default: the run's own)"
+    # The model's own input size applies: no --image_size.
+    cli.define_config_flags(
+        names=[name for name in cli.DATA_FLAGS if name != "image_size"],
+        defaults={"dataset": None, "batch_size": None},
+        helps={
+            "dataset": "'shapes', 'dir:PATH' or a TFDS name" + from_run + ".",
+            "batch_size": "Batch size" + from_run + ".",
+        },
+    )
+    flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
+    flags.DEFINE_string("split", None, "Split to evaluate, TFDS syntax (default: the run's test split, else 'test').")
+    flags.DEFINE_boolean("central_crop", None, "Central-crop before resizing (default: as the run trained).")
+    flags.DEFINE_string("output", None, "Where to write the metrics JSON (folders are created).")
+    flags.mark_flag_as_required("model_path")
 
-    if common.task_of(model) == "classify":
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    else:
-        model.compile(
-            loss={"class": "sparse_categorical_crossentropy", "bbox": "mse"},
-            metrics={"class": ["accuracy"], "bbox": [keras.metrics.MeanSquaredError(name="mse")]},
-        )
+
+def run_config(model_path: str, model, **given) -> TrainConfig:
+    """The settings a model was trained with (its run directory's flags.txt), with ``given`` on top."""
+    run = run_dir_of(model_path)
+    config = TrainConfig.from_flagfile(run.flags_file) if run else TrainConfig(head=task.head_of(model))
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+
+
+def evaluate_model(model, config: TrainConfig, split: str, central_crop: bool | None = None) -> dict:
+    """Compile ``model`` as its run did (losses, loss weights, metrics) and evaluate ``split``."""
+    height, width, channels = model.input_shape[1:]
+    overrides = dict(image_size=(height, width), channels=channels, task=task.head_of(model))
+    if central_crop is not None:
+        overrides["central_crop"] = central_crop
+    task.compile_model(model, head=task.head_of(model), weights=config.loss_weights)
+    return steps.evaluate(model, config, split, **overrides)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}")
+        raise cli.UserError(f"unexpected arguments {argv[1:]}")
     import pipelines
 
-    path = common.resolve_model_path(FLAGS.model_path)
-    model = common.load_model(path)
-    height, width, channels = model.input_shape[1:]
     try:
-        dataset, info = pipelines.load(
-            FLAGS.dataset, FLAGS.split, task=common.task_of(model), image_size=(height, width),
-            batch_size=FLAGS.batch_size, data_dir=FLAGS.data_dir, channels=channels,
-            central_crop=FLAGS.central_crop, skip_bad_files=FLAGS.skip_bad_files,
+        path = find_model(FLAGS.model_path)
+        model = steps.load_model(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise cli.UserError(f"--model_path={FLAGS.model_path}: {error}") from None
+    try:
+        config = run_config(
+            path,
+            model,
+            dataset=FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            batch_size=FLAGS.batch_size,
+            skip_bad_files=FLAGS.skip_bad_files if FLAGS["skip_bad_files"].present else None,
+        )
+    except ConfigError as error:
+        raise cli.UserError(error.flag_message()) from None
+    split = FLAGS.split or config.test_split or "test"
+    try:
+        _, info = pipelines.load(
+            config.dataset,
+            split,
+            **steps.eval_data_args(
+                config, image_size=model.input_shape[1:3], channels=model.input_shape[-1], task=task.head_of(model)
+            ),
         )
     except pipelines.DataError as error:
-        raise UserError(f"--dataset={FLAGS.dataset} --split={FLAGS.split}: {error}") from None
-    num_classes = model.output["class"].shape[-1] if isinstance(model.output, dict) else model.output.shape[-1]
+        raise cli.UserError(f"--dataset={config.dataset} --split={split}: {error}") from None
+    num_classes = (model.output["class"] if isinstance(model.output, dict) else model.output).shape[-1]
     if info.num_classes != num_classes:
-        raise UserError(
-            f"--dataset={FLAGS.dataset} has {info.num_classes} classes but the model predicts {num_classes}"
+        raise cli.UserError(
+            f"--dataset={config.dataset} has {info.num_classes} classes but the model predicts {num_classes}"
         )
-    compile_for_evaluation(model)
-    metrics = {k: float(v) for k, v in model.evaluate(dataset, return_dict=True, verbose=0).items()}
-    metrics.update(dataset=FLAGS.dataset, split=FLAGS.split, num_examples=info.num_examples, model=path)
+    metrics = evaluate_model(model, config, split, FLAGS.central_crop)
+    metrics.update(dataset=config.dataset, split=split, model=path)
     output = FLAGS.output or os.path.join(
-        os.path.dirname(path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{FLAGS.dataset}_{FLAGS.split}") + ".json"
+        os.path.dirname(path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{config.dataset}_{split}") + ".json"
     )
-    common.write_json(output, metrics)
+    write_json(output, metrics)
     for key in sorted(metrics):
         print(f"{key:>20}: {metrics[key]}")
     logging.info("metrics written to %s", output)
@@ -73,7 +107,7 @@ def main(argv):
 
 
 def entry_point():
-    common.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 
 For each image, prints the top-K classes with their probabilities, the way the seed prints
 `decode_predictions`, and the box ([ymin, xmin, ymax, xmax], normalized) for localize models.
-Images are decoded, central-cropped (--central_crop) and resized to the model's input size; the
-model does its own pixel scaling.
+Images are decoded, central-cropped (--central_crop; for a run directory, as the run evaluated)
+and resized to the model's input size; the model does its own pixel scaling.
 """
 
 from __future__ import annotations
@@ -16,18 +16,31 @@ import os
 
 from absl import flags
 
-from trainers import common
-from trainers.common import FLAGS, UserError
+from trainers import cli, steps, task
+from trainers.cli import UserError
+from trainers.config import TrainConfig
+from trainers.rundir import find_model, run_dir_of
 
-flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
-flags.DEFINE_string("model", None, "Instead of --model_path: a zoo model built here (resnet50 with --weights=imagenet).")
-flags.DEFINE_string("weights", None, "With --model: 'imagenet' or a weights file.")
-flags.DEFINE_integer("image_size", 224, "With --model: input size.", lower_bound=8)
-flags.DEFINE_integer("top_k", 3, "Classes to print per image.", lower_bound=1)
-flags.DEFINE_string("class_names", None, "JSON list of class names (default: class_names.json beside the model).")
-flags.DEFINE_boolean("central_crop", True, "Central-crop towards a square before resizing.")
-
+FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
+    cli.define_config_flags(
+        names=("model", "weights", "image_size"),
+        defaults={"model": None, "image_size": 224},
+        helps={
+            "model": "Instead of --model_path: a zoo model built here (resnet50 with --weights=imagenet).",
+            "weights": "With --model: 'imagenet' or a weights file.",
+            "image_size": "With --model: input size.",
+        },
+    )
+    flags.DEFINE_integer("top_k", 3, "Classes to print per image.", lower_bound=1)
+    flags.DEFINE_string("class_names", None, "JSON list of class names (default: class_names.json beside the model).")
+    flags.DEFINE_boolean(
+        "central_crop", None, "Central-crop towards a square before resizing (default: as the run evaluated; else yes)."
+    )
 
 
 def build_pretrained():
@@ -42,8 +55,12 @@ def build_pretrained():
         raise UserError("--model=resnet50 needs --weights=imagenet or a Keras weights file with the top")
 
     try:
-        return zoo.build(FLAGS.model, num_classes=IMAGENET_CLASSES, input_shape=(FLAGS.image_size, FLAGS.image_size, 3),
-                         weights=FLAGS.weights)
+        return zoo.build(
+            FLAGS.model,
+            num_classes=IMAGENET_CLASSES,
+            input_shape=(FLAGS.image_size, FLAGS.image_size, 3),
+            weights=FLAGS.weights,
+        )
     except ValueError as error:
         raise UserError(f"--model={FLAGS.model}: {error}") from None
     except Exception as error:  # the download of ImageNet weights fails without a network
@@ -53,15 +70,18 @@ def build_pretrained():
         ) from None
 
 
-def load_images(paths, size, channels):
+def load_images(paths, size, channels, central_crop: bool):
     import tensorflow as tf
 
-    from pipelines import decode, ops
+    from pipelines import ops
 
     images = []
     for path in paths:
-        image = decode(tf.io.read_file(path), channels)
-        if FLAGS.central_crop:
+        try:
+            image = ops.decode(tf.io.read_file(path), channels)
+        except tf.errors.OpError as error:
+            raise UserError(f"image {path!r} cannot be decoded ({error.message.splitlines()[0]})") from None
+        if central_crop:
             image, _ = ops.central_crop(image)
         image, _ = ops.resize(image, size=size)
         images.append(image)
@@ -88,19 +108,30 @@ def main(argv):
     from pipelines.sources import check_image_file
 
     for path in paths:  # before any model is loaded or downloaded
-        problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
+        if os.path.isdir(path):
+            problem = "is a directory; give image files (e.g. DIR/*.jpg)"
+        else:
+            problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
         if problem:
             raise UserError(f"image {path!r} {problem}")
     import numpy as np
 
+    central_crop = True if FLAGS.central_crop is None else FLAGS.central_crop
     if FLAGS.model_path:
-        model_path = common.resolve_model_path(FLAGS.model_path)
-        model = common.load_model(model_path)
+        try:
+            model_path = find_model(FLAGS.model_path)
+            model = steps.load_model(model_path)
+        except (FileNotFoundError, ValueError) as error:
+            raise UserError(f"--model_path={FLAGS.model_path}: {error}") from None
+        run = run_dir_of(model_path)
+        if run is not None and FLAGS.central_crop is None:
+            # The run's own test-time preprocessing: what its metrics were measured with.
+            central_crop = task.test_time_preprocessing(TrainConfig.from_flagfile(run.flags_file))["central_crop"]
     else:
         model_path = None
         model = build_pretrained()
     height, width, channels = model.input_shape[1:]
-    images = load_images(paths, (height, width), channels)
+    images = load_images(paths, (height, width), channels, central_crop)
     outputs = model.predict(images, verbose=0)
     probabilities = outputs["class"] if isinstance(outputs, dict) else outputs
     boxes = outputs.get("bbox") if isinstance(outputs, dict) else None
@@ -131,7 +162,7 @@ def main(argv):
 
 
 def entry_point():
-    common.run(main)
+    cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

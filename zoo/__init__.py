@@ -9,12 +9,11 @@
 Every model takes raw pixels in [0, 255] and scales them itself.
 """
 
-from zoo.registry import Backbone, ModelSpec, build, names, register, spec
-from zoo.layers import ImageNetPreprocessing, ResidualUnit
-from zoo.transfer import adapt_normalization, backbone_of, freeze_backbone, unfreeze_backbone
-
 # Importing a model family registers its builders.
 from zoo import applications, fashion_cnn, resnet  # noqa: E402,F401  (registration side effect)
+from zoo.layers import ImageNetPreprocessing, ResidualUnit
+from zoo.registry import Backbone, ModelSpec, build, names, register, spec
+from zoo.transfer import adapt_normalization, backbone_of, freeze_backbone, unfreeze_backbone
 
 __all__ = [
     "Backbone",

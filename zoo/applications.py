@@ -44,9 +44,7 @@ def resnet50(input_shape, *, num_classes: int, weights=None, imagenet_top="auto"
     if imagenet_top == "auto":
         imagenet_top = weights is not None and num_classes == IMAGENET_CLASSES
     if imagenet_top and num_classes != IMAGENET_CLASSES:
-        raise ValueError(
-            f"imagenet_top=True needs num_classes={IMAGENET_CLASSES}, received {num_classes}"
-        )
+        raise ValueError(f"imagenet_top=True needs num_classes={IMAGENET_CLASSES}, received {num_classes}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = ImageNetPreprocessing("caffe", name="preprocess")(inputs)
     base = keras.applications.ResNet50(

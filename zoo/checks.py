@@ -16,12 +16,18 @@ def positive_int(name: str, value, *, minimum: int = 1, error: type[ValueError] 
     return value
 
 
-def positive_ints(name: str, values, *, allow_empty: bool = False, error: type[ValueError] = ValueError) -> tuple[int, ...]:
+def positive_ints(
+    name: str, values, *, allow_empty: bool = False, error: type[ValueError] = ValueError
+) -> tuple[int, ...]:
     """``values`` as a tuple if it is a sequence of positive ints (widths, units, a shape)."""
     try:
         values = tuple(values)
     except TypeError:
         pass
-    if not isinstance(values, tuple) or (not values and not allow_empty) or not all(is_int(v) and v > 0 for v in values):
+    if (
+        not isinstance(values, tuple)
+        or (not values and not allow_empty)
+        or not all(is_int(v) and v > 0 for v in values)
+    ):
         raise error(f"{name} must be a sequence of positive integers, received {values!r}")
     return values

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -58,4 +58,3 @@ def fashion_cnn(
         x = layers.Dense(units, activation="relu", name=f"dense{index}")(x)
         x = layers.Dropout(dropout, name=f"dropout{index}")(x)
     return Backbone(keras.Model(inputs, x, name="backbone"))
-

@@ -50,8 +50,7 @@ def depthwise_max_pool(images, pool_size: int) -> tf.Tensor:
     channels = images.shape[-1]
     if not is_int(pool_size) or pool_size < 1 or channels % pool_size:
         raise ValueError(
-            f"pool_size must be a positive divisor of the channel count {channels}, "
-            f"received {pool_size!r}"
+            f"pool_size must be a positive divisor of the channel count {channels}, received {pool_size!r}"
         )
     groups = tf.reshape(images, tf.concat([tf.shape(images)[:-1], [channels // pool_size, pool_size]], 0))
     return tf.reduce_max(groups, axis=-1)

@@ -39,9 +39,7 @@ class ResidualUnit(layers.Layer):
     def build(self, input_shape):
         in_filters = input_shape[-1]
         if self.strides != 1 or in_filters != self.filters:
-            self.projection = layers.Conv2D(
-                self.filters, 1, strides=self.strides, use_bias=False, name="projection"
-            )
+            self.projection = layers.Conv2D(self.filters, 1, strides=self.strides, use_bias=False, name="projection")
             self.projection_bn = layers.BatchNormalization(name="projection_bn")
             self.projection.build(input_shape)
             self.projection_bn.build(self.projection.compute_output_shape(input_shape))
@@ -64,9 +62,7 @@ class ResidualUnit(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters, strides=self.strides, activation=self._activation_name
-        )
+        config.update(filters=self.filters, strides=self.strides, activation=self._activation_name)
         return config
 
 
@@ -90,9 +86,7 @@ class ImageNetPreprocessing(layers.Layer):
 
     def call(self, inputs):
         inputs = keras.ops.cast(inputs, self.compute_dtype)
-        return keras.applications.imagenet_utils.preprocess_input(
-            inputs, data_format="channels_last", mode=self.mode
-        )
+        return keras.applications.imagenet_utils.preprocess_input(inputs, data_format="channels_last", mode=self.mode)
 
     def compute_output_shape(self, input_shape):
         return input_shape

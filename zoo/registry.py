@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 
@@ -133,9 +133,7 @@ def build(
             f"accepted options: {', '.join(accepted) or 'none'}"
         )
 
-    backbone = model_spec.builder(
-        input_shape, num_classes=num_classes, weights=base_weights, **options
-    )
+    backbone = model_spec.builder(input_shape, num_classes=num_classes, weights=base_weights, **options)
     inputs = keras.Input(shape=input_shape, name="image")
     features = backbone.model(inputs)
     # Heads compute in float32 even under mixed precision: softmax and sigmoid saturate in float16.
@@ -146,9 +144,7 @@ def build(
     if head == "classify":
         outputs = class_output
     else:
-        bbox_output = keras.layers.Dense(4, activation="sigmoid", dtype="float32", name="bbox")(
-            features
-        )
+        bbox_output = keras.layers.Dense(4, activation="sigmoid", dtype="float32", name="bbox")(features)
         outputs = {"class": class_output, "bbox": bbox_output}
     model = keras.Model(inputs, outputs, name=name)
 
@@ -198,9 +194,7 @@ def _check_weights(weights, model_spec: ModelSpec):
             )
         return PRETRAINED_WEIGHTS, None
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(
-            f"weights must be None, {PRETRAINED_WEIGHTS!r} or a file path, received {weights!r}"
-        )
+        raise ValueError(f"weights must be None, {PRETRAINED_WEIGHTS!r} or a file path, received {weights!r}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise ValueError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from zoo.layers import ResidualUnit
 from zoo.checks import positive_ints
+from zoo.layers import ResidualUnit
 from zoo.registry import Backbone, register
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -15,9 +15,7 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 def _resnet(input_shape, units_per_stage, widths, name) -> Backbone:
     widths = positive_ints("widths", widths)
     if len(widths) != len(units_per_stage):
-        raise ValueError(
-            f"widths must give one width per stage ({len(units_per_stage)}), received {widths!r}"
-        )
+        raise ValueError(f"widths must give one width per stage ({len(units_per_stage)}), received {widths!r}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     # BatchNormalization right after the stem makes a finer input standardization unnecessary.
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)

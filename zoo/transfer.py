@@ -26,9 +26,7 @@ def freeze_backbone(model: keras.Model) -> None:
     backbone_of(model).trainable = False
 
 
-def unfreeze_backbone(
-    model: keras.Model, from_layer: str | None = None, keep_batchnorm_frozen: bool = True
-) -> int:
+def unfreeze_backbone(model: keras.Model, from_layer: str | None = None, keep_batchnorm_frozen: bool = True) -> int:
     """Make the backbone trainable, all of it or from the layer named ``from_layer`` on.
 
     ``keep_batchnorm_frozen`` (default True) leaves every BatchNormalization layer frozen, hence

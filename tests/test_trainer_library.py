@@ -1,0 +1,222 @@
+"""The trainer as a library: no flags at import, one config, its steps called in process."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+import trainers.evaluate
+import trainers.predict
+import trainers.train  # noqa: F401  (all three together: none defines a flag when imported)
+from trainers import cli, steps
+from trainers.config import ConfigError, TrainConfig
+from trainers.rundir import RunDir, atomic_path, atomic_write, find_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(
+    dataset="shapes",
+    train_split="train[:64]",
+    validation_split="validation[:32]",
+    test_split="test[:32]",
+    image_size=32,
+    batch_size=16,
+)
+
+
+def test_importing_every_module_defines_no_flag():
+    modules = [
+        "zoo",
+        "zoo.__main__",
+        "pipelines",
+        "pipelines.core",
+        "pipelines.fused",
+        "trainers.train",
+        "trainers.evaluate",
+        "trainers.predict",
+        "trainers.steps",
+        "trainers.cli",
+    ]
+    script = (
+        # Third-party modules define their own flags (absl.logging's --verbosity, TF's, TFDS's).
+        "import absl.app, absl.logging, tensorflow, tensorflow_datasets, keras\n"
+        "from absl import flags; before = set(flags.FLAGS)\n"
+        f"import importlib; [importlib.import_module(m) for m in {modules!r}]\n"
+        "print(sorted(set(flags.FLAGS) - before))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_config_field_is_a_flag_defined_on_demand():
+    flag_values = flags.FlagValues()
+    defined = cli.define_config_flags(flag_values)
+    assert defined == [field.name for field in dataclasses.fields(TrainConfig)]
+    assert cli.define_config_flags(flag_values) == []  # a second call defines nothing again
+    flag_values(["train", "--model=resnet18", "--augment=crop", "--freeze_epochs=1", "--finetune_epochs=2"])
+    config = TrainConfig.from_flags(flag_values)
+    assert (config.model, config.augment, config.epochs, config.two_phase) == ("resnet18", ("crop",), None, True)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(epochs=0), r"epochs=0: must be at least 1"),
+        (dict(model="resnet99"), r"model='resnet99': accepted: fashion_cnn, resnet18"),
+        (dict(augment="crop,rotate"), r"augment=\('crop', 'rotate'\): accepted: crop, flip"),
+        (dict(loss_weights=(1, 2, 3)), r"loss_weights=\(1.0, 2.0, 3.0\): must be two non-negative numbers"),
+        (dict(loss_weights="a,b"), r"loss_weights='a,b': must be two"),
+        (dict(freeze_epochs=1, epochs=3), r"epochs=3: is for single-phase runs"),
+        (dict(unfreeze_from="stage4_unit1"), r"unfreeze_from='stage4_unit1': needs freeze_epochs"),
+        (dict(lr_decay=0.1, lr_schedule="cosine"), r"lr_schedule='cosine': and lr_decay are two schedules"),
+        (dict(momentum=1.5), r"momentum=1.5: must be at most 0.999"),
+        (dict(batch_size=2.5), r"batch_size=2.5: must be an integer"),
+    ],
+)
+def test_config_errors_name_the_setting_and_the_value(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**settings)
+
+
+def test_config_errors_spelled_as_flags_for_the_programs():
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(augment=("crop", "rotate"))
+    assert caught.value.flag_message() == "--augment=crop,rotate: accepted: crop, flip"
+
+
+def test_flags_txt_gives_back_the_same_config(tmp_path):
+    config = TrainConfig(
+        model_dir=str(tmp_path),
+        model="resnet18",
+        head="localize",
+        augment=("crop", "flip"),
+        freeze_epochs=2,
+        finetune_epochs=3,
+        finetune_learning_rate=0.001,
+        loss_weights=(0.6, 0.4),
+        validation_split="",
+        nesterov=True,
+        overwrite=True,
+        **{k: v for k, v in TINY.items() if k != "validation_split"},
+    )
+    path = tmp_path / "flags.txt"
+    path.write_text("\n".join(config.flag_lines()) + "\n")
+    assert "--overwrite" not in path.read_text()  # rerunning the recorded flags never wipes a run
+    assert TrainConfig.from_flagfile(str(path)) == dataclasses.replace(config, overwrite=False)
+
+
+def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_path):
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="fashion_cnn",
+        head="localize",
+        epochs=1,
+        augment=("crop", "flip"),
+        loss_weights=(0.7, 0.3),
+        optimizer="adam",
+        learning_rate=0.001,
+        **TINY,
+    )
+    result = trainers.train.train(config)
+    run = result.run
+    for path in (
+        run.flags_file,
+        run.state_file,
+        run.class_names_file,
+        run.metrics_file,
+        run.model_file,
+        os.path.join(run.export_dir, "saved_model.pb"),
+        run.checkpoint("train"),
+    ):
+        assert os.path.exists(path), path
+    saved = json.load(open(run.metrics_file))
+    assert saved["split"] == "test[:32]" and saved["num_examples"] == 32
+    assert {"loss", "class_accuracy", "bbox_mse"} <= set(result.metrics)
+
+    # evaluate's own functions, on the saved model, with the run's settings from flags.txt: the
+    # loss weights and the central crop that follows augment=crop.
+    model = steps.load_model(find_model(run.root))
+    again = trainers.evaluate.run_config(run.model_file, model)
+    assert again == config
+    metrics = trainers.evaluate.evaluate_model(model, again, "test[:32]")
+    for key in ("loss", "class_accuracy", "bbox_mse"):
+        assert metrics[key] == pytest.approx(saved[key], abs=1e-5), key
+    # The test-time crop follows training's random crop, for every split a run evaluates.
+    assert steps.eval_data_args(again)["central_crop"] is True
+    assert steps.eval_data_args(dataclasses.replace(again, augment=("flip",)))["central_crop"] is False
+    # Unweighted, the loss differs: the run's loss weights matter.
+    plain = trainers.evaluate.evaluate_model(model, dataclasses.replace(again, loss_weights=(1.0, 1.0)), "test[:32]")
+    assert plain["loss"] != pytest.approx(saved["loss"], abs=1e-5)
+
+    # A second call on the finished run is left alone.
+    rerun = trainers.train.train(config)
+    assert rerun.already_finished and rerun.metrics["loss"] == pytest.approx(saved["loss"])
+
+
+def test_phases_and_their_learning_rates():
+    config = TrainConfig(
+        freeze_epochs=2,
+        finetune_epochs=3,
+        learning_rate=0.2,
+        lr_decay=0.01,
+        finetune_learning_rate=0.01,
+        finetune_lr_decay=0.001,
+    )
+    assert [(p.name, p.epochs, p.learning_rate, p.decay, p.first_epoch) for p in steps.phases(config)] == [
+        ("frozen", 2, 0.2, 0.01, 0),
+        ("finetune", 3, 0.01, 0.001, 2),
+    ]
+    single = steps.phases(TrainConfig())
+    assert [(p.name, p.epochs) for p in single] == [("train", 10)]
+    schedule = steps.make_learning_rate(config, steps.phases(config)[0], steps_per_epoch=5)
+    # Keras 2's decay: lr / (1 + decay * step).
+    np.testing.assert_allclose(float(schedule(100)), 0.2 / (1 + 0.01 * 100), rtol=1e-6)
+
+
+def test_atomic_writes_leave_the_old_file_when_the_writer_fails(tmp_path):
+    path = str(tmp_path / "state.json")
+    atomic_write(path, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as temporary:
+            open(temporary, "w").write("half")
+            raise RuntimeError("killed mid-write")
+    assert open(path).read() == "old"
+    assert os.listdir(tmp_path) == ["state.json"]  # no temporary left behind
+    export = str(tmp_path / "export")
+    for content in ("first", "second"):
+        with atomic_path(export, directory=True) as temporary:
+            os.makedirs(temporary)
+            open(os.path.join(temporary, "saved_model.pb"), "w").write(content)
+    assert open(os.path.join(export, "saved_model.pb")).read() == "second"
+    assert sorted(os.listdir(tmp_path)) == ["export", "state.json"]
+
+
+def test_run_dir_names_every_file_it_owns(tmp_path):
+    run = RunDir(str(tmp_path))
+    owned = {
+        os.path.relpath(p, tmp_path).split(os.sep)[0]
+        for p in (
+            run.flags_file,
+            run.state_file,
+            run.class_names_file,
+            run.metrics_file,
+            run.model_file,
+            run.export_dir,
+            run.logs_dir,
+            run.backup("train"),
+            run.checkpoint("train"),
+        )
+    }
+    assert owned == set(RunDir.OWNED)

@@ -1,0 +1,111 @@
+"""What the command-line programs share: their flags, defined on demand, and one-line errors.
+
+Nothing here runs at import: each program calls the ``define_*`` functions it needs from its
+entry point (as TF Model Garden's ``define_flags()``), so every module of the project can be
+imported together, in any order, and a test can define the flags into its own `FlagValues`.
+The flags of a training run come from `TrainConfig`'s fields (name, type, default, help, bounds):
+one declaration, both the library's argument and the program's flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from trainers.config import ConfigError, TrainConfig
+
+FLAGS = flags.FLAGS
+
+# The groups the programs share: the data a model sees, and the model itself.
+DATA_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "skip_bad_files")
+MODEL_FLAGS = ("model", "head", "weights")
+
+
+class UserError(Exception):
+    """A mistake in the command line or the data: reported as one line, exit status 2."""
+
+
+def fail(message: str, status: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def define_config_flags(
+    flag_values: flags.FlagValues = FLAGS, names=None, *, defaults: dict | None = None, helps: dict | None = None
+) -> list[str]:
+    """Define `TrainConfig`'s fields (all, or ``names``) as flags; returns the names defined.
+
+    ``defaults``/``helps`` replace a field's default or help text for a program that uses the flag
+    differently (evaluate's ``--dataset`` defaults to the run's own). Names already defined in
+    ``flag_values`` are left as they are, so calling this twice is harmless.
+    """
+    defaults, helps = defaults or {}, helps or {}
+    defined = []
+    for field in dataclasses.fields(TrainConfig):
+        if (names is not None and field.name not in names) or field.name in flag_values:
+            continue
+        meta = field.metadata
+        default = defaults.get(field.name, field.default)
+        help_text = helps.get(field.name, meta["help"])
+        kind = meta["kind"]
+        bounds = {k: meta[k] for k in ("lower_bound", "upper_bound") if meta[k] is not None}
+        if kind == "enum":
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            flags.DEFINE_enum(field.name, default, list(choices), help_text, flag_values=flag_values)
+        elif kind == "list":
+            flags.DEFINE_list(
+                field.name,
+                [str(v) for v in default] if default is not None else None,
+                help_text,
+                flag_values=flag_values,
+            )
+        elif kind == "integer":
+            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values, **bounds)
+        elif kind == "float":
+            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values, **bounds)
+        elif kind == "boolean":
+            flags.DEFINE_boolean(field.name, default, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
+        defined.append(field.name)
+    return defined
+
+
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
+    """`TrainConfig.from_flags`, with its errors spelled as flags for the user."""
+    try:
+        return TrainConfig.from_flags(flag_values)
+    except ConfigError as error:
+        raise UserError(error.flag_message()) from None
+
+
+def parse_flags(argv):
+    """absl's parser, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(str(error))
+
+
+def run(main, define_flags):
+    """Define the program's flags, then `app.run` with our parser.
+
+    `UserError` -> one line, exit 2; Ctrl-C -> one line, exit 130.
+    """
+    define_flags()
+
+    def guarded(argv):
+        import logging as std_logging
+
+        # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
+        std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+        try:
+            return main(argv)
+        except UserError as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail("interrupted", status=130)
+
+    app.run(guarded, flags_parser=parse_flags)

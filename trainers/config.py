@@ -1,0 +1,253 @@
+"""`TrainConfig`: every setting of a training run, in one frozen, validated dataclass.
+
+The trainer's steps are functions of it (`trainers.steps`); the command-line programs make one from
+their flags (each field is also a flag of the same name, with the help text given here), and a
+run directory's ``flags.txt`` turns back into one (`TrainConfig.from_flagfile`).
+
+    config = TrainConfig(model_dir="runs/x", model="resnet18", dataset="shapes", epochs=3)
+    config = dataclasses.replace(config, learning_rate=0.01)   # validated again
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
+DEFAULT_EPOCHS = 10
+
+# Fields that define what is trained: a run directory cannot be resumed with other values.
+IDENTITY_FIELDS = ("model", "head", "dataset", "train_split", "image_size", "freeze_epochs", "weights")
+# Not recorded in flags.txt: rerunning the recorded flags must never wipe the run.
+UNRECORDED_FIELDS = ("overwrite",)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used, naming the field, the value and what is accepted."""
+
+    def __init__(self, field: str, value: Any, reason: str):
+        self.field, self.value, self.reason = field, value, reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+    def flag_message(self) -> str:
+        """The same, spelled as the command-line flag."""
+        value = ",".join(map(str, self.value)) if isinstance(self.value, tuple) else self.value
+        return f"--{self.field}={'' if value is None else value}: {self.reason}"
+
+
+def option(default, help: str, *, kind: str, choices=None, lower_bound=None, upper_bound=None):
+    """A config field that is also a flag: ``kind`` is its absl type (string, integer, float,
+    boolean, enum, list)."""
+    metadata = dict(help=help, kind=kind, choices=choices, lower_bound=lower_bound, upper_bound=upper_bound)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _model_names():
+    import zoo
+
+    return tuple(zoo.names())
+
+
+def _heads():
+    from zoo.registry import HEADS
+
+    return HEADS
+
+
+def _augmentations():
+    from pipelines.ops import AUGMENTATIONS
+
+    return tuple(AUGMENTATIONS)
+
+
+def _strategies():
+    from trainers.distribute import STRATEGIES
+
+    return STRATEGIES
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Every field is a flag of `trainers.train` of the same name."""
+
+    model_dir: str | None = option(None, "Run directory (created; resumed if it holds a run).", kind="string")
+    # --- model
+    model: str = option("fashion_cnn", "Zoo model to train.", kind="enum", choices=_model_names)
+    head: str = option("classify", "classify, or localize (class + box).", kind="enum", choices=_heads)
+    weights: str | None = option(None, "None, 'imagenet' (pretrained models) or a weights file.", kind="string")
+    # --- data
+    dataset: str = option("shapes", "'shapes', 'dir:PATH' (class subfolders) or a TFDS name.", kind="string")
+    data_dir: str | None = option(None, "TFDS data directory (pre-downloaded datasets).", kind="string")
+    train_split: str = option("train", "Training split, TFDS syntax ('train[:80%]').", kind="string")
+    validation_split: str = option("validation", "Validation split; '' for none.", kind="string")
+    test_split: str = option("test", "Split for the final metrics; '' for none.", kind="string")
+    image_size: int | None = option(
+        None, "Square input size; default: the dataset's (shapes: 64).", kind="integer", lower_bound=8
+    )
+    batch_size: int = option(32, "Global batch size, split across replicas.", kind="integer", lower_bound=1)
+    augment: tuple[str, ...] = option(
+        (), "Training augmentations, from pipelines.ops.AUGMENTATIONS: crop, flip.", kind="list", choices=_augmentations
+    )
+    cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
+    skip_bad_files: bool = option(False, "Skip unreadable image files (with a warning).", kind="boolean")
+    # --- schedule
+    epochs: int | None = option(
+        None, f"Epochs of a single-phase run (default {DEFAULT_EPOCHS}).", kind="integer", lower_bound=1
+    )
+    steps_per_epoch: int | None = option(
+        None, "Cap on steps per epoch (default: one pass over the split).", kind="integer", lower_bound=1
+    )
+    freeze_epochs: int = option(
+        0, "Two-phase transfer: epochs with the backbone frozen.", kind="integer", lower_bound=0
+    )
+    finetune_epochs: int = option(0, "Two-phase transfer: epochs after unfreezing.", kind="integer", lower_bound=0)
+    unfreeze_from: str | None = option(
+        None, "Unfreeze the backbone from this layer on (default: all of it).", kind="string"
+    )
+    # --- optimizer
+    optimizer: str = option("sgd", "Optimizer.", kind="enum", choices=OPTIMIZERS)
+    learning_rate: float = option(0.01, "Initial learning rate.", kind="float", lower_bound=0.0)
+    momentum: float = option(0.9, "Momentum (sgd, rmsprop).", kind="float", lower_bound=0.0, upper_bound=0.999)
+    nesterov: bool = option(False, "Nesterov momentum (sgd).", kind="boolean")
+    lr_decay: float = option(
+        0.0,
+        "Keras 2's `decay`: lr / (1 + lr_decay * step), as an InverseTimeDecay schedule.",
+        kind="float",
+        lower_bound=0.0,
+    )
+    lr_schedule: str = option("constant", "Learning-rate schedule of each phase.", kind="enum", choices=LR_SCHEDULES)
+    finetune_learning_rate: float | None = option(
+        None, "Learning rate after unfreezing (default: learning_rate / 10).", kind="float", lower_bound=0.0
+    )
+    finetune_lr_decay: float | None = option(
+        None, "lr_decay after unfreezing (default: lr_decay).", kind="float", lower_bound=0.0
+    )
+    loss_weights: tuple[float, float] = option(
+        (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"
+    )
+    # --- devices and speed
+    strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=_strategies)
+    logical_cpus: int = option(
+        1, "Split the CPU into N logical devices (multi-replica without GPUs).", kind="integer", lower_bound=1
+    )
+    mixed_precision: bool = option(False, "Mixed precision (float16 on GPU, bfloat16 on CPU).", kind="boolean")
+    jit_compile: bool = option(False, "Compile train steps with XLA.", kind="boolean")
+    steps_per_execution: int = option(1, "Train steps per tf.function call.", kind="integer", lower_bound=1)
+    seed: int = option(42, "Seed for weights, shuffling and augmentation.", kind="integer")
+    overwrite: bool = option(False, "Retrain from scratch even if model_dir holds a run.", kind="boolean")
+
+    def __post_init__(self):
+        # Normalize what flags and callers hand in (lists, strings) to the frozen types.
+        object.__setattr__(self, "augment", tuple(_split(self.augment)))
+        try:
+            weights = tuple(float(v) for v in _split(self.loss_weights))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "loss_weights", self.loss_weights, "must be two non-negative numbers, e.g. 0.8,0.2"
+            ) from None
+        object.__setattr__(self, "loss_weights", weights)
+        self._validate()
+
+    # --- derived settings
+
+    @property
+    def two_phase(self) -> bool:
+        return self.freeze_epochs > 0 or self.finetune_epochs > 0
+
+    @property
+    def single_phase_epochs(self) -> int:
+        return DEFAULT_EPOCHS if self.epochs is None else self.epochs
+
+    @property
+    def finetune_rate(self) -> float:
+        return self.learning_rate / 10 if self.finetune_learning_rate is None else self.finetune_learning_rate
+
+    @property
+    def finetune_decay(self) -> float:
+        return self.lr_decay if self.finetune_lr_decay is None else self.finetune_lr_decay
+
+    # --- checks
+
+    def _validate(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            meta = field.metadata
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            if value is None:
+                continue
+            if meta["kind"] == "enum" and value not in choices:
+                raise ConfigError(field.name, value, f"accepted: {', '.join(choices)}")
+            if meta["kind"] == "list" and choices is not None:
+                unknown = [v for v in value if v not in choices]
+                if unknown:
+                    raise ConfigError(field.name, value, f"accepted: {', '.join(choices)}")
+            if meta["kind"] == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(field.name, value, "must be an integer")
+            if meta["kind"] in ("integer", "float"):
+                if meta["lower_bound"] is not None and value < meta["lower_bound"]:
+                    raise ConfigError(field.name, value, f"must be at least {meta['lower_bound']}")
+                if meta["upper_bound"] is not None and value > meta["upper_bound"]:
+                    raise ConfigError(field.name, value, f"must be at most {meta['upper_bound']}")
+        if len(self.loss_weights) != 2 or min(self.loss_weights) < 0 or sum(self.loss_weights) <= 0:
+            raise ConfigError("loss_weights", self.loss_weights, "must be two non-negative numbers, e.g. 0.8,0.2")
+        if self.two_phase and self.epochs is not None:
+            raise ConfigError(
+                "epochs",
+                self.epochs,
+                "is for single-phase runs; a two-phase run gives freeze_epochs and finetune_epochs only",
+            )
+        if self.unfreeze_from and not self.two_phase:
+            raise ConfigError("unfreeze_from", self.unfreeze_from, "needs freeze_epochs and finetune_epochs")
+        if (self.lr_decay > 0 or self.finetune_decay > 0) and self.lr_schedule == "cosine":
+            raise ConfigError("lr_schedule", self.lr_schedule, "and lr_decay are two schedules; choose one")
+
+    # --- flags
+
+    def flag_lines(self) -> list[str]:
+        """The run's settings as flags, one a line: what ``flags.txt`` holds (see `from_flagfile`)."""
+        lines = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in UNRECORDED_FIELDS or value is None:
+                continue
+            if isinstance(value, bool):
+                lines.append(f"--{field.name}" if value else f"--no{field.name}")
+            elif isinstance(value, tuple):
+                lines.append(f"--{field.name}={','.join(_format(v) for v in value)}")
+            else:
+                lines.append(f"--{field.name}={_format(value)}")
+        return lines
+
+    @classmethod
+    def from_flags(cls, flag_values) -> TrainConfig:
+        """A config from parsed absl flags that `trainers.cli.define_config_flags` defined."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in flag_values:
+                values[field.name] = flag_values[field.name].value
+        return cls(**values)
+
+    @classmethod
+    def from_flagfile(cls, path: str) -> TrainConfig:
+        """The config a run directory's ``flags.txt`` records (flags absent there keep defaults)."""
+        from absl import flags
+
+        from trainers import cli
+
+        flag_values = flags.FlagValues()
+        cli.define_config_flags(flag_values)
+        flag_values(["trainer", f"--flagfile={path}"])
+        return cls.from_flags(flag_values)
+
+
+def _split(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+def _format(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)

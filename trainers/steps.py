@@ -1,0 +1,387 @@
+"""The trainer's steps, each a plain function of a `TrainConfig` (and what earlier steps returned).
+
+    strategy = make_strategy(config)
+    data = load_data(config, strategy)
+    model = build_model(config, data.info, strategy)
+    model = run_phases(config, strategy, data, run, build)        # compile_for_phase + fit, resumable
+    metrics = evaluate(model, config)
+    export(model, run)
+
+`trainers.train.train` runs them in that order; `tune` and `evaluate` call the same functions.
+Errors a user can fix are `ValueError`s naming the setting (`ConfigError`, `pipelines.DataError`);
+a run that cannot go on raises `TrainingError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import sys
+import warnings
+
+from absl import logging
+
+import pipelines
+import zoo
+from trainers import callbacks, distribute, task
+from trainers.config import ConfigError, TrainConfig
+from trainers.rundir import RunDir, atomic_path
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, unreadable data met mid-epoch); the message says what to do."""
+
+
+# ------------------------------------------------------------------------------------- strategy
+
+
+def make_strategy(config: TrainConfig):
+    """Devices, precision policy, strategy and seeds, in the order TensorFlow needs them."""
+    import keras
+    import tensorflow as tf
+
+    distribute.split_cpu(config.logical_cpus)
+    if config.mixed_precision:
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        strategy = distribute.make_strategy(config.strategy)
+    except distribute.StrategyError as error:
+        raise ConfigError("strategy", config.strategy, str(error)) from None
+    keras.utils.set_random_seed(config.seed)
+    return strategy
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class Data:
+    train: object  # a distributed dataset, repeated
+    validation: object | None
+    info: pipelines.DatasetInfo
+    steps_per_epoch: int
+
+
+def data_args(config: TrainConfig, **overrides) -> dict:
+    """`pipelines.load` arguments shared by every split of a run."""
+    spec = zoo.spec(config.model)
+    args = dict(
+        task=config.head,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        data_dir=config.data_dir,
+        channels=3 if spec.channels == (3,) else None,
+        seed=config.seed,
+        skip_bad_files=config.skip_bad_files,
+    )
+    args.update(overrides)
+    return args
+
+
+def training_data_args(config: TrainConfig, **overrides) -> dict:
+    return data_args(config, training=True, augment=config.augment, cache=config.cache, **overrides)
+
+
+def eval_data_args(config: TrainConfig, **overrides) -> dict:
+    """Validation and test data: no augmentation, the test-time preprocessing of `trainers.task`."""
+    return {**data_args(config), **task.test_time_preprocessing(config), **overrides}
+
+
+def load_data(config: TrainConfig, strategy) -> Data:
+    """The training and validation data; every split is checked here, before any training.
+
+    Raises ConfigError naming the setting (dataset, or the split) and the data's complaint.
+    """
+    try:
+        train, info = pipelines.distribute(
+            strategy, config.dataset, config.train_split, repeat=True, **training_data_args(config)
+        )
+    except pipelines.DataError as error:
+        raise ConfigError("dataset", config.dataset, str(error)) from None
+    validation = None
+    for field in ("validation_split", "test_split"):
+        split = getattr(config, field)
+        if not split:
+            continue
+        try:
+            dataset, _ = pipelines.load(config.dataset, split, **eval_data_args(config))
+        except pipelines.DataError as error:
+            raise ConfigError(field, split, str(error)) from None
+        if field == "validation_split":
+            validation = dataset
+    steps = info.steps_per_epoch
+    if steps is None:  # the source cannot tell its size (e.g. mocked TFDS): count once
+        plain, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, augment=()))
+        steps = sum(1 for _ in plain)
+    if steps == 0:
+        raise ConfigError(
+            "batch_size",
+            config.batch_size,
+            f"is larger than train_split={config.train_split!r} ({info.num_examples} examples)",
+        )
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    logging.info(
+        "data: %s %s, %s examples, %d classes, images %s, %d steps/epoch",
+        config.dataset,
+        config.train_split,
+        info.num_examples,
+        info.num_classes,
+        info.image_shape,
+        steps,
+    )
+    return Data(train=train, validation=validation, info=info, steps_per_epoch=steps)
+
+
+# ------------------------------------------------------------------------------------- model
+
+
+def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
+    """The zoo model for the data, built in the strategy's scope; raises ConfigError naming why."""
+    with strategy.scope():
+        try:
+            return zoo.build(
+                config.model,
+                num_classes=info.num_classes,
+                input_shape=info.image_shape,
+                head=config.head,
+                weights=config.weights,
+            )
+        except ValueError as error:
+            raise ConfigError(
+                "model",
+                config.model,
+                f"cannot be built for dataset {config.dataset!r} "
+                f"(images {info.image_shape}, weights {config.weights!r}): {error}",
+            ) from None
+
+
+def adapt_to_data(model, config: TrainConfig, batches: int = 200) -> None:
+    """Adapt the model's Normalization layers (if any) on up to ``batches`` training batches."""
+    plain, _ = pipelines.load(config.dataset, config.train_split, **data_args(config, batch_size=64))
+    if zoo.adapt_normalization(model, plain, steps=batches):
+        logging.info("adapted input normalization on up to %d batches of %s", batches, config.train_split)
+
+
+def write_image_grid(path: str, config: TrainConfig) -> None:
+    """TensorBoard: one augmented training batch, as training sees it, boxes drawn for localize."""
+    import tensorflow as tf
+
+    preview, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, batch_size=16))
+    images, targets = next(iter(preview))
+    images = images[:16] / 255.0
+    if images.shape[-1] == 1:
+        images = tf.image.grayscale_to_rgb(images)
+    if isinstance(targets, dict):
+        boxes = targets["bbox"][:16, None, :]
+        images = tf.image.draw_bounding_boxes(images, boxes, colors=[[1.0, 0.0, 0.0, 1.0]])
+    writer = tf.summary.create_file_writer(path)
+    with writer.as_default():
+        tf.summary.image("augmented training batch", images, step=0, max_outputs=16)
+    writer.close()
+
+
+# ------------------------------------------------------------------------------------- phases
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    name: str  # "train", or "frozen" then "finetune"
+    epochs: int
+    learning_rate: float
+    decay: float
+    first_epoch: int  # epochs of earlier phases: the TensorBoard step axis runs on across phases
+
+
+def phases(config: TrainConfig) -> list[Phase]:
+    if not config.two_phase:
+        return [Phase("train", config.single_phase_epochs, config.learning_rate, config.lr_decay, 0)]
+    planned = [
+        ("frozen", config.freeze_epochs, config.learning_rate, config.lr_decay),
+        ("finetune", config.finetune_epochs, config.finetune_rate, config.finetune_decay),
+    ]
+    result, first = [], 0
+    for name, epochs, rate, decay in planned:
+        if epochs > 0:
+            result.append(Phase(name, epochs, rate, decay, first))
+            first += epochs
+    return result
+
+
+def make_learning_rate(config: TrainConfig, phase: Phase, steps_per_epoch: int):
+    import keras
+
+    if phase.decay > 0:
+        # Keras 2's `decay` argument, which Keras 3 silently ignores.
+        return keras.optimizers.schedules.InverseTimeDecay(phase.learning_rate, decay_steps=1, decay_rate=phase.decay)
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            phase.learning_rate, decay_steps=max(steps_per_epoch * phase.epochs, 1)
+        )
+    return phase.learning_rate
+
+
+def make_optimizer(config: TrainConfig, learning_rate):
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate, momentum=config.momentum)
+    optimizers = {"nadam": keras.optimizers.Nadam, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+    return optimizers[config.optimizer](learning_rate)
+
+
+def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch: int, strategy) -> None:
+    """Freeze or unfreeze the backbone for the phase, then compile with the phase's optimizer."""
+    with strategy.scope():
+        if phase.name == "frozen":
+            zoo.freeze_backbone(model)
+        elif phase.name == "finetune":
+            try:
+                zoo.unfreeze_backbone(model, from_layer=config.unfreeze_from)
+            except ValueError as error:
+                raise ConfigError("unfreeze_from", config.unfreeze_from, str(error)) from None
+        optimizer = make_optimizer(config, make_learning_rate(config, phase, steps_per_epoch))
+        task.compile_model(
+            model,
+            head=config.head,
+            weights=config.loss_weights,
+            optimizer=optimizer,
+            jit_compile=config.jit_compile,
+            steps_per_execution=config.steps_per_execution,
+        )
+
+
+def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir) -> None:
+    """Train one phase, resumably: BackupAndRestore picks up from the last finished epoch."""
+    import keras
+    import tensorflow as tf
+
+    fit_callbacks = [
+        # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
+        # written: a kill in between must not lose the finished phase.
+        keras.callbacks.BackupAndRestore(run.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
+        callbacks.NanGuard(),
+        keras.callbacks.TensorBoard(run.logs_dir),
+        callbacks.EpochSummary(phase.name),
+    ]
+    logging.info(
+        "phase %s: epochs %d..%d at learning rate %g",
+        phase.name,
+        phase.first_epoch + 1,
+        phase.first_epoch + phase.epochs,
+        phase.learning_rate,
+    )
+    try:
+        model.fit(
+            data.train,
+            epochs=phase.first_epoch + phase.epochs,
+            initial_epoch=phase.first_epoch,
+            steps_per_epoch=data.steps_per_epoch,
+            validation_data=data.validation,
+            callbacks=fit_callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # the pipeline shuffles
+        )
+    except callbacks.NonFiniteLoss as error:
+        raise TrainingError(
+            f"{error}; stopped, keeping the last good checkpoint in {run.backup(phase.name)} "
+            f"(rerunning resumes from it); try a lower learning_rate"
+        ) from None
+    except tf.errors.InvalidArgumentError as error:
+        raise TrainingError(
+            f"bad input data during training: {error.message.splitlines()[0]}; skip_bad_files skips unreadable images"
+        ) from None
+
+
+def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None) -> object:
+    """Run every phase not yet completed in ``run``; returns the trained model.
+
+    ``model`` (fresh from ``build()``) is trained from scratch, after adapting its normalization,
+    when no phase has completed yet; otherwise ``build()`` makes the model that resumes from the
+    last completed phase's checkpoint.
+    """
+    state = run.read_state()
+    if state["completed_phases"]:
+        model = None
+    else:
+        model = model or build()
+        adapt_to_data(model, config)
+    os.makedirs(run.path(RunDir.CHECKPOINTS), exist_ok=True)
+    for phase in phases(config):
+        if phase.name in state["completed_phases"]:
+            continue
+        if model is None:
+            model = resume_from_completed_phase(build, run, state)
+        compile_for_phase(model, config, phase, data.steps_per_epoch, strategy)
+        fit_phase(model, config, phase, data, run)
+        with atomic_path(run.checkpoint(phase.name)) as temporary:
+            model.save_weights(temporary)
+        state["completed_phases"].append(phase.name)
+        run.write_state(state)
+        shutil.rmtree(run.backup(phase.name), ignore_errors=True)
+    if model is None:
+        # Every phase had finished before a crash during the final steps: start from the last one.
+        model = resume_from_completed_phase(build, run, state)
+        last = phases(config)[-1]
+        compile_for_phase(model, config, last, data.steps_per_epoch, strategy)  # for the metrics only
+    return model
+
+
+def resume_from_completed_phase(build, run: RunDir, state: dict):
+    """A fresh model holding the weights the last completed phase ended with.
+
+    Training is synchronous, so every worker's weights equal the chief's: all load its file.
+    """
+    previous = run.path(RunDir.CHECKPOINTS, f"{state['completed_phases'][-1]}.weights.h5")
+    logging.info("resuming from %s", previous)
+    model = build()
+    # The file also holds that phase's optimizer state, which a new phase (fresh optimizer) skips.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.load_weights(previous)
+    return model
+
+
+# ------------------------------------------------------------------------------------- evaluate, export
+
+
+def evaluate(model, config: TrainConfig, split: str | None = None, **overrides) -> dict:
+    """Metrics of a compiled model on ``split`` (default: the test split), as plain floats."""
+    split = split or config.test_split
+    test, info = pipelines.load(config.dataset, split, **eval_data_args(config, **overrides))
+    metrics = {k: float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
+    metrics["num_examples"] = info.num_examples
+    return metrics
+
+
+def export(model, run: RunDir) -> None:
+    """``model.keras`` and the SavedModel, each replacing the old one whole."""
+    os.makedirs(run.scratch, exist_ok=True)
+    with atomic_path(run.model_file) as temporary:
+        model.save(temporary)
+    with atomic_path(run.export_dir, directory=True) as temporary:
+        model.export(temporary, verbose=False)
+
+
+def weights_checksum(model) -> str:
+    """A digest of every weight: workers of one multi-worker run must print the same one."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(weight.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_model(path: str):
+    """A saved zoo model (safe mode: no code is loaded); ValueError when the file is not one."""
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # a file that is not a Keras model: several exception types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a valid Keras model file ({reason})") from None

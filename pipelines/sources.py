@@ -211,21 +211,55 @@ def _class_folders(root: str) -> list[str]:
     )
 
 
-def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool):
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(folder: str, dataset_root: str):
+    """``(folder, file names)`` of every folder under a class ``folder``, following each link once.
+
+    Local folders are walked by real path: a folder reached again through a symlink (a loop) is
+    skipped, and so is a link into another part of the dataset (``cat/loop -> ..``,
+    ``dog/cats -> ../cat``): a file belongs to the class folder it really lies in. Links to
+    folders outside the dataset are followed. Walking always ends and no file is listed twice.
+    Remote filesystems (``gs://``...) have no links: `tf.io.gfile.walk`.
+    """
+    if "://" in folder:
+        for dirpath, _, filenames in tf.io.gfile.walk(folder):
+            yield dirpath, filenames
+        return
+    home, root = os.path.realpath(folder), os.path.realpath(dataset_root)
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited or (_inside(real, root) and not _inside(real, home)):
+            dirnames[:] = []  # do not descend again
+            continue
+        visited.add(real)
+        dirnames.sort()
+        yield dirpath, filenames
+
+
+def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool, dataset_root: str | None = None):
     """All image files per class, checked.
 
     Returns (files per class, list of skipped reasons, the good files that are not JPEGs).
     """
     per_class, problems = {}, []
     candidates = []
+    seen_files: set[str] = set()  # real paths: a file reached twice through links counts once
     for name in class_names:
         folder = os.path.join(root, name)
         files = []
-        for dirpath, _, filenames in tf.io.gfile.walk(folder):
+        for dirpath, filenames in _walk(folder, dataset_root or root):
             for filename in sorted(filenames):
                 if filename.startswith("."):  # .DS_Store and friends
                     continue
                 path = os.path.join(dirpath, filename)
+                real = os.path.realpath(path) if "://" not in path else path
+                if real in seen_files:
+                    continue
+                seen_files.add(real)
                 if not filename.lower().endswith(IMAGE_EXTENSIONS):
                     problems.append((path, f"has an extension that is not one of {', '.join(IMAGE_EXTENSIONS)}"))
                     continue
@@ -269,7 +303,7 @@ def folder_source(
     if split_dirs:
         for split_name, split_root in class_roots.items():
             present = [c for c in class_names if tf.io.gfile.isdir(os.path.join(split_root, c))]
-            per_class, skipped, others = _list_class_files(split_root, present, skip_bad_files)
+            per_class, skipped, others = _list_class_files(split_root, present, skip_bad_files, dataset_root=root)
             problems += skipped
             not_jpeg |= others
             _require_images(split_root, per_class)

@@ -220,3 +220,32 @@ def test_run_dir_names_every_file_it_owns(tmp_path):
         )
     }
     assert owned == set(RunDir.OWNED)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", r"TF_CONFIG is not valid JSON"),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', r'TF_CONFIG must name "cluster" and "task"'),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', r"is not in its cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', r"is not in its cluster"),
+    ],
+)
+def test_tf_config_is_checked_before_any_connection(text, message):
+    from trainers import distribute
+
+    with pytest.raises(distribute.StrategyError, match=message):
+        distribute.check_tf_config(text)
+    distribute.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+
+
+def test_a_circular_or_missing_flagfile_is_an_error(tmp_path):
+    first, second = tmp_path / "a.flags", tmp_path / "b.flags"
+    first.write_text(f"--epochs=2\n--flagfile={second}\n")
+    second.write_text(f"# a comment\n--flagfile={first}\n")
+    with pytest.raises(cli.UserError, match=r"circular flag files \(.*a.flags -> .*b.flags -> .*a.flags\)"):
+        cli.check_flagfiles([f"--flagfile={first}"])
+    with pytest.raises(cli.UserError, match=r"--flagfile=/no/such.flags: cannot be read"):
+        cli.check_flagfiles(["--flagfile=/no/such.flags"])
+    second.write_text("--batch_size=4\n")
+    cli.check_flagfiles([f"--flagfile={first}"])  # a chain without a cycle is fine

@@ -431,3 +431,16 @@ def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     assert out.returncode == 1 and len(errors) == 1
     assert "loss became nan" in errors[0] and "keeping the last good checkpoint" in errors[0]
     assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+    # The advised rerun, with a lower learning rate, resumes and finishes (no identity clash).
+    advised = run(
+        "train",
+        f"--model_dir={model_dir}",
+        "--model=fashion_cnn",
+        "--epochs=2",
+        "--learning_rate=0.01",
+        "--momentum=0",
+        *TINY,
+    )
+    assert "Traceback" not in advised.stderr
+    assert json.load(open(os.path.join(model_dir, "state.json")))["finished"]
+    assert "--learning_rate=0.01" in open(os.path.join(model_dir, "flags.txt")).read()

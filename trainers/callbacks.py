@@ -44,3 +44,26 @@ class EpochSummary(keras.callbacks.Callback):
         numbers = sorted((k, v) for k, v in (logs or {}).items() if isinstance(v, (int, float)))
         metrics = " ".join(f"{k}={v:.4g}" for k, v in numbers)
         logging.info("[%s] epoch %d done in %.1fs: %s", self.phase, epoch + 1, time.time() - self.start, metrics)
+
+
+class ApplyLearningRate(keras.callbacks.Callback):
+    """Put this run's learning rate back after `BackupAndRestore` restored the optimizer.
+
+    A constant learning rate is an optimizer variable, saved in the backup with the rest of its
+    state: resuming would silently train on at the old rate (say, the one that made the loss NaN)
+    while flags.txt records the new one. Listed after BackupAndRestore, this runs after its restore.
+    (A schedule is not saved; the new one applies as it is.)
+    """
+
+    def __init__(self, learning_rate):
+        super().__init__()
+        self.learning_rate = learning_rate
+
+    def on_train_begin(self, logs=None):
+        if not isinstance(self.learning_rate, (int, float)):
+            return
+        optimizer = self.model.optimizer
+        restored = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if not np.isclose(restored, self.learning_rate, rtol=1e-6, atol=0):
+            logging.warning("resuming with learning rate %g (the backup had %g)", self.learning_rate, restored)
+            optimizer.learning_rate = self.learning_rate

@@ -10,6 +10,7 @@ one declaration, both the library's argument and the program's flag.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 from absl import app, flags
@@ -81,8 +82,29 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
         raise UserError(error.flag_message()) from None
 
 
+def check_flagfiles(argv, chain=()) -> None:
+    """Raise UserError for a missing or circular --flagfile (absl only warns and skips a cycle)."""
+    for arg in argv:
+        if not arg.startswith(("--flagfile=", "-flagfile=")):
+            continue
+        path = os.path.realpath(os.path.expanduser(arg.split("=", 1)[1]))
+        if path in chain:
+            cycle = " -> ".join([*chain[chain.index(path) :], path])
+            raise UserError(f"--flagfile={arg.split('=', 1)[1]}: circular flag files ({cycle})")
+        try:
+            with open(path) as f:
+                lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except OSError as error:
+            raise UserError(f"--flagfile={arg.split('=', 1)[1]}: cannot be read ({error.strerror})") from None
+        check_flagfiles(lines, (*chain, path))
+
+
 def parse_flags(argv):
     """absl's parser, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
+    try:
+        check_flagfiles(argv[1:])
+    except UserError as error:
+        fail(str(error))
     try:
         return FLAGS(argv)
     except flags.Error as error:

@@ -42,6 +42,7 @@ def make_strategy(name: str):
                 "strategy='multi_worker' needs TF_CONFIG in the environment (the cluster and this "
                 "worker's task); see BUILD.md"
             )
+        check_tf_config(os.environ["TF_CONFIG"])
         return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
@@ -55,6 +56,31 @@ def make_strategy(name: str):
         devices = [d.name for d in (gpus or cpus)]
         return tf.distribute.MirroredStrategy(devices)
     raise StrategyError(f"strategy {name!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def check_tf_config(text: str) -> dict:
+    """TF_CONFIG as JSON naming a cluster and this worker's task in it; StrategyError otherwise."""
+    import json
+
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise StrategyError(f"TF_CONFIG is not valid JSON ({error}): {text[:80]!r}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise StrategyError(
+            'TF_CONFIG must name "cluster" and "task", e.g. {"cluster": {"worker": [...]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    members = cluster.get(task.get("type"))
+    index = task.get("index")
+    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise StrategyError(
+            f"TF_CONFIG's task {task} is not in its cluster (types: {', '.join(cluster) or 'none'}, "
+            f"{len(members) if isinstance(members, list) else 0} task(s) of that type)"
+        )
+    return config
 
 
 def _multi_worker_strategy():

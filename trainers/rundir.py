@@ -22,7 +22,16 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
+
+from absl import logging
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (not ours, in use); the message says why."""
 
 
 def _fsync_directory(directory: str) -> None:
@@ -126,7 +135,11 @@ class RunDir:
     BACKUP = "backup"
     CHECKPOINTS = "checkpoints"
     TRAIN_IMAGES = "train_images"
-    # Everything a run writes at its top level: what --overwrite replaces.
+    # Marks the folder as a run directory and lists what the run wrote (all --overwrite removes).
+    MANIFEST = ".zoo-run.json"
+    # One trainer at a time: host and PID of the holder.
+    LOCK = ".zoo-run.lock"
+    # Everything a run writes at its top level.
     OWNED = (FLAGS, STATE, CLASS_NAMES, METRICS, MODEL, EXPORT, LOGS, BACKUP, CHECKPOINTS)
 
     def __init__(self, root: str, *, is_chief: bool = True, task_id: int = 0, multi_worker: bool = False):
@@ -188,18 +201,131 @@ class RunDir:
             return self.path(self.BACKUP, phase)
         return self.path(self.BACKUP, phase, "chief" if self.is_chief else f"worker{self.task_id}")
 
+    # --- ownership and locking
+
+    @property
+    def manifest_file(self) -> str:
+        return self.path(self.MANIFEST)
+
+    @property
+    def lock_file(self) -> str:
+        return self.path(self.LOCK)
+
+    def is_ours(self) -> bool:
+        """A folder this trainer may write into: new, empty, or marked as a run directory."""
+        if not os.path.exists(self.root):
+            return True
+        if not os.path.isdir(self.root):
+            return False
+        # A lock alone is a run starting up: the other trainer's lock message is the better refusal.
+        return not set(os.listdir(self.root)) - {self.LOCK} or readable_json(self.manifest_file, "files")
+
+    def check_ownership(self) -> None:
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise RunDirError(f"{self.root} is a file, not a folder")
+        if not self.is_ours():
+            raise RunDirError(
+                f"{self.root} holds files that no run of this trainer wrote (no {self.MANIFEST}); "
+                f"give a new or empty folder"
+            )
+
+    def manifest(self) -> dict:
+        return read_json(self.manifest_file, None) or {}
+
+    def record(self, *names: str) -> None:
+        """Mark the folder as a run directory (once) and list ``names`` as written by the run."""
+        if not self.is_chief:
+            return
+        manifest = self.manifest() or {"run_id": uuid.uuid4().hex, "created": time.time(), "files": []}
+        new = [name for name in names if name not in manifest["files"]]
+        if new or not os.path.exists(self.manifest_file):
+            manifest["files"] = sorted(set(manifest["files"]) | set(new))
+            write_json(self.manifest_file, manifest)
+
+    def acquire_lock(self) -> None:
+        """Take the folder's lock, or raise RunDirError naming the trainer that holds it.
+
+        A lock left by a process that is gone (kill -9, a crash, a reboot) on this host is taken
+        over with a warning. A lock from another host cannot be checked: the message says what to do.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        for _ in range(3):
+            try:
+                handle = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = read_json_or_none(self.lock_file) or {}
+                if not self._stale(holder):
+                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+                    raise RunDirError(
+                        f"{self.root} is in use by another trainer (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {since}); wait for it to finish, or remove "
+                        f"{self.lock_file} if that process is gone"
+                    ) from None
+                logging.warning("taking over the lock of %s left by a stopped trainer (%s)", self.root, holder)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.lock_file)
+                continue
+            with os.fdopen(handle, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self._locked = True
+            return
+        raise RunDirError(f"{self.root}: could not take the lock {self.lock_file}")
+
+    def _stale(self, holder: dict) -> bool:
+        if not holder:  # unreadable: a kill between creating and writing it
+            return True
+        if holder.get("host") != socket.gethostname():
+            return False
+        pid = holder.get("pid")
+        if pid == os.getpid():  # left by this process (an in-process run that failed)
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, TypeError, ValueError):
+            return not isinstance(pid, int)
+        return False
+
+    def release_lock(self) -> None:
+        if getattr(self, "_locked", False):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.lock_file)
+            self._locked = False
+
     # --- state
 
-    def read_state(self) -> dict:
-        return read_json(self.state_file, {"completed_phases": [], "finished": False})
+    def read_state(self, phase_names=()) -> dict:
+        """The completed phases and whether the run finished.
+
+        An unreadable state.json (a kill or a full disk mid-write before atomic writes, a damaged
+        disk) is rebuilt from the phase checkpoints that load, with a warning, never a traceback.
+        """
+        empty = {"completed_phases": [], "finished": False}
+        if not os.path.exists(self.state_file):
+            return empty
+        if readable_json(self.state_file, "completed_phases"):
+            return read_json(self.state_file)
+        completed = []
+        for name in phase_names:
+            if not readable_weights(self.checkpoint(name)):
+                break
+            completed.append(name)
+        logging.warning("%s is unreadable; rebuilt from the checkpoints: completed %s", self.state_file, completed)
+        return dict(empty, completed_phases=completed)
 
     def write_state(self, state: dict) -> None:
         if self.is_chief:
             write_json(self.state_file, state)
 
     def remove_owned(self) -> None:
-        """--overwrite: remove what a run writes, and nothing else in the folder."""
-        for name in self.OWNED:
+        """--overwrite: remove what the manifest says the run wrote, and nothing else."""
+        for name in self.manifest().get("files", []):
+            if name not in self.OWNED:  # a manifest names only the run's own files
+                continue
             target = self.path(name)
             if os.path.isdir(target):
                 shutil.rmtree(target)
@@ -225,3 +351,65 @@ def run_dir_of(model_path: str) -> RunDir | None:
     """The run directory a model file belongs to (it holds flags.txt beside it), else None."""
     root = os.path.dirname(os.path.abspath(model_path))
     return RunDir(root) if os.path.isfile(os.path.join(root, RunDir.FLAGS)) else None
+
+
+# ------------------------------------------------------------------------------------- crash recovery
+
+
+def readable_weights(path: str) -> bool:
+    """Whether a ``.weights.h5`` file opens and every array in it reads (a truncated one fails)."""
+    import h5py
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+        return True
+    except Exception:  # h5py raises OSError, KeyError, RuntimeError... for damaged files
+        return False
+
+
+def read_json_or_none(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def readable_json(path: str, key: str | None = None) -> bool:
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return key is None or (isinstance(payload, dict) and key in payload)
+
+
+def repair_backup(directory: str) -> str:
+    """Make a `keras.callbacks.BackupAndRestore` folder loadable, or remove it.
+
+    Keras writes ``latest.weights.h5`` and ``training_metadata.json`` (and, with
+    ``double_checkpoint``, ``.bkp`` copies of the previous ones) in place, so a kill or a full disk
+    mid-write leaves a truncated file that Keras then fails to load on every rerun. Returns
+    "ok" (nothing to do, or nothing there), "previous" (the previous epoch's copy restored) or
+    "removed" (no good copy: the phase restarts).
+    """
+    weights = os.path.join(directory, "latest.weights.h5")
+    metadata = os.path.join(directory, "training_metadata.json")
+    if not os.path.isdir(directory) or not os.listdir(directory):
+        return "ok"
+
+    def good(weights_path, metadata_path):
+        return readable_weights(weights_path) and readable_json(metadata_path, "epoch")
+
+    if good(weights, metadata):
+        return "ok"
+    if good(weights + ".bkp", metadata + ".bkp"):
+        for name in (weights, metadata):
+            with atomic_path(name) as temporary:
+                shutil.copyfile(name + ".bkp", temporary)
+        return "previous"
+    shutil.rmtree(directory, ignore_errors=True)
+    return "removed"

@@ -27,7 +27,7 @@ import pipelines
 import zoo
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_path
+from trainers.rundir import RunDir, atomic_path, readable_weights, repair_backup
 
 
 class TrainingError(RuntimeError):
@@ -166,11 +166,13 @@ def adapt_to_data(model, config: TrainConfig, batches: int = 200) -> None:
         logging.info("adapted input normalization on up to %d batches of %s", batches, config.train_split)
 
 
-def write_image_grid(path: str, config: TrainConfig) -> None:
+def write_image_grid(path: str, config: TrainConfig, num_examples: int | None = None) -> None:
     """TensorBoard: one augmented training batch, as training sees it, boxes drawn for localize."""
     import tensorflow as tf
 
-    preview, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, batch_size=16))
+    # Training batches drop the remainder: a split smaller than the preview gets a smaller preview.
+    size = max(1, min(16, num_examples or 16))
+    preview, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, batch_size=size))
     images, targets = next(iter(preview))
     images = images[:16] / 255.0
     if images.shape[-1] == 1:
@@ -265,6 +267,7 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
         # written: a kill in between must not lose the finished phase.
         keras.callbacks.BackupAndRestore(run.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
+        callbacks.ApplyLearningRate(phase.learning_rate if _constant_rate(config, phase) else None),
         callbacks.NanGuard(),
         keras.callbacks.TensorBoard(run.logs_dir),
         callbacks.EpochSummary(phase.name),
@@ -298,6 +301,10 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         ) from None
 
 
+def _constant_rate(config: TrainConfig, phase: Phase) -> bool:
+    return phase.decay == 0 and config.lr_schedule == "constant"
+
+
 def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None) -> object:
     """Run every phase not yet completed in ``run``; returns the trained model.
 
@@ -305,7 +312,15 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
     when no phase has completed yet; otherwise ``build()`` makes the model that resumes from the
     last completed phase's checkpoint.
     """
-    state = run.read_state()
+    planned = [phase.name for phase in phases(config)]
+    state = run.read_state(planned)
+    # A completed phase whose checkpoint no longer loads (truncated, damaged) is trained again.
+    for index, name in enumerate(state["completed_phases"]):
+        if not readable_weights(run.checkpoint(name)):
+            logging.warning("%s is unreadable; training phase %s again", run.checkpoint(name), name)
+            state["completed_phases"] = state["completed_phases"][:index]
+            state["finished"] = False
+            break
     if state["completed_phases"]:
         model = None
     else:
@@ -318,6 +333,11 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
         if model is None:
             model = resume_from_completed_phase(build, run, state)
         compile_for_phase(model, config, phase, data.steps_per_epoch, strategy)
+        repaired = repair_backup(run.backup(phase.name))
+        if repaired == "previous":
+            logging.warning("the last backup of phase %s was unreadable; resuming from the one before", phase.name)
+        elif repaired == "removed":
+            logging.warning("the backup of phase %s was unreadable; restarting the phase", phase.name)
         fit_phase(model, config, phase, data, run)
         with atomic_path(run.checkpoint(phase.name)) as temporary:
             model.save_weights(temporary)

@@ -16,6 +16,7 @@ from the last finished epoch; a finished run is left alone unless --overwrite is
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 
@@ -23,7 +24,7 @@ from absl import logging
 
 from trainers import cli, steps
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_write, read_json, write_json
+from trainers.rundir import RunDir, RunDirError, atomic_write, read_json, write_json
 
 
 @dataclasses.dataclass
@@ -41,6 +42,7 @@ def train(config: TrainConfig) -> TrainResult:
     if not config.model_dir:
         raise ConfigError("model_dir", config.model_dir, "is required: the run directory to write to")
     policy = keras.mixed_precision.global_policy()
+    run = None
     try:
         strategy = steps.make_strategy(config)
         run = open_run_dir(config, strategy)
@@ -57,10 +59,15 @@ def train(config: TrainConfig) -> TrainResult:
         if metrics:
             logging.info("test metrics (%s): %s", config.test_split, metrics)
         logging.info("final weights checksum: %s", steps.weights_checksum(model))
+        run.record(RunDir.MODEL, RunDir.EXPORT, RunDir.METRICS)  # listed before they exist
         steps.export(model, run)
         finish_run_dir(config, run, metrics)
         return TrainResult(run, metrics, model)
+    except RunDirError as error:
+        raise ConfigError("model_dir", config.model_dir, str(error)) from None
     finally:
+        if run is not None:
+            run.release_lock()
         keras.mixed_precision.set_global_policy(policy)
 
 
@@ -76,8 +83,14 @@ def open_run_dir(config: TrainConfig, strategy) -> RunDir:
         "strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief
     )
     run = RunDir(config.model_dir, is_chief=is_chief, task_id=task_id, multi_worker=config.strategy == "multi_worker")
+    if is_chief:
+        run.check_ownership()  # nothing is written into a folder that is not a run directory
     if os.path.exists(run.flags_file) and not config.overwrite:
-        previous = TrainConfig.from_flagfile(run.flags_file)
+        try:
+            previous = TrainConfig.from_flagfile(run.flags_file)
+        except Exception as error:  # damaged or from another version: absl and ConfigError
+            logging.warning("%s is unreadable (%s); it will be rewritten", run.flags_file, error)
+            return run
         for name in IDENTITY_FIELDS:
             if getattr(previous, name) != getattr(config, name):
                 raise ConfigError(
@@ -90,16 +103,21 @@ def open_run_dir(config: TrainConfig, strategy) -> RunDir:
 
 
 def prepare_run_dir(config: TrainConfig, run: RunDir, data: steps.Data) -> None:
-    """Create the run directory (or start over with overwrite) and record the run's settings."""
-    if config.overwrite and run.is_chief and os.path.isdir(run.root):
-        run.remove_owned()
+    """Lock the run directory, mark it as ours, and record the run's settings.
+
+    With overwrite, first remove what the manifest says an earlier run wrote (nothing else).
+    """
     os.makedirs(run.root, exist_ok=True)
     if not run.is_chief:
         return
+    run.acquire_lock()
+    if config.overwrite:
+        run.remove_owned()
+    run.record(RunDir.FLAGS, RunDir.CLASS_NAMES, RunDir.STATE, RunDir.LOGS, RunDir.CHECKPOINTS, RunDir.BACKUP)
     atomic_write(run.flags_file, "\n".join(config.flag_lines()) + "\n")
     write_json(run.class_names_file, list(data.info.class_names))
     if not run.read_state()["completed_phases"] and not os.path.exists(run.train_images_dir):
-        steps.write_image_grid(run.train_images_dir, config)
+        steps.write_image_grid(run.train_images_dir, config, data.info.num_examples)
 
 
 def finish_run_dir(config: TrainConfig, run: RunDir, metrics: dict) -> None:
@@ -137,6 +155,14 @@ def main(argv):
         raise cli.UserError(error.flag_message()) from None
     except steps.TrainingError as error:
         cli.fail(str(error), status=1)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        cli.fail(
+            f"disk full writing the run ({error.strerror}: {error.filename or config.model_dir}); free space and "
+            f"rerun the same command: it resumes from the last finished epoch",
+            status=1,
+        )
     run = result.run
     if result.already_finished:
         print(f"{run.root} holds a finished run (metrics in {run.metrics_file}); pass --overwrite to train again")

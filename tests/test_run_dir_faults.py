@@ -1,0 +1,234 @@
+"""Run directories that never lose work: ownership, locking, damaged files, changed settings, links.
+
+Each case ends in a finished (resumed) run or a one-line refusal, and no file outside the run's
+manifest is touched. The trainer runs in process on tiny shapes data.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pipelines
+import trainers.train
+from trainers import callbacks
+from trainers.config import ConfigError, TrainConfig
+from trainers.rundir import RunDir, readable_weights, repair_backup
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(
+    dataset="shapes",
+    train_split="train[:32]",
+    validation_split="",
+    test_split="test[:16]",
+    image_size=16,
+    batch_size=16,
+    model="fashion_cnn",
+)
+
+
+def config_for(root, **settings):
+    return TrainConfig(model_dir=str(root), **{"epochs": 1, **TINY, **settings})
+
+
+def tree(root):
+    """Every path under ``root`` with its size: what 'untouched' is checked against."""
+    found = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, root)] = os.path.getsize(path)
+    return found
+
+
+def test_a_folder_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path):
+    root = tmp_path / "project"
+    (root / "export").mkdir(parents=True)
+    (root / "export" / "saved_model.pb").write_text("someone else's export")
+    (root / "model.keras").write_text("someone else's model")
+    (root / "backup").mkdir()
+    (root / "notes.txt").write_text("keep me")
+    before = tree(root)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"model_dir=.*holds files that no run of this trainer wrote"):
+            trainers.train.train(config_for(root, overwrite=overwrite))
+        assert tree(root) == before
+
+
+def test_overwrite_removes_only_what_the_run_wrote(tmp_path):
+    root = tmp_path / "run"
+    trainers.train.train(config_for(root))
+    (root / "notes.txt").write_text("mine")
+    (root / "data").mkdir()
+    (root / "data" / "labels.csv").write_text("a,b")
+    result = trainers.train.train(config_for(root, overwrite=True))
+    assert not result.already_finished
+    assert (root / "notes.txt").read_text() == "mine" and (root / "data" / "labels.csv").read_text() == "a,b"
+    manifest = json.load(open(root / RunDir.MANIFEST))
+    assert "notes.txt" not in manifest["files"] and "model.keras" in manifest["files"]
+
+
+def test_a_second_trainer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    root = tmp_path / "run"
+    root.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {"host": __import__("socket").gethostname(), "pid": holder.pid, "since": 0}
+        (root / RunDir.LOCK).write_text(json.dumps(lock))
+        with pytest.raises(ConfigError, match=rf"in use by another trainer \(pid {holder.pid} on "):
+            trainers.train.train(config_for(root))
+        assert not (root / RunDir.MANIFEST).exists()  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone (as after kill -9): its lock is stale and taken over.
+    result = trainers.train.train(config_for(root))
+    assert result.metrics["num_examples"] == 16 and not (root / RunDir.LOCK).exists()
+
+
+def interrupted_after_first_epoch(root, monkeypatch, **settings):
+    """Train 2 epochs but die right after epoch 1's backup, as a kill there would."""
+
+    def die(self, epoch, logs=None):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.EpochSummary, "on_epoch_end", die)
+        with pytest.raises(KeyboardInterrupt):
+            trainers.train.train(config_for(root, epochs=2, **settings))
+    backup = root / "backup" / "train"
+    assert (backup / "latest.weights.h5").exists()
+    return backup
+
+
+def epoch_values(log_dir, tag):
+    points = []
+    for name in os.listdir(log_dir):
+        for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            points += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == tag]
+    return sorted(points)
+
+
+def test_resuming_with_a_new_learning_rate_applies_it(tmp_path, monkeypatch, caplog):
+    root = tmp_path / "run"
+    interrupted_after_first_epoch(root, monkeypatch, optimizer="sgd", learning_rate=0.05)
+    trainers.train.train(config_for(root, epochs=2, optimizer="sgd", learning_rate=0.001))
+    assert "resuming with learning rate 0.001 (the backup had 0.05)" in caplog.text
+    rates = epoch_values(str(root / "logs" / "train"), "epoch_learning_rate")
+    assert rates[-1][0] == 1 and rates[-1][1] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("damage", ["latest", "latest_and_previous", "metadata"])
+def test_a_damaged_backup_falls_back_or_restarts_the_phase(tmp_path, monkeypatch, damage, caplog):
+    root = tmp_path / "run"
+    backup = interrupted_after_first_epoch(root, monkeypatch)
+    if damage == "metadata":
+        (backup / "training_metadata.json").write_text('{"epo')
+    else:
+        data = (backup / "latest.weights.h5").read_bytes()
+        (backup / "latest.weights.h5").write_bytes(data[: len(data) // 3])
+        if damage == "latest_and_previous":
+            (backup / "latest.weights.h5.bkp").write_bytes(b"")
+    result = trainers.train.train(config_for(root, epochs=2))
+    assert np.isfinite(result.metrics["loss"])
+    assert "restarting the phase" in caplog.text or "resuming from the one before" in caplog.text
+
+
+def test_repair_backup_restores_the_previous_epoch(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    model.save_weights(str(backup / "saved.weights.h5"))
+    os.rename(backup / "saved.weights.h5", backup / "latest.weights.h5.bkp")
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 0}')
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n")  # cut off after the signature
+    (backup / "training_metadata.json").write_text('{"epoch": 1}')
+    assert repair_backup(str(backup)) == "previous"
+    assert readable_weights(str(backup / "latest.weights.h5"))
+    assert json.load(open(backup / "training_metadata.json")) == {"epoch": 0}
+    assert repair_backup(str(backup)) == "ok"
+
+
+@pytest.mark.parametrize("damaged", ["state.json", "checkpoint", "flags.txt"])
+def test_damaged_run_files_are_rebuilt_and_the_run_finishes(tmp_path, damaged, caplog):
+    root = tmp_path / "run"
+    first = trainers.train.train(config_for(root))
+    # What a crash during the final steps leaves, plus one damaged file.
+    os.remove(root / "model.keras")
+    state = json.load(open(root / "state.json"))
+    json.dump(dict(state, finished=False), open(root / "state.json", "w"))
+    if damaged == "state.json":
+        (root / "state.json").write_text('{"completed_ph')
+    elif damaged == "checkpoint":
+        path = root / "checkpoints" / "train.weights.h5"
+        path.write_bytes(path.read_bytes()[:500])
+    else:
+        (root / "flags.txt").write_text("--no_such_flag=1\n")
+    again = trainers.train.train(config_for(root))
+    assert (root / "model.keras").exists() and json.load(open(root / "state.json"))["finished"]
+    assert np.isfinite(again.metrics["loss"])
+    if damaged == "checkpoint":
+        assert "training phase train again" in caplog.text
+    if damaged == "state.json":
+        assert again.metrics["loss"] == pytest.approx(first.metrics["loss"], rel=1e-5)  # not retrained
+
+
+def test_a_full_disk_during_export_then_the_rerun_finishes(tmp_path, monkeypatch):
+    import errno
+
+    import keras
+
+    root = tmp_path / "run"
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save", full)
+        with pytest.raises(OSError, match="No space left"):
+            trainers.train.train(config_for(root))
+    assert not (root / "model.keras").exists()
+    assert [name for name in os.listdir(root) if ".tmp" in name or name.startswith(".model")] == []
+    result = trainers.train.train(config_for(root))  # space freed: resumes from the finished phase
+    assert (root / "model.keras").exists() and np.isfinite(result.metrics["loss"])
+
+
+def write_jpeg(path, seed):
+    pixels = tf.cast(tf.random.uniform([12, 12, 3], 0, 256, tf.int32, seed=seed), tf.uint8)
+    tf.io.write_file(str(path), tf.io.encode_jpeg(pixels))
+
+
+def test_symlink_loops_are_followed_once(tmp_path):
+    root = tmp_path / "photos"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            write_jpeg(root / label / f"{i}.jpg", seed=i + (10 if label == "dog" else 0))
+    os.symlink("..", root / "cat" / "loop")  # a loop
+    os.symlink(str(root / "cat"), root / "dog" / "cats")  # crossing into another class
+    os.symlink(str(root / "dog"), root / "cat" / "dogs")
+    _, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=12, skip_bad_files=True)
+    assert info.num_examples == 6  # every file once, in its own class, no hang
+    # With split folders: a link from one split up to the dataset's top adds nothing.
+    split_root = tmp_path / "split"
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            (split_root / split / label).mkdir(parents=True)
+            for i in range(2):
+                write_jpeg(split_root / split / label / f"{i}.jpg", seed=i)
+    os.symlink(str(split_root), split_root / "train" / "dog" / "up")
+    _, train = pipelines.load(f"dir:{split_root}", "train", image_size=12)
+    assert train.num_examples == 4
+
+
+def test_a_training_split_smaller_than_the_preview_batch_trains(tmp_path):
+    result = trainers.train.train(config_for(tmp_path / "run", train_split="train[:8]", batch_size=4))
+    assert np.isfinite(result.metrics["loss"])

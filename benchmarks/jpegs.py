@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import numpy as np
@@ -23,15 +24,25 @@ def write_jpegs(root, count):
 
 
 def replicate(root, target, times):
-    """A folder with ``times`` links to each file of ``root`` (more files, the same bytes)."""
+    """A folder with ``times`` hard links to each file of ``root`` (more files, the same bytes).
+
+    Hard, not symbolic: the folder source lists a file reached through symlinks once (by its real
+    path), while hard links are files of their own. Across filesystems each file is copied once,
+    and the copy linked.
+    """
     for cls in sorted(os.listdir(root)):
         src = os.path.join(root, cls)
         if not os.path.isdir(src):
             continue
         os.makedirs(os.path.join(target, cls), exist_ok=True)
         for name in os.listdir(src):
-            for k in range(times):
-                os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(target, cls, f"{k}_{name}"))
+            first = os.path.join(target, cls, f"0_{name}")
+            try:
+                os.link(os.path.join(src, name), first)
+            except OSError:  # another filesystem, or links not allowed there
+                shutil.copyfile(os.path.join(src, name), first)
+            for k in range(1, times):
+                os.link(first, os.path.join(target, cls, f"{k}_{name}"))
 
 
 def list_jpegs(root):

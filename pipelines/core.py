@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from pipelines import ops, sources
-from pipelines.ops import decode, decode_random_crop  # noqa: F401  (re-exported as pipelines.decode)
+from pipelines.ops import decode, decode_random_crop
 from pipelines.sources import DataError
 from zoo.checks import is_int, positive_int
 from zoo.registry import HEADS
@@ -335,7 +335,6 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
             image = tf.cast(image, tf.float32)
             if mirror is not None:
                 image, box = ops.mirror_image(image, mirror), ops.mirror_box(box, mirror)
-        image = tf.cast(image, tf.float32)
         for op in pixel_ops:
             image, box = op.apply(image, box, seed=op.seed(seed))
         image = tf.ensure_shape(image, info.image_shape)

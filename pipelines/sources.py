@@ -216,7 +216,8 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _walk(folder: str, dataset_root: str):
-    """``(folder, file names)`` of every folder under a class ``folder``, following each link once.
+    """``(folder, its real path, file names)`` of every folder under a class ``folder``, following
+    each link once.
 
     Local folders are walked by real path: a folder reached again through a symlink (a loop) is
     skipped, and so is a link into another part of the dataset (``cat/loop -> ..``,
@@ -226,7 +227,7 @@ def _walk(folder: str, dataset_root: str):
     """
     if "://" in folder:
         for dirpath, _, filenames in tf.io.gfile.walk(folder):
-            yield dirpath, filenames
+            yield dirpath, dirpath, filenames
         return
     home, root = os.path.realpath(folder), os.path.realpath(dataset_root)
     visited: set[str] = set()
@@ -237,7 +238,7 @@ def _walk(folder: str, dataset_root: str):
             continue
         visited.add(real)
         dirnames.sort()
-        yield dirpath, filenames
+        yield dirpath, real, filenames
 
 
 def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool, dataset_root: str | None = None):
@@ -251,12 +252,15 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
     for name in class_names:
         folder = os.path.join(root, name)
         files = []
-        for dirpath, filenames in _walk(folder, dataset_root or root):
+        for dirpath, real_dirpath, filenames in _walk(folder, dataset_root or root):
             for filename in sorted(filenames):
                 if filename.startswith("."):  # .DS_Store and friends
                     continue
                 path = os.path.join(dirpath, filename)
-                real = os.path.realpath(path) if "://" not in path else path
+                # The folder's real path is known: only a linked file needs resolving on its own.
+                real = os.path.join(real_dirpath, filename)
+                if "://" not in path and os.path.islink(path):
+                    real = os.path.realpath(path)
                 if real in seen_files:
                     continue
                 seen_files.add(real)

@@ -1,5 +1,6 @@
 """Shared test setup: quiet TensorFlow, two logical CPU devices, deterministic seeds."""
 
+import glob
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,3 +46,14 @@ def _seed():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+def logged(log_dir, tag):
+    """(step, value) pairs logged under `tag` in a TensorBoard folder, over every event file of the
+    run (all restarts), sorted."""
+    points = []
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            points += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == tag]
+    return sorted(points)

@@ -126,3 +126,18 @@ def test_resize_flip_benchmark_says_why_it_cannot_run():
     result = run_resize_flip_benchmark("--size=0")
     assert result.returncode != 0 and "--size=0: must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_replicated_benchmark_folders_count_every_link(tmp_path):
+    # The folder source lists a symlinked file once; the benchmark's "more files" must stay more.
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        from jpegs import replicate, write_jpegs
+    finally:
+        sys.path.pop(0)
+    import pipelines
+
+    write_jpegs(str(tmp_path / "src"), 4)  # class0..class3, one JPEG each
+    replicate(str(tmp_path / "src"), str(tmp_path / "many"), 3)
+    _, info = pipelines.load(f"dir:{tmp_path / 'many'}", "train+validation+test", image_size=16)
+    assert info.num_examples == 12

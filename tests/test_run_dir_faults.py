@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import pipelines
 import trainers.train
+from tests.conftest import logged
 from trainers import callbacks
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import RunDir, readable_weights, repair_backup
@@ -106,21 +107,12 @@ def interrupted_after_first_epoch(root, monkeypatch, **settings):
     return backup
 
 
-def epoch_values(log_dir, tag):
-    points = []
-    for name in os.listdir(log_dir):
-        for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            points += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == tag]
-    return sorted(points)
-
-
 def test_resuming_with_a_new_learning_rate_applies_it(tmp_path, monkeypatch, caplog):
     root = tmp_path / "run"
     interrupted_after_first_epoch(root, monkeypatch, optimizer="sgd", learning_rate=0.05)
     trainers.train.train(config_for(root, epochs=2, optimizer="sgd", learning_rate=0.001))
     assert "resuming with learning rate 0.001 (the backup had 0.05)" in caplog.text
-    rates = epoch_values(str(root / "logs" / "train"), "epoch_learning_rate")
+    rates = logged(str(root / "logs" / "train"), "epoch_learning_rate")
     assert rates[-1][0] == 1 and rates[-1][1] == pytest.approx(0.001)
 
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.conftest import logged
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -47,18 +48,6 @@ def run(program, *args, check=True, **extra_env):
             f"{program} {args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     return result
-
-
-def logged(log_dir, tag):
-    """(step, value) pairs logged under `tag`, over every event file of the run (all restarts)."""
-    points = []
-    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            points += [
-                (event.step, float(tf.make_ndarray(value.tensor))) for value in event.summary.value if value.tag == tag
-            ]
-    return sorted(points)
 
 
 def epoch_steps(log_dir, tag="epoch_loss"):

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from trainers.distribute import STRATEGIES
+
 OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_EPOCHS = 10
+LOSS_WEIGHTS_RULE = "must be two non-negative numbers, e.g. 0.8,0.2"
 
 # Fields that define what is trained: a run directory cannot be resumed with other values.
 IDENTITY_FIELDS = ("model", "head", "dataset", "train_split", "image_size", "freeze_epochs", "weights")
@@ -59,12 +62,6 @@ def _augmentations():
     from pipelines.ops import AUGMENTATIONS
 
     return tuple(AUGMENTATIONS)
-
-
-def _strategies():
-    from trainers.distribute import STRATEGIES
-
-    return STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +124,7 @@ class TrainConfig:
         (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"
     )
     # --- devices and speed
-    strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=_strategies)
+    strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=STRATEGIES)
     logical_cpus: int = option(
         1, "Split the CPU into N logical devices (multi-replica without GPUs).", kind="integer", lower_bound=1
     )
@@ -143,9 +140,7 @@ class TrainConfig:
         try:
             weights = tuple(float(v) for v in _split(self.loss_weights))
         except (TypeError, ValueError):
-            raise ConfigError(
-                "loss_weights", self.loss_weights, "must be two non-negative numbers, e.g. 0.8,0.2"
-            ) from None
+            raise ConfigError("loss_weights", self.loss_weights, LOSS_WEIGHTS_RULE) from None
         object.__setattr__(self, "loss_weights", weights)
         self._validate()
 
@@ -190,7 +185,7 @@ class TrainConfig:
                 if meta["upper_bound"] is not None and value > meta["upper_bound"]:
                     raise ConfigError(field.name, value, f"must be at most {meta['upper_bound']}")
         if len(self.loss_weights) != 2 or min(self.loss_weights) < 0 or sum(self.loss_weights) <= 0:
-            raise ConfigError("loss_weights", self.loss_weights, "must be two non-negative numbers, e.g. 0.8,0.2")
+            raise ConfigError("loss_weights", self.loss_weights, LOSS_WEIGHTS_RULE)
         if self.two_phase and self.epochs is not None:
             raise ConfigError(
                 "epochs",

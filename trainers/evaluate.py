@@ -46,14 +46,27 @@ def run_config(model_path: str, model, **given) -> TrainConfig:
     return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
-def evaluate_model(model, config: TrainConfig, split: str, central_crop: bool | None = None) -> dict:
-    """Compile ``model`` as its run did (losses, loss weights, metrics) and evaluate ``split``."""
+def evaluation_data(model, config: TrainConfig, split: str, central_crop: bool | None = None):
+    """``split`` of the run's dataset as ``model`` takes it: its input size and channels, and the
+    run's test-time preprocessing (``central_crop`` overrides it). Raises pipelines.DataError."""
+    import pipelines
+
     height, width, channels = model.input_shape[1:]
     overrides = dict(image_size=(height, width), channels=channels, task=task.head_of(model))
     if central_crop is not None:
         overrides["central_crop"] = central_crop
+    return pipelines.load(config.dataset, split, **steps.eval_data_args(config, **overrides))
+
+
+def score(model, config: TrainConfig, dataset, info) -> dict:
+    """Compile ``model`` as its run did (losses, loss weights, metrics) and evaluate ``dataset``."""
     task.compile_model(model, head=task.head_of(model), weights=config.loss_weights)
-    return steps.evaluate(model, config, split, **overrides)
+    return steps.evaluate(model, dataset, info)
+
+
+def evaluate_model(model, config: TrainConfig, split: str, central_crop: bool | None = None) -> dict:
+    """`score` on `evaluation_data`: ``split``, evaluated as the run evaluated its test split."""
+    return score(model, config, *evaluation_data(model, config, split, central_crop))
 
 
 def main(argv):
@@ -79,13 +92,7 @@ def main(argv):
         raise cli.UserError(error.flag_message()) from None
     split = FLAGS.split or config.test_split or "test"
     try:
-        _, info = pipelines.load(
-            config.dataset,
-            split,
-            **steps.eval_data_args(
-                config, image_size=model.input_shape[1:3], channels=model.input_shape[-1], task=task.head_of(model)
-            ),
-        )
+        dataset, info = evaluation_data(model, config, split, FLAGS.central_crop)
     except pipelines.DataError as error:
         raise cli.UserError(f"--dataset={config.dataset} --split={split}: {error}") from None
     num_classes = (model.output["class"] if isinstance(model.output, dict) else model.output).shape[-1]
@@ -93,7 +100,7 @@ def main(argv):
         raise cli.UserError(
             f"--dataset={config.dataset} has {info.num_classes} classes but the model predicts {num_classes}"
         )
-    metrics = evaluate_model(model, config, split, FLAGS.central_crop)
+    metrics = score(model, config, dataset, info)
     metrics.update(dataset=config.dataset, split=split, model=path)
     output = FLAGS.output or os.path.join(
         os.path.dirname(path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{config.dataset}_{split}") + ".json"

@@ -49,8 +49,8 @@ def _fsync_directory(directory: str) -> None:
 
 
 def _temporary_name(path: str) -> str:
+    """A new, unique file beside ``path``, hidden, ending in ``path``'s own name."""
     directory, name = os.path.split(path)
-    # Keeps the file's suffix (.keras, .weights.h5): Keras checks it before saving.
     handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp-" + name, dir=directory or ".")
     os.close(handle)
     return temporary
@@ -65,19 +65,17 @@ def atomic_path(path: str, *, directory: bool = False):
     """
     parent = os.path.dirname(path) or "."
     os.makedirs(parent, exist_ok=True)
+    # Keeps the file's name as its suffix (.keras, .weights.h5): Keras checks it before saving.
+    temporary = _temporary_name(path)
     if directory:
-        temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
-        shutil.rmtree(temporary)  # the writer creates it
-    else:
-        temporary = _temporary_name(path)
+        os.remove(temporary)  # the writer creates the folder under this unique name
     try:
         yield temporary
         if directory:
             _fsync_tree(temporary)
             previous = None
             if os.path.isdir(path):
-                previous = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old.", dir=parent)
-                os.rmdir(previous)
+                previous = f"{temporary}.old"
                 os.replace(path, previous)
             os.replace(temporary, path)
             if previous:
@@ -116,10 +114,16 @@ def write_json(path: str, payload) -> None:
 
 
 def read_json(path: str, default=None):
-    if not os.path.exists(path):
+    """The JSON in ``path``, or ``default`` when it is missing or unreadable (damaged, half-written)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
         return default
-    with open(path) as f:
-        return json.load(f)
+
+
+def _has_key(payload, key: str) -> bool:
+    return isinstance(payload, dict) and key in payload
 
 
 class RunDir:
@@ -188,11 +192,14 @@ class RunDir:
     def train_images_dir(self) -> str:
         return self.output(self.LOGS, self.TRAIN_IMAGES)
 
+    def completed_weights(self, phase: str) -> str:
+        """The weights a finished phase ended with, as the chief saved them: what every worker
+        resumes from (training is synchronous, so all workers' weights are the chief's)."""
+        return self.path(self.CHECKPOINTS, f"{phase}.weights.h5")
+
     def checkpoint(self, phase: str) -> str:
-        """The weights a finished phase ended with (the chief's; others keep theirs in scratch)."""
-        return (
-            self.path(self.CHECKPOINTS, f"{phase}.weights.h5") if self.is_chief else self.output(f"{phase}.weights.h5")
-        )
+        """Where this worker saves a finished phase's weights (non-chief workers: scratch)."""
+        return self.completed_weights(phase) if self.is_chief else self.output(f"{phase}.weights.h5")
 
     def backup(self, phase: str) -> str:
         # Every worker must restore its own state to resume in step, so backups persist per worker,
@@ -218,7 +225,7 @@ class RunDir:
         if not os.path.isdir(self.root):
             return False
         # A lock alone is a run starting up: the other trainer's lock message is the better refusal.
-        return not set(os.listdir(self.root)) - {self.LOCK} or readable_json(self.manifest_file, "files")
+        return not set(os.listdir(self.root)) - {self.LOCK} or _has_key(read_json(self.manifest_file), "files")
 
     def check_ownership(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
@@ -230,7 +237,7 @@ class RunDir:
             )
 
     def manifest(self) -> dict:
-        return read_json(self.manifest_file, None) or {}
+        return read_json(self.manifest_file) or {}
 
     def record(self, *names: str) -> None:
         """Mark the folder as a run directory (once) and list ``names`` as written by the run."""
@@ -254,7 +261,7 @@ class RunDir:
             try:
                 handle = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = read_json_or_none(self.lock_file) or {}
+                holder = read_json(self.lock_file, {})
                 if not self._stale(holder):
                     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
                     raise RunDirError(
@@ -274,20 +281,20 @@ class RunDir:
             return
         raise RunDirError(f"{self.root}: could not take the lock {self.lock_file}")
 
-    def _stale(self, holder: dict) -> bool:
-        if not holder:  # unreadable: a kill between creating and writing it
+    def _stale(self, holder) -> bool:
+        pid = holder.get("pid") if isinstance(holder, dict) else None
+        if not isinstance(pid, int):  # unreadable: a kill between creating and writing it
             return True
         if holder.get("host") != socket.gethostname():
-            return False
-        pid = holder.get("pid")
+            return False  # another host's process cannot be checked from here
         if pid == os.getpid():  # left by this process (an in-process run that failed)
             return True
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        except (PermissionError, TypeError, ValueError):
-            return not isinstance(pid, int)
+        except PermissionError:  # alive, owned by another user
+            return False
         return False
 
     def release_lock(self) -> None:
@@ -301,21 +308,26 @@ class RunDir:
     def read_state(self, phase_names=()) -> dict:
         """The completed phases and whether the run finished.
 
-        An unreadable state.json (a kill or a full disk mid-write before atomic writes, a damaged
-        disk) is rebuilt from the phase checkpoints that load, with a warning, never a traceback.
+        Given the run's ``phase_names``, the completed phases are checked against their
+        checkpoints: an unreadable state.json (a damaged disk, a file from before atomic writes)
+        is rebuilt from the checkpoints that load, and a phase whose checkpoint no longer loads is
+        trained again. Each with a warning, never a traceback.
         """
-        empty = {"completed_phases": [], "finished": False}
-        if not os.path.exists(self.state_file):
-            return empty
-        if readable_json(self.state_file, "completed_phases"):
-            return read_json(self.state_file)
-        completed = []
-        for name in phase_names:
-            if not readable_weights(self.checkpoint(name)):
+        state = read_json(self.state_file)
+        damaged = os.path.exists(self.state_file) and not _has_key(state, "completed_phases")
+        if damaged:
+            state = {"completed_phases": list(phase_names), "finished": False}
+        state = state or {"completed_phases": [], "finished": False}
+        for index, name in enumerate(state["completed_phases"] if phase_names else ()):
+            if not readable_weights(self.completed_weights(name)):
+                if not damaged:
+                    logging.warning("%s is unreadable; training phase %s again", self.completed_weights(name), name)
+                state = {"completed_phases": state["completed_phases"][:index], "finished": False}
                 break
-            completed.append(name)
-        logging.warning("%s is unreadable; rebuilt from the checkpoints: completed %s", self.state_file, completed)
-        return dict(empty, completed_phases=completed)
+        if damaged:
+            completed = state["completed_phases"]
+            logging.warning("%s is unreadable; rebuilt from the checkpoints: completed %s", self.state_file, completed)
+        return state
 
     def write_state(self, state: dict) -> None:
         if self.is_chief:
@@ -370,23 +382,6 @@ def readable_weights(path: str) -> bool:
         return False
 
 
-def read_json_or_none(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def readable_json(path: str, key: str | None = None) -> bool:
-    try:
-        with open(path) as f:
-            payload = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return key is None or (isinstance(payload, dict) and key in payload)
-
-
 def repair_backup(directory: str) -> str:
     """Make a `keras.callbacks.BackupAndRestore` folder loadable, or remove it.
 
@@ -402,7 +397,7 @@ def repair_backup(directory: str) -> str:
         return "ok"
 
     def good(weights_path, metadata_path):
-        return readable_weights(weights_path) and readable_json(metadata_path, "epoch")
+        return readable_weights(weights_path) and _has_key(read_json(metadata_path), "epoch")
 
     if good(weights, metadata):
         return "ok"

@@ -4,7 +4,7 @@
     data = load_data(config, strategy)
     model = build_model(config, data.info, strategy)
     model = run_phases(config, strategy, data, run, build)        # compile_for_phase + fit, resumable
-    metrics = evaluate(model, config)
+    metrics = evaluate(model, *data.test)
     export(model, run)
 
 `trainers.train.train` runs them in that order; `tune` and `evaluate` call the same functions.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import shutil
 import sys
 import warnings
@@ -27,7 +26,7 @@ import pipelines
 import zoo
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_path, readable_weights, repair_backup
+from trainers.rundir import RunDir, atomic_path, repair_backup
 
 
 class TrainingError(RuntimeError):
@@ -61,6 +60,7 @@ def make_strategy(config: TrainConfig):
 class Data:
     train: object  # a distributed dataset, repeated
     validation: object | None
+    test: tuple | None  # (dataset, DatasetInfo) of the test split
     info: pipelines.DatasetInfo
     steps_per_epoch: int
 
@@ -101,17 +101,15 @@ def load_data(config: TrainConfig, strategy) -> Data:
         )
     except pipelines.DataError as error:
         raise ConfigError("dataset", config.dataset, str(error)) from None
-    validation = None
+    loaded = {}
     for field in ("validation_split", "test_split"):
         split = getattr(config, field)
         if not split:
             continue
         try:
-            dataset, _ = pipelines.load(config.dataset, split, **eval_data_args(config))
+            loaded[field] = pipelines.load(config.dataset, split, **eval_data_args(config))
         except pipelines.DataError as error:
             raise ConfigError(field, split, str(error)) from None
-        if field == "validation_split":
-            validation = dataset
     steps = info.steps_per_epoch
     if steps is None:  # the source cannot tell its size (e.g. mocked TFDS): count once
         plain, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, augment=()))
@@ -133,7 +131,8 @@ def load_data(config: TrainConfig, strategy) -> Data:
         info.image_shape,
         steps,
     )
-    return Data(train=train, validation=validation, info=info, steps_per_epoch=steps)
+    validation = loaded["validation_split"][0] if "validation_split" in loaded else None
+    return Data(train, validation, loaded.get("test_split"), info, steps)
 
 
 # ------------------------------------------------------------------------------------- model
@@ -267,7 +266,7 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
         # written: a kill in between must not lose the finished phase.
         keras.callbacks.BackupAndRestore(run.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
-        callbacks.ApplyLearningRate(phase.learning_rate if _constant_rate(config, phase) else None),
+        callbacks.ApplyLearningRate(make_learning_rate(config, phase, data.steps_per_epoch)),
         callbacks.NanGuard(),
         keras.callbacks.TensorBoard(run.logs_dir),
         callbacks.EpochSummary(phase.name),
@@ -301,10 +300,6 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         ) from None
 
 
-def _constant_rate(config: TrainConfig, phase: Phase) -> bool:
-    return phase.decay == 0 and config.lr_schedule == "constant"
-
-
 def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None) -> object:
     """Run every phase not yet completed in ``run``; returns the trained model.
 
@@ -312,22 +307,14 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
     when no phase has completed yet; otherwise ``build()`` makes the model that resumes from the
     last completed phase's checkpoint.
     """
-    planned = [phase.name for phase in phases(config)]
-    state = run.read_state(planned)
-    # A completed phase whose checkpoint no longer loads (truncated, damaged) is trained again.
-    for index, name in enumerate(state["completed_phases"]):
-        if not readable_weights(run.checkpoint(name)):
-            logging.warning("%s is unreadable; training phase %s again", run.checkpoint(name), name)
-            state["completed_phases"] = state["completed_phases"][:index]
-            state["finished"] = False
-            break
+    planned = phases(config)
+    state = run.read_state([phase.name for phase in planned])
     if state["completed_phases"]:
         model = None
     else:
         model = model or build()
         adapt_to_data(model, config)
-    os.makedirs(run.path(RunDir.CHECKPOINTS), exist_ok=True)
-    for phase in phases(config):
+    for phase in planned:
         if phase.name in state["completed_phases"]:
             continue
         if model is None:
@@ -347,17 +334,13 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
     if model is None:
         # Every phase had finished before a crash during the final steps: start from the last one.
         model = resume_from_completed_phase(build, run, state)
-        last = phases(config)[-1]
-        compile_for_phase(model, config, last, data.steps_per_epoch, strategy)  # for the metrics only
+        compile_for_phase(model, config, planned[-1], data.steps_per_epoch, strategy)  # for the metrics only
     return model
 
 
 def resume_from_completed_phase(build, run: RunDir, state: dict):
-    """A fresh model holding the weights the last completed phase ended with.
-
-    Training is synchronous, so every worker's weights equal the chief's: all load its file.
-    """
-    previous = run.path(RunDir.CHECKPOINTS, f"{state['completed_phases'][-1]}.weights.h5")
+    """A fresh model holding the weights the last completed phase ended with (the chief's file)."""
+    previous = run.completed_weights(state["completed_phases"][-1])
     logging.info("resuming from %s", previous)
     model = build()
     # The file also holds that phase's optimizer state, which a new phase (fresh optimizer) skips.
@@ -370,18 +353,15 @@ def resume_from_completed_phase(build, run: RunDir, state: dict):
 # ------------------------------------------------------------------------------------- evaluate, export
 
 
-def evaluate(model, config: TrainConfig, split: str | None = None, **overrides) -> dict:
-    """Metrics of a compiled model on ``split`` (default: the test split), as plain floats."""
-    split = split or config.test_split
-    test, info = pipelines.load(config.dataset, split, **eval_data_args(config, **overrides))
-    metrics = {k: float(v) for k, v in model.evaluate(test, return_dict=True, verbose=0).items()}
+def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
+    """Metrics of a compiled model on a loaded split, as plain floats, with its example count."""
+    metrics = {k: float(v) for k, v in model.evaluate(dataset, return_dict=True, verbose=0).items()}
     metrics["num_examples"] = info.num_examples
     return metrics
 
 
 def export(model, run: RunDir) -> None:
     """``model.keras`` and the SavedModel, each replacing the old one whole."""
-    os.makedirs(run.scratch, exist_ok=True)
     with atomic_path(run.model_file) as temporary:
         model.save(temporary)
     with atomic_path(run.export_dir, directory=True) as temporary:

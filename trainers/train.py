@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import shutil
 
 from absl import logging
 
-from trainers import cli, steps
+from trainers import cli, distribute, steps
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
 from trainers.rundir import RunDir, RunDirError, atomic_write, read_json, write_json
 
@@ -47,15 +48,14 @@ def train(config: TrainConfig) -> TrainResult:
         strategy = steps.make_strategy(config)
         run = open_run_dir(config, strategy)
         if run.read_state().get("finished") and not config.overwrite:
-            metrics = {k: v for k, v in _read_metrics(run).items() if k != "split"}
+            metrics = {k: v for k, v in read_json(run.metrics_file, {}).items() if k != "split"}
             return TrainResult(run, metrics, model=None, already_finished=True)
         data = steps.load_data(config, strategy)
-        model = steps.build_model(config, data.info, strategy)
+        build = functools.partial(steps.build_model, config, data.info, strategy)
+        model = build()  # before any file is written: a model that cannot be built stops here
         prepare_run_dir(config, run, data)
-        model = steps.run_phases(
-            config, strategy, data, run, lambda: steps.build_model(config, data.info, strategy), model
-        )
-        metrics = steps.evaluate(model, config) if config.test_split else {}
+        model = steps.run_phases(config, strategy, data, run, build, model)
+        metrics = steps.evaluate(model, *data.test) if data.test else {}
         if metrics:
             logging.info("test metrics (%s): %s", config.test_split, metrics)
         logging.info("final weights checksum: %s", steps.weights_checksum(model))
@@ -76,8 +76,6 @@ def train(config: TrainConfig) -> TrainResult:
 
 def open_run_dir(config: TrainConfig, strategy) -> RunDir:
     """This worker's view of the run directory; refuses one trained with other defining settings."""
-    from trainers import distribute
-
     is_chief, task_id = distribute.worker_info(strategy)
     logging.info(
         "strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief
@@ -123,15 +121,9 @@ def prepare_run_dir(config: TrainConfig, run: RunDir, data: steps.Data) -> None:
 def finish_run_dir(config: TrainConfig, run: RunDir, metrics: dict) -> None:
     if run.is_chief:
         write_json(run.metrics_file, {"split": config.test_split, **metrics})
-        state = run.read_state()
-        state["finished"] = True
-        run.write_state(state)
+        run.write_state({"completed_phases": [phase.name for phase in steps.phases(config)], "finished": True})
         shutil.rmtree(run.path(RunDir.BACKUP), ignore_errors=True)
     run.cleanup()
-
-
-def _read_metrics(run: RunDir) -> dict:
-    return read_json(run.metrics_file, {}) or {}
 
 
 # ------------------------------------------------------------------------------------- program

@@ -18,6 +18,7 @@ _EXPORTS = {
     "decode": "ops",
     "distribute": "core",
     "load": "core",
+    "undecodable": "core",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -42,6 +42,8 @@ class DatasetInfo:
     num_examples: int | None  # examples in the split (None when the source cannot tell)
     image_shape: tuple[int, int, int]  # (H, W, C) of the images the dataset yields
     batch_size: int  # global batch size
+    # The image files the split reads, for file sources (folders); None for the others.
+    files: tuple[str, ...] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def steps_per_epoch(self) -> int | None:
@@ -106,7 +108,9 @@ def load(
       channels: 1 or 3 to convert images; None keeps the source's channels.
       cache: keep decoded images in memory after the first epoch.
       central_crop: apply the seed's central crop before resizing when not training.
-      skip_bad_files: skip (with a warning) unreadable image files instead of failing.
+      skip_bad_files: skip unreadable image files instead of failing. A folder's files are then
+        decoded once when the split is loaded (cached per file), the skipped ones counted in a
+        warning, and ``info.num_examples`` counts the files kept.
       shuffle_buffer: shuffle through a buffer of this many elements. By default folders and
         shapes are visited in a whole fresh permutation each epoch (no buffer, flat memory), and
         TFDS records and cached images through a buffer of min(split size, 2048).
@@ -227,6 +231,7 @@ def _resolve(
         num_examples=resolved.num_examples,
         image_shape=(size[0], size[1], channels or resolved.channels),
         batch_size=batch_size,
+        files=tuple(resolved.files) if resolved.files is not None else None,
     )
     return _Plan(
         source=resolved,
@@ -241,6 +246,12 @@ def _resolve(
         resize_to=resize_to,
         repeat=repeat,
     )
+
+
+def undecodable(info: DatasetInfo) -> dict[str, str]:
+    """``{file: why}`` for the files of a loaded split that cannot be decoded (empty for sources
+    without files). For naming the file after a decode error stopped a dataset mid-epoch."""
+    return sources.undecodable_files(info.files) if info.files else {}
 
 
 def _shuffle_buffer(plan: _Plan) -> int:
@@ -378,7 +389,9 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
             return finish(image, box, label, seed, resize=window_op is not None)
 
         dataset = tf.data.Dataset.zip((dataset, random_seeds())).map(from_cache, num_parallel_calls=autotune)
-    if plan.skip_bad_files:
+    if plan.skip_bad_files and plan.source.files is None:
+        # Folders were checked file by file when listed (each skipped file counted once); other
+        # sources skip an undecodable record here, with a warning.
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=plan.training)
     if plan.repeat:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
@@ -203,6 +204,44 @@ def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
     return bad, not_jpeg
 
 
+_DECODED: dict[tuple[str, int, int], str | None] = {}  # (path, mtime, size) -> why it cannot be decoded
+
+
+def _decode_problem(path: str) -> str | None:
+    try:
+        stat = tf.io.gfile.stat(path)
+        key = (path, stat.mtime_nsec, stat.length)
+    except tf.errors.OpError as error:
+        return f"cannot be read ({error.message.splitlines()[0]})"
+    if key not in _DECODED:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+            _DECODED[key] = None
+        except tf.errors.OpError as error:
+            # "{{function_node ...}} Invalid PNG data, size 12432 [Op:DecodeImage]" -> the middle
+            message = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", error.message.splitlines()[0])
+            _DECODED[key] = f"cannot be decoded ({message})"
+    return _DECODED[key]
+
+
+def undecodable_files(paths: Sequence[str]) -> dict[str, str]:
+    """``{path: why}`` for every file of ``paths`` that TensorFlow cannot read or decode.
+
+    Decodes each file whole, in parallel: the check that catches what the cheap signature and end
+    marker check (`check_image_file`) cannot, a file whose markers are intact but whose body is
+    corrupt. Results are remembered per (path, modification time, size), so a second call on the
+    same files (another split, another trial) decodes nothing again.
+    """
+    bad = {}
+    with futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for start in range(0, len(paths), _CHECK_CHUNK):
+            chunk = paths[start : start + _CHECK_CHUNK]
+            for path, problem in zip(chunk, pool.map(_decode_problem, chunk)):
+                if problem:
+                    bad[path] = problem
+    return dict(sorted(bad.items()))
+
+
 def _class_folders(root: str) -> list[str]:
     return sorted(
         name
@@ -337,6 +376,22 @@ def folder_source(
         selected += files_by_split[name][start:stop]
     if not selected:
         raise DataError(f"split {split!r} of image folder {root!r} holds no images")
+    if skip_bad_files:
+        # Decode the split's files once, so a file whose body is corrupt is skipped here, counted,
+        # and num_examples is the number of examples the dataset really yields.
+        undecodable = undecodable_files([path for path, _ in selected])
+        if undecodable:
+            first = min(undecodable.items())
+            log.warning(
+                "skipped %d file(s) of split %r under %s that cannot be decoded, e.g. %s %s",
+                len(undecodable),
+                split,
+                root,
+                *first,
+            )
+            selected = [(path, label) for path, label in selected if path not in undecodable]
+            if not selected:
+                raise DataError(f"split {split!r} of image folder {root!r} holds no image that can be decoded")
     paths = [path for path, _ in selected]
     labels = [label for _, label in selected]
     table = (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))

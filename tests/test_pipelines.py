@@ -337,14 +337,29 @@ def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, 
     assert len(take_all(dataset)[1]) == info.num_examples == images_left
 
 
-def test_corrupt_middle_of_a_jpeg_is_skipped_during_decoding(tmp_path):
-    root = make_folder(str(tmp_path / "pets"))
-    path = os.path.join(root, "cats", "0a.jpg")
+def corrupt_body(path):
+    """Keep the file's signature and end marker, destroy what lies between."""
     data = bytearray(open(path, "rb").read())
-    data[30 : len(data) - 10] = b"\x00" * (len(data) - 40)  # header and end marker intact
+    data[30 : len(data) - 10] = b"\x00" * (len(data) - 40)
     open(path, "wb").write(bytes(data))
-    dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, skip_bad_files=True)
-    assert info.num_examples == 10 and len(take_all(dataset)[1]) == 9
+
+
+def test_a_corrupt_body_is_skipped_counted_and_named(tmp_path, caplog):
+    root = make_folder(str(tmp_path / "pets"))
+    corrupt_body(os.path.join(root, "cats", "0a.jpg"))
+    corrupt_body(os.path.join(root, "dogs", "1b.png"))
+    with caplog.at_level(logging.WARNING):
+        dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16, skip_bad_files=True)
+    assert "skipped 2 file(s) of split 'train+validation+test'" in caplog.text and "cats/0a.jpg" in caplog.text
+    assert info.num_examples == len(take_all(dataset)[1]) == 8  # every skipped file counted once
+    # Without skip_bad_files the split loads (no decoding up front) and the files can be named.
+    dataset, info = pipelines.load(f"dir:{root}", "train+validation+test", image_size=16)
+    assert info.num_examples == 10
+    bad = pipelines.undecodable(info)
+    assert sorted(os.path.basename(path) for path in bad) == ["0a.jpg", "1b.png"]
+    assert all(reason.startswith("cannot be decoded (") for reason in bad.values()), bad
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        take_all(dataset)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ manifest is touched. The trainer runs in process on tiny shapes data.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import tensorflow as tf
 
 import pipelines
 import trainers.train
+import zoo
 from tests.conftest import logged
-from trainers import callbacks
+from trainers import callbacks, steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import RunDir, readable_weights, repair_backup
 
@@ -224,3 +226,71 @@ def test_symlink_loops_are_followed_once(tmp_path):
 def test_a_training_split_smaller_than_the_preview_batch_trains(tmp_path):
     result = trainers.train.train(config_for(tmp_path / "run", train_split="train[:8]", batch_size=4))
     assert np.isfinite(result.metrics["loss"])
+
+
+def split_folders(root):
+    for split in ("train", "validation", "test"):
+        for label in ("cat", "dog"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(4):
+                write_jpeg(root / split / label / f"{i}.jpg", seed=i + (10 if label == "dog" else 0))
+    return root
+
+
+def corrupt_body(path):
+    data = bytearray(open(path, "rb").read())
+    data[20 : len(data) - 10] = os.urandom(len(data) - 30)  # signature and end marker intact
+    data[2:4] = b"\xff\xda"  # a scan before any frame header: no decoder accepts it
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "where, model, doing",
+    [
+        ("train", "resnet18", "drawing the preview of the training data"),
+        ("validation", "resnet18", "training"),
+        ("test", "resnet18", "evaluating on 'test'"),
+    ],
+)
+def test_a_file_that_cannot_be_decoded_is_named_wherever_it_is_met(tmp_path, where, model, doing):
+    root = split_folders(tmp_path / "photos")
+    corrupt_body(root / where / "dog" / "2.jpg")
+    assert pipelines.load(f"dir:{root}", where, image_size=12)[1].num_examples == 8  # still listed: body only
+    settings = dict(
+        dataset=f"dir:{root}", train_split="train", validation_split="validation", test_split="test", model=model
+    )
+    with pytest.raises(steps.TrainingError) as raised:
+        trainers.train.train(config_for(tmp_path / "run", batch_size=4, image_size=32, **settings))
+    message = str(raised.value)
+    assert f"'{root / where / 'dog' / '2.jpg'}' cannot be decoded (" in message and f"met while {doing};" in message
+    assert "\n" not in message
+    # With skip_bad_files the file is skipped and counted: the split holds one example fewer.
+    result = trainers.train.train(
+        config_for(tmp_path / "skipping", batch_size=4, image_size=32, skip_bad_files=True, **settings)
+    )
+    if where == "test":
+        assert result.metrics["num_examples"] == 7
+
+
+def test_adapting_the_normalization_names_a_file_that_cannot_be_decoded(tmp_path):
+    root = split_folders(tmp_path / "photos")
+    corrupt_body(root / "train" / "cat" / "1.jpg")
+    config = config_for(tmp_path / "run", dataset=f"dir:{root}", train_split="train", batch_size=4)
+    _, info = pipelines.load(config.dataset, "train", image_size=16)
+    model = steps.build_model(config, info, tf.distribute.get_strategy())
+    with pytest.raises(steps.TrainingError, match=r"1.jpg' cannot be decoded .*met while adapting the input"):
+        steps.adapt_to_data(model, config)
+
+
+def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_written(tmp_path):
+    memory = steps.physical_memory()
+    if memory is None or tf.config.list_logical_devices("GPU"):
+        pytest.skip("the memory check runs on CPU machines whose RAM the OS reports")
+    per_pixel = steps.activation_count(zoo.build("resnet18", num_classes=3, input_shape=(64, 64, 3))) / 64**2
+    size = int(math.sqrt(2 * memory / (per_pixel * 16 * 4)))  # twice this machine's memory, at batch 16
+    with pytest.raises(ConfigError, match=rf"^image_size={size}: with batch_size=16, one batch of resnet18 needs at"):
+        trainers.train.train(config_for(tmp_path / "run", model="resnet18", image_size=size))
+    # A model whose weights grow with the image (Flatten, then Dense) cannot even be built.
+    with pytest.raises(ConfigError, match=r"^image_size=8000: "):
+        trainers.train.train(config_for(tmp_path / "run", image_size=8000))
+    assert not (tmp_path / "run").exists()

@@ -100,7 +100,10 @@ def main(argv):
         raise cli.UserError(
             f"--dataset={config.dataset} has {info.num_classes} classes but the model predicts {num_classes}"
         )
-    metrics = score(model, config, dataset, info)
+    try:
+        metrics = score(model, config, dataset, info)
+    except steps.TrainingError as error:  # an image that cannot be decoded, named
+        cli.fail(str(error), status=1)
     metrics.update(dataset=config.dataset, split=split, model=path)
     output = FLAGS.output or os.path.join(
         os.path.dirname(path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{config.dataset}_{split}") + ".json"

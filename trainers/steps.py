@@ -14,8 +14,11 @@ a run that cannot go on raises `TrainingError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import math
+import os
 import shutil
 import sys
 import warnings
@@ -56,6 +59,32 @@ def make_strategy(config: TrainConfig):
 # ------------------------------------------------------------------------------------- data
 
 
+@contextlib.contextmanager
+def naming_bad_files(doing: str, *infos: pipelines.DatasetInfo | None):
+    """Turn a decode error met while ``doing`` something with the splits ``infos`` into a
+    TrainingError naming the file: tf.data reports only the decoder's complaint, so the splits'
+    files are decoded one by one (only now, when it failed) to find it."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        bad = {}
+        for info in infos:
+            if info is not None:
+                bad.update(pipelines.undecodable(info))
+        if not bad:
+            raise TrainingError(
+                f"bad input data while {doing}: {error.message.splitlines()[0]}; skip_bad_files skips unreadable images"
+            ) from None
+        path, reason = next(iter(bad.items()))
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise TrainingError(
+            f"image file {path!r} {reason}{more}, met while {doing}; fix or remove it, or pass "
+            f"skip_bad_files to skip files that cannot be decoded"
+        ) from None
+
+
 @dataclasses.dataclass
 class Data:
     train: object  # a distributed dataset, repeated
@@ -63,6 +92,7 @@ class Data:
     test: tuple | None  # (dataset, DatasetInfo) of the test split
     info: pipelines.DatasetInfo
     steps_per_epoch: int
+    validation_info: pipelines.DatasetInfo | None = None
 
 
 def data_args(config: TrainConfig, **overrides) -> dict:
@@ -131,8 +161,8 @@ def load_data(config: TrainConfig, strategy) -> Data:
         info.image_shape,
         steps,
     )
-    validation = loaded["validation_split"][0] if "validation_split" in loaded else None
-    return Data(train, validation, loaded.get("test_split"), info, steps)
+    validation, validation_info = loaded.get("validation_split", (None, None))
+    return Data(train, validation, loaded.get("test_split"), info, steps, validation_info)
 
 
 # ------------------------------------------------------------------------------------- model
@@ -140,6 +170,8 @@ def load_data(config: TrainConfig, strategy) -> Data:
 
 def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
     """The zoo model for the data, built in the strategy's scope; raises ConfigError naming why."""
+    import tensorflow as tf
+
     with strategy.scope():
         try:
             return zoo.build(
@@ -149,6 +181,13 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
                 head=config.head,
                 weights=config.weights,
             )
+        except (tf.errors.ResourceExhaustedError, MemoryError):
+            raise ConfigError(
+                "image_size",
+                config.image_size,
+                f"the weights of {config.model} for images of {info.image_shape} do not fit in memory; "
+                f"lower image_size",
+            ) from None
         except ValueError as error:
             raise ConfigError(
                 "model",
@@ -158,10 +197,63 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
             ) from None
 
 
+def activation_count(model) -> int:
+    """Values the layers of ``model`` output per example (nested models counted layer by layer).
+
+    A lower bound on what training keeps for the backward pass: the insides of composite layers
+    (a residual unit's two convolutions) are not counted.
+    """
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.layers:
+            total += activation_count(layer)
+            continue
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):  # a layer used more than once, or never called
+            continue
+        for output in outputs:
+            total += math.prod(dim or 1 for dim in output.shape[1:])
+    return total
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine, or None where the OS cannot tell."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model, config: TrainConfig) -> None:
+    """Refuse, before any data is decoded, an image_size whose batch cannot fit in this machine's
+    memory (training on the CPU): one batch's activations alone, a lower bound, exceed the RAM."""
+    import keras
+    import tensorflow as tf
+
+    memory = physical_memory()
+    if memory is None or tf.config.list_logical_devices("GPU"):
+        return
+    itemsize = 2 if keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16") else 4
+    needed = activation_count(model) * config.batch_size * itemsize
+    if needed > memory:
+        raise ConfigError(
+            "image_size",
+            config.image_size,
+            f"with batch_size={config.batch_size}, one batch of {config.model} needs at least "
+            f"{needed / 2**30:.1f} GiB for its activations, more than this machine's {memory / 2**30:.1f} GiB of "
+            f"memory; lower image_size or batch_size",
+        )
+
+
 def adapt_to_data(model, config: TrainConfig, batches: int = 200) -> None:
     """Adapt the model's Normalization layers (if any) on up to ``batches`` training batches."""
-    plain, _ = pipelines.load(config.dataset, config.train_split, **data_args(config, batch_size=64))
-    if zoo.adapt_normalization(model, plain, steps=batches):
+    plain, info = pipelines.load(config.dataset, config.train_split, **data_args(config, batch_size=64))
+    with naming_bad_files("adapting the input normalization", info):
+        adapted = zoo.adapt_normalization(model, plain, steps=batches)
+    if adapted:
         logging.info("adapted input normalization on up to %d batches of %s", batches, config.train_split)
 
 
@@ -171,8 +263,9 @@ def write_image_grid(path: str, config: TrainConfig, num_examples: int | None = 
 
     # Training batches drop the remainder: a split smaller than the preview gets a smaller preview.
     size = max(1, min(16, num_examples or 16))
-    preview, _ = pipelines.load(config.dataset, config.train_split, **training_data_args(config, batch_size=size))
-    images, targets = next(iter(preview))
+    preview, info = pipelines.load(config.dataset, config.train_split, **training_data_args(config, batch_size=size))
+    with naming_bad_files("drawing the preview of the training data", info):
+        images, targets = next(iter(preview))
     images = images[:16] / 255.0
     if images.shape[-1] == 1:
         images = tf.image.grayscale_to_rgb(images)
@@ -260,7 +353,6 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
 def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir) -> None:
     """Train one phase, resumably: BackupAndRestore picks up from the last finished epoch."""
     import keras
-    import tensorflow as tf
 
     fit_callbacks = [
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
@@ -278,26 +370,23 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         phase.first_epoch + phase.epochs,
         phase.learning_rate,
     )
-    try:
-        model.fit(
-            data.train,
-            epochs=phase.first_epoch + phase.epochs,
-            initial_epoch=phase.first_epoch,
-            steps_per_epoch=data.steps_per_epoch,
-            validation_data=data.validation,
-            callbacks=fit_callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,  # the pipeline shuffles
-        )
-    except callbacks.NonFiniteLoss as error:
-        raise TrainingError(
-            f"{error}; stopped, keeping the last good checkpoint in {run.backup(phase.name)} "
-            f"(rerunning resumes from it); try a lower learning_rate"
-        ) from None
-    except tf.errors.InvalidArgumentError as error:
-        raise TrainingError(
-            f"bad input data during training: {error.message.splitlines()[0]}; skip_bad_files skips unreadable images"
-        ) from None
+    with naming_bad_files("training", data.info, data.validation_info):
+        try:
+            model.fit(
+                data.train,
+                epochs=phase.first_epoch + phase.epochs,
+                initial_epoch=phase.first_epoch,
+                steps_per_epoch=data.steps_per_epoch,
+                validation_data=data.validation,
+                callbacks=fit_callbacks,
+                verbose=1 if sys.stdout.isatty() else 2,
+                shuffle=False,  # the pipeline shuffles
+            )
+        except callbacks.NonFiniteLoss as error:
+            raise TrainingError(
+                f"{error}; stopped, keeping the last good checkpoint in {run.backup(phase.name)} "
+                f"(rerunning resumes from it); try a lower learning_rate"
+            ) from None
 
 
 def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None) -> object:
@@ -355,7 +444,9 @@ def resume_from_completed_phase(build, run: RunDir, state: dict):
 
 def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
     """Metrics of a compiled model on a loaded split, as plain floats, with its example count."""
-    metrics = {k: float(v) for k, v in model.evaluate(dataset, return_dict=True, verbose=0).items()}
+    with naming_bad_files(f"evaluating on {info.split!r}", info):
+        results = model.evaluate(dataset, return_dict=True, verbose=0)
+    metrics = {k: float(v) for k, v in results.items()}
     metrics["num_examples"] = info.num_examples
     return metrics
 

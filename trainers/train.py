@@ -53,6 +53,7 @@ def train(config: TrainConfig) -> TrainResult:
         data = steps.load_data(config, strategy)
         build = functools.partial(steps.build_model, config, data.info, strategy)
         model = build()  # before any file is written: a model that cannot be built stops here
+        steps.check_memory(model, config)
         prepare_run_dir(config, run, data)
         model = steps.run_phases(config, strategy, data, run, build, model)
         metrics = steps.evaluate(model, *data.test) if data.test else {}

@@ -315,6 +315,34 @@ def test_two_local_workers_finish_with_identical_weights(tmp_path):
     assert os.path.exists(tmp_path / "run" / "model.keras")
 
 
+def test_a_worker_that_never_starts_is_named_after_peer_timeout(tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.train",
+            f"--model_dir={tmp_path / 'run'}",
+            "--strategy=multi_worker",
+            "--peer_timeout=3",
+            *TINY,
+        ],
+        cwd=REPO,
+        env=env(TF_CONFIG=tf_config),
+        capture_output=True,
+        text=True,
+        timeout=120,  # without the timeout the strategy waits an hour for the missing worker
+    )
+    assert result.returncode == -signal.SIGKILL  # the one way to end the strategy's blocked call
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: multi_worker: worker 1 at 127.0.0.1:{ports[1]} did not join within 3 s; start it with its own "
+        "TF_CONFIG, or check the address (peer_timeout sets the wait)"
+    ), result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run")
+
+
 BAD_FLAGS = [
     (["--epochs=0"], "flag --epochs=0"),
     (["--optimizer=adagrad"], "flag --optimizer=adagrad: value should be one of"),

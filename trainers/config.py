@@ -125,6 +125,9 @@ class TrainConfig:
     )
     # --- devices and speed
     strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=STRATEGIES)
+    peer_timeout: int = option(
+        300, "multi_worker: seconds to wait for every worker of TF_CONFIG to start.", kind="integer", lower_bound=1
+    )
     logical_cpus: int = option(
         1, "Split the CPU into N logical devices (multi-replica without GPUs).", kind="integer", lower_bound=1
     )

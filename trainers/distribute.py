@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
+import signal
+import socket
+import subprocess
+import sys
 
 from absl import logging
 
@@ -30,8 +37,12 @@ def split_cpu(count: int) -> None:
         logging.warning("TensorFlow devices are already initialized; --logical_cpus ignored")
 
 
-def make_strategy(name: str):
-    """``auto``: MirroredStrategy over the GPUs when there are several, else the default."""
+def make_strategy(name: str, peer_timeout: float = 300):
+    """``auto``: MirroredStrategy over the GPUs when there are several, else the default.
+
+    ``multi_worker`` waits up to ``peer_timeout`` seconds for every worker of TF_CONFIG to start
+    (see `wait_for_peers`).
+    """
     import tensorflow as tf
 
     if name == "multi_worker":
@@ -42,8 +53,9 @@ def make_strategy(name: str):
                 "strategy='multi_worker' needs TF_CONFIG in the environment (the cluster and this "
                 "worker's task); see BUILD.md"
             )
-        check_tf_config(os.environ["TF_CONFIG"])
-        return _multi_worker_strategy()
+        config = check_tf_config(os.environ["TF_CONFIG"])
+        with wait_for_peers(config, peer_timeout):
+            return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
@@ -81,6 +93,57 @@ def check_tf_config(text: str) -> dict:
             f"{len(members) if isinstance(members, list) else 0} task(s) of that type)"
         )
     return config
+
+
+def missing_peers(config: dict, timeout: float = 2.0) -> list[str]:
+    """``"worker 1 at host:port"`` for every other task of TF_CONFIG whose port takes no connection."""
+    me = (config["task"]["type"], config["task"]["index"])
+    missing = []
+    for task_type, addresses in config["cluster"].items():
+        for index, address in enumerate(addresses):
+            if (task_type, index) == me:
+                continue
+            host, _, port = address.rpartition(":")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            except (OSError, ValueError):
+                missing.append(f"{task_type} {index} at {address}")
+    return missing
+
+
+@contextlib.contextmanager
+def wait_for_peers(config: dict, timeout: float):
+    """Bound the wait for the other workers: MultiWorkerMirroredStrategy() blocks in C++, holding
+    Python's lock, until every task of the cluster has started (by default for an hour, deaf to
+    Ctrl-C and SIGTERM), so no thread or signal handler of this process can run meanwhile.
+
+    A watchdog process does: when ``timeout`` seconds pass before the block ends, it names the
+    tasks whose port takes no connection on stderr, in one line, and kills this process
+    (SIGKILL: exit status 137), the one thing that ends that call.
+    """
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "trainers.distribute", str(os.getpid()), str(timeout), json.dumps(config)],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()  # end of file: the watchdog exits quietly
+        watchdog.wait()
+
+
+def _watch(parent: int, timeout: float, config: dict) -> None:
+    """The watchdog's side of `wait_for_peers`."""
+    ready, _, _ = select.select([sys.stdin], [], [], timeout)
+    if ready:  # the parent finished (or died): nothing to do
+        return
+    missing = missing_peers(config) or ["a worker (every port answers: does each run this same command?)"]
+    sys.stderr.write(
+        f"Error: multi_worker: {', '.join(missing)} did not join within {timeout:g} s; start it with its own "
+        f"TF_CONFIG, or check the address (peer_timeout sets the wait)\n"
+    )
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
 
 
 def _multi_worker_strategy():
@@ -123,3 +186,7 @@ def worker_info(strategy) -> tuple[bool, int]:
         task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
     )
     return is_chief, int(task_id or 0)
+
+
+if __name__ == "__main__":
+    _watch(int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3]))

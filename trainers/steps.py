@@ -49,7 +49,7 @@ def make_strategy(config: TrainConfig):
         policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
         keras.mixed_precision.set_global_policy(policy)
     try:
-        strategy = distribute.make_strategy(config.strategy)
+        strategy = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
     except distribute.StrategyError as error:
         raise ConfigError("strategy", config.strategy, str(error)) from None
     keras.utils.set_random_seed(config.seed)

@@ -4,6 +4,7 @@ Each case ends in a finished (resumed) run or a one-line refusal, and no file ou
 manifest is touched. The trainer runs in process on tiny shapes data.
 """
 
+import errno
 import json
 import math
 import os
@@ -20,8 +21,9 @@ import zoo
 from tests.conftest import logged
 from trainers import callbacks, steps
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, readable_weights, repair_backup
+from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 TINY = dict(
@@ -294,3 +296,94 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_w
     with pytest.raises(ConfigError, match=r"^image_size=8000: "):
         trainers.train.train(config_for(tmp_path / "run", image_size=8000))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_path):
+    """The trainer kills itself (SIGKILL) at each `FAULT_POINTS` name; rerunning finishes the run."""
+    args = [
+        "--model=fashion_cnn",
+        "--freeze_epochs=1",
+        "--finetune_epochs=1",
+        *(f"--{k}={v}" for k, v in TINY.items() if k != "model"),
+    ]
+    command = [sys.executable, "-m", "trainers.train", *args]
+    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def start(point, **extra):
+        return subprocess.Popen(
+            [*command, f"--model_dir={tmp_path / point}"],
+            cwd=REPO,
+            env={**environment, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    killed = {point: start(point, **{FAULT_POINT_VARIABLE: point}) for point in FAULT_POINTS}
+    for point, process in killed.items():
+        output = process.communicate(timeout=300)[0]
+        assert process.returncode == -9, f"{point}: {output[-2000:]}"
+        assert f"{FAULT_POINT_VARIABLE}={point}: killing this process" in output
+    resumed = {point: start(point) for point in FAULT_POINTS}
+    for point, process in resumed.items():
+        output = process.communicate(timeout=300)[0]
+        assert process.returncode == 0, f"{point}: {output[-2000:]}"
+        run = RunDir(str(tmp_path / point))
+        assert run.read_state()["finished"] and os.path.exists(run.model_file), point
+        assert json.load(open(run.metrics_file))["num_examples"] == 16
+        top_level = set(os.listdir(run.root))
+        assert top_level <= set(run.manifest()["files"]) | {RunDir.MANIFEST}, (point, top_level)
+        if point in ("first_backup", "phase_checkpoint"):  # the finished epoch was not trained again
+            assert "Epoch 1/2" not in output, (point, output[-2000:])
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A small tmpfs (root only: skipped elsewhere), unmounted afterwards."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({(mounted.stderr or 'mount failed').strip()})")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("size", ["3m", "24m"])  # full during the first epoch's backup; at the phase's checkpoint
+def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space_resumes(small_filesystem, size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(small_filesystem)], check=True)
+    model_dir = small_filesystem / "run"
+    args = ["--model=fashion_cnn", "--epochs=2", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
+    command = [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *args]
+    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    full = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 1, full.stderr[-3000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"error: disk full writing the run in {model_dir} (No space left on device); free space and rerun the "
+        "same command: it resumes from the last finished epoch"
+    ), full.stderr[-3000:]
+    # Free space (grow the filesystem), rerun the same command: it resumes and finishes.
+    subprocess.run(["mount", "-o", "remount,size=256m", str(small_filesystem)], check=True)
+    again = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    run = RunDir(str(model_dir))
+    assert run.read_state()["finished"] and json.load(open(run.metrics_file))["num_examples"] == 16
+    assert set(os.listdir(model_dir)) <= set(run.manifest()["files"]) | {RunDir.MANIFEST}  # no temporary left
+
+
+def test_files_of_the_run_are_as_readable_as_any_file_the_user_writes(tmp_path):
+    trainers.train.train(config_for(tmp_path / "run"))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("flags.txt", "state.json", "metrics.json", "model.keras", RunDir.MANIFEST):
+        assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_errors_that_say_the_disk_is_full_are_recognized():
+    assert trainers.train.disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert trainers.train.disk_full(tf.errors.UnknownError(None, None, "write failed: No space left on device"))
+    assert not trainers.train.disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not trainers.train.disk_full(ValueError("No space left on device"))

@@ -21,13 +21,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
 import uuid
 
 from absl import logging
+
+# Fault injection for the crash-consistency tests (tests/test_run_dir_faults.py):
+# ZOO_FAULT_POINT=NAME kills the trainer with SIGKILL when it reaches the named point.
+FAULT_POINT_VARIABLE = "ZOO_FAULT_POINT"
+FAULT_POINTS = (
+    "first_backup",  # the first epoch's BackupAndRestore files just written, nothing else yet
+    "phase_checkpoint",  # a phase's weights saved, state.json not yet saying the phase is done
+    "phase_switch",  # state.json says the phase is done, its backup not yet removed
+    "model_saved",  # model.keras written, the SavedModel not yet
+    "exported",  # the SavedModel written, metrics.json and the finished state not yet
+)
+
+
+def fault_point(name: str) -> None:
+    """Die here, as a kill -9 would, when ``ZOO_FAULT_POINT`` names this point."""
+    assert name in FAULT_POINTS, name
+    if os.environ.get(FAULT_POINT_VARIABLE) == name:
+        logging.warning("%s=%s: killing this process", FAULT_POINT_VARIABLE, name)
+        logging.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RunDirError(ValueError):
@@ -48,10 +70,20 @@ def _fsync_directory(directory: str) -> None:
         os.close(handle)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are private (0600)
+
+
 def _temporary_name(path: str) -> str:
     """A new, unique file beside ``path``, hidden, ending in ``path``'s own name."""
     directory, name = os.path.split(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp-" + name, dir=directory or ".")
+    os.fchmod(handle, _FILE_MODE)  # readable as any file the user writes (TensorBoard servers, teammates)
     os.close(handle)
     return temporary
 
@@ -343,6 +375,22 @@ class RunDir:
                 shutil.rmtree(target)
             elif os.path.exists(target):
                 os.remove(target)
+
+    # `_temporary_name`'s pattern: ".NAME.RANDOM.tmp-NAME", and ".old" for a replaced folder.
+    _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.\w+\.tmp-(?P=name)(\.old)?$")
+
+    def remove_temporaries(self) -> None:
+        """Remove the temporary files a killed writer left (under the lock: no writer is alive)."""
+        for directory, folders, files in os.walk(self.root):
+            for name in files + folders:
+                if self._TEMPORARY.match(name):
+                    target = os.path.join(directory, name)
+                    logging.info("removing %s, left by an interrupted write", target)
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        shutil.rmtree(target, ignore_errors=True)
+                    else:
+                        os.remove(target)
+            folders[:] = [f for f in folders if not self._TEMPORARY.match(f)]
 
     def cleanup(self) -> None:
         if not self.is_chief:

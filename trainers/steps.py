@@ -29,7 +29,7 @@ import pipelines
 import zoo
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_path, repair_backup
+from trainers.rundir import RunDir, atomic_path, fault_point, repair_backup
 
 
 class TrainingError(RuntimeError):
@@ -358,6 +358,7 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
         # written: a kill in between must not lose the finished phase.
         keras.callbacks.BackupAndRestore(run.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 0 and fault_point("first_backup")),
         callbacks.ApplyLearningRate(make_learning_rate(config, phase, data.steps_per_epoch)),
         callbacks.NanGuard(),
         keras.callbacks.TensorBoard(run.logs_dir),
@@ -417,8 +418,10 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
         fit_phase(model, config, phase, data, run)
         with atomic_path(run.checkpoint(phase.name)) as temporary:
             model.save_weights(temporary)
+        fault_point("phase_checkpoint")
         state["completed_phases"].append(phase.name)
         run.write_state(state)
+        fault_point("phase_switch")
         shutil.rmtree(run.backup(phase.name), ignore_errors=True)
     if model is None:
         # Every phase had finished before a crash during the final steps: start from the last one.
@@ -455,8 +458,10 @@ def export(model, run: RunDir) -> None:
     """``model.keras`` and the SavedModel, each replacing the old one whole."""
     with atomic_path(run.model_file) as temporary:
         model.save(temporary)
+    fault_point("model_saved")
     with atomic_path(run.export_dir, directory=True) as temporary:
         model.export(temporary, verbose=False)
+    fault_point("exported")
 
 
 def weights_checksum(model) -> str:

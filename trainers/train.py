@@ -20,6 +20,7 @@ import errno
 import functools
 import os
 import shutil
+import sys
 
 from absl import logging
 
@@ -110,6 +111,7 @@ def prepare_run_dir(config: TrainConfig, run: RunDir, data: steps.Data) -> None:
     if not run.is_chief:
         return
     run.acquire_lock()
+    run.remove_temporaries()
     if config.overwrite:
         run.remove_owned()
     run.record(RunDir.FLAGS, RunDir.CLASS_NAMES, RunDir.STATE, RunDir.LOGS, RunDir.CHECKPOINTS, RunDir.BACKUP)
@@ -138,6 +140,18 @@ def define_flags() -> None:
     flags.mark_flag_as_required("model_dir")
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (or quota) is full: an OSError from Python or h5py, or a
+    TensorFlow error (SavedModel, TensorBoard) whose message says so."""
+    import tensorflow as tf
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, (OSError, tf.errors.OpError)) and any(
+        text in str(error) for text in ("No space left on device", "Disk quota exceeded")
+    )
+
+
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
@@ -148,14 +162,17 @@ def main(argv):
         raise cli.UserError(error.flag_message()) from None
     except steps.TrainingError as error:
         cli.fail(str(error), status=1)
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as error:
+        if not disk_full(error):
             raise
-        cli.fail(
-            f"disk full writing the run ({error.strerror}: {error.filename or config.model_dir}); free space and "
+        print(
+            f"error: disk full writing the run in {config.model_dir} ({os.strerror(errno.ENOSPC)}); free space and "
             f"rerun the same command: it resumes from the last finished epoch",
-            status=1,
+            file=sys.stderr,
+            flush=True,
         )
+        # Exit now: at a normal exit h5py's half-written files print tracebacks as they are freed.
+        os._exit(1)
     run = result.run
     if result.already_finished:
         print(f"{run.root} holds a finished run (metrics in {run.metrics_file}); pass --overwrite to train again")

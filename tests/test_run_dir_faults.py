@@ -387,3 +387,14 @@ def test_errors_that_say_the_disk_is_full_are_recognized():
     assert trainers.train.disk_full(tf.errors.UnknownError(None, None, "write failed: No space left on device"))
     assert not trainers.train.disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not trainers.train.disk_full(ValueError("No space left on device"))
+
+
+def test_a_damaged_manifest_is_refused_and_nothing_is_touched(tmp_path):
+    root = tmp_path / "run"
+    trainers.train.train(config_for(root))
+    (root / RunDir.MANIFEST).write_text('{"files": ["mod')
+    before = tree(root)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"\.zoo-run\.json is damaged, so which files are the run's is unknown"):
+            trainers.train.train(config_for(root, overwrite=overwrite))
+    assert tree(root) == before

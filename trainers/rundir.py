@@ -262,6 +262,11 @@ class RunDir:
     def check_ownership(self) -> None:
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise RunDirError(f"{self.root} is a file, not a folder")
+        if not self.is_ours() and os.path.exists(self.manifest_file):
+            raise RunDirError(
+                f"{self.manifest_file} is damaged, so which files are the run's is unknown and nothing is "
+                f"touched; move any files of yours out and delete the folder, or give a new folder"
+            )
         if not self.is_ours():
             raise RunDirError(
                 f"{self.root} holds files that no run of this trainer wrote (no {self.MANIFEST}); "

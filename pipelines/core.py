@@ -87,6 +87,8 @@ def load(
     skip_bad_files: bool = False,
     shuffle_buffer: int | None = None,
     repeat: bool = False,
+    download: bool = True,
+    validation_holdout: float = 0.0,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
@@ -115,6 +117,12 @@ def load(
         shapes are visited in a whole fresh permutation each epoch (no buffer, flat memory), and
         TFDS records and cached images through a buffer of min(split size, 2048).
       repeat: repeat forever (reshuffled, re-augmented each pass); for a fixed steps_per_epoch.
+      download: download and prepare a TFDS dataset that is not prepared yet (as `tfds.load`);
+        False: prepared data only (DataError naming the command that prepares it).
+      validation_holdout: for a source without a validation split of its own (an image folder
+        with train/ and test/ only, a TFDS set with train and test): split ``"validation"`` is
+        this fraction of ``"train"``, stratified by class and deterministic, and ``"train"`` is
+        the rest. 0 (default): no holdout.
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(
@@ -133,6 +141,8 @@ def load(
         skip_bad_files=skip_bad_files,
         shuffle_buffer=shuffle_buffer,
         repeat=repeat,
+        download=download,
+        validation_holdout=validation_holdout,
     )
     return _build(plan, input_context), plan.info
 
@@ -191,6 +201,8 @@ def _resolve(
     skip_bad_files=False,
     shuffle_buffer=None,
     repeat=False,
+    download=True,
+    validation_holdout=0.0,
 ) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
@@ -203,6 +215,8 @@ def _resolve(
         raise DataError(f"split must be a non-empty string such as 'train', received {split!r}")
     size = _image_size(image_size)
     augment = _augmentations(augment)
+    if not (isinstance(validation_holdout, (int, float)) and 0 <= validation_holdout < 1):
+        raise DataError(f"validation_holdout must be a fraction in [0, 1), received {validation_holdout!r}")
     resolved = sources.resolve(
         source,
         split,
@@ -213,6 +227,8 @@ def _resolve(
         training=training,
         seed=seed,
         skip_bad_files=skip_bad_files,
+        download=download,
+        validation_holdout=validation_holdout,
     )
 
     if size is None:

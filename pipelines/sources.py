@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
@@ -63,8 +64,14 @@ def resolve(
     training: bool,
     seed: int | None,
     skip_bad_files: bool,
+    download: bool = True,
+    validation_holdout: float = 0.0,
 ) -> Source:
-    """The `Source` that ``source`` names: ``"shapes"``, ``"dir:PATH"`` or a TFDS name."""
+    """The `Source` that ``source`` names: ``"shapes"``, ``"dir:PATH"`` or a TFDS name.
+
+    ``validation_holdout`` > 0: a source with no validation split of its own gets one, that
+    fraction of "train", stratified by class and deterministic; "train" is then the rest.
+    """
     if not isinstance(source, str) or not source:
         raise DataError(f"source must be 'shapes', 'dir:PATH' or a TFDS name, received {source!r}")
     if source == "shapes":
@@ -72,8 +79,40 @@ def resolve(
     if source.startswith(DIR_PREFIX):
         if task == "localize":
             raise DataError(f"image folders have no boxes, so {source!r} cannot be used with task='localize'")
-        return folder_source(source[len(DIR_PREFIX) :], split, skip_bad_files=skip_bad_files)
-    return tfds_source(source, split, data_dir=data_dir, task=task, shuffle_files=training, seed=seed)
+        return folder_source(
+            source[len(DIR_PREFIX) :], split, skip_bad_files=skip_bad_files, validation_holdout=validation_holdout
+        )
+    return tfds_source(
+        source,
+        split,
+        data_dir=data_dir,
+        task=task,
+        shuffle_files=training,
+        seed=seed,
+        download=download,
+        validation_holdout=validation_holdout,
+    )
+
+
+_HOLDOUT_SEED = 20241126
+_announced: set = set()
+
+
+def _announce_holdout(source: str, fraction: float, count: int) -> None:
+    if (source, fraction) not in _announced:
+        _announced.add((source, fraction))
+        log.warning(
+            "%s has no validation split: %d examples (%g%% of train, stratified by class, always the same) are "
+            "held out for validation, and train is the rest",
+            source,
+            count,
+            100 * fraction,
+        )
+
+
+def _holdout_count(size: int, fraction: float) -> int:
+    """Examples of one class held out: the fraction, rounded, at least one when the class has two."""
+    return min(max(round(size * fraction), 1 if size >= 2 else 0), size - 1) if size else 0
 
 
 def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -324,7 +363,12 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
 
 
 def folder_source(
-    root: str, split: str, *, skip_bad_files: bool = False, class_names: Sequence[str] | None = None
+    root: str,
+    split: str,
+    *,
+    skip_bad_files: bool = False,
+    class_names: Sequence[str] | None = None,
+    validation_holdout: float = 0.0,
 ) -> Source:
     """``dir:ROOT``: one subfolder per class, optionally under train/, validation/, test/."""
     if not tf.io.gfile.isdir(root):
@@ -351,6 +395,11 @@ def folder_source(
             not_jpeg |= others
             _require_images(split_root, per_class)
             files_by_split[split_name] = [(path, class_names.index(c)) for c in present for path in per_class[c]]
+        if validation_holdout and "validation" not in files_by_split and "train" in files_by_split:
+            files_by_split["train"], files_by_split["validation"] = _hold_out(
+                files_by_split["train"], validation_holdout
+            )
+            _announce_holdout(f"image folder {root!r}", validation_holdout, len(files_by_split["validation"]))
     else:
         per_class, problems, not_jpeg = _list_class_files(root, class_names, skip_bad_files)
         _require_images(root, per_class)
@@ -408,6 +457,19 @@ def folder_source(
     )
 
 
+def _hold_out(items: list[tuple[str, int]], fraction: float):
+    """(kept, held out): per class, a fixed shuffle's first ``fraction`` of ``items`` is held out."""
+    kept, held = [], []
+    for label in sorted({label for _, label in items}):
+        members = [item for item in items if item[1] == label]
+        random.Random(_HOLDOUT_SEED).shuffle(members)
+        count = _holdout_count(len(members), fraction)
+        held += members[:count]
+        kept += members[count:]
+    order = {item: index for index, item in enumerate(items)}
+    return sorted(kept, key=order.__getitem__), sorted(held, key=order.__getitem__)
+
+
 def _require_images(root, per_class):
     empty = [name for name, files in per_class.items() if not files]
     if len(empty) == len(per_class):
@@ -436,6 +498,33 @@ def _tfds_split(name: str, split: str, available: Sequence[str]) -> str:
     return split
 
 
+_HELD_OUT: dict[tuple, frozenset] = {}
+
+
+def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example) -> frozenset:
+    """The ``tfds_id`` of the train records held out for validation: per class, the ``fraction``
+    whose ids hash lowest. Exactly stratified and the same on every machine and every run (the id
+    names the record, whatever order the files are read in); one pass over the labels, cached."""
+    key = (name, data_dir, fraction)
+    if key not in _HELD_OUT:
+        records = builder.as_dataset(
+            split="train",
+            decoders=decoders,
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(add_tfds_id=True, try_autocache=False),
+        )
+        labels = records.map(lambda ex: (ex["tfds_id"], to_example(ex)["label"]), num_parallel_calls=tf.data.AUTOTUNE)
+        by_class: dict[int, list[tuple[int, bytes]]] = {}
+        for record_id, label in labels.as_numpy_iterator():
+            by_class.setdefault(int(label), []).append((zlib.crc32(record_id + str(_HOLDOUT_SEED).encode()), record_id))
+        held = set()
+        for members in by_class.values():
+            members.sort()
+            held.update(record_id for _, record_id in members[: _holdout_count(len(members), fraction)])
+        _HELD_OUT[key] = frozenset(held)
+    return _HELD_OUT[key]
+
+
 def _find_features(features):
     """(label key, box key, objects key) of a TFDS FeaturesDict, for the localize task."""
     label_key = box_key = objects_key = None
@@ -453,8 +542,39 @@ def _find_features(features):
     return label_key, box_key, objects_key
 
 
+def _prepare(builder, name: str, data_dir: str | None, download: bool) -> None:
+    """Download and prepare ``builder``'s data on first use, as `tfds.load` does; DataError naming
+    the dataset, the folder and the command that prepares it by hand when that cannot happen."""
+    if builder.is_prepared():
+        return
+    root = data_dir or tfds.core.constants.DATA_DIR
+    by_hand = f"tfds build {name} --data_dir={root}"
+    if not download:
+        raise DataError(
+            f"dataset {name!r} is not prepared in {root} and downloading is off; prepare it with "
+            f"`{by_hand}` (needs network access), or allow downloading"
+        )
+    log.warning("dataset %s is not in %s yet: downloading and preparing it (first use only)", name, root)
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # no network, a checksum mismatch, a full disk, a gated dataset...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise DataError(
+            f"dataset {name!r} could not be downloaded and prepared into {root} ({type(error).__name__}: {first}); "
+            f"with network access run `{by_hand}`, then rerun"
+        ) from None
+
+
 def tfds_source(
-    name: str, split: str, *, data_dir: str | None, task: str, shuffle_files: bool, seed: int | None
+    name: str,
+    split: str,
+    *,
+    data_dir: str | None,
+    task: str,
+    shuffle_files: bool,
+    seed: int | None,
+    download: bool = True,
+    validation_holdout: float = 0.0,
 ) -> Source:
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -464,9 +584,17 @@ def tfds_source(
             f"unknown dataset {name!r} ({first}); accepted: 'shapes', 'dir:PATH' or a TFDS name "
             f"such as fashion_mnist, tf_flowers, cifar10, caltech_birds2011"
         ) from None
+    _prepare(builder, name, data_dir, download)
     info = builder.info
     available = list(info.splits.keys()) if info.splits else []
-    resolved = _tfds_split(name, split, available)
+    holdout = (
+        validation_holdout > 0
+        and split in ("train", "validation")
+        and "train" in available
+        and "validation" not in available
+        and name not in KNOWN_TRAIN_ONLY
+    )
+    resolved = "train" if holdout else _tfds_split(name, split, available)
     num_examples = None
     if available:
         try:
@@ -502,7 +630,7 @@ def tfds_source(
 
     # Keep the image encoded: the pipeline decodes it, only inside the crop window where it can.
     decoders = {image_key: tfds.decode.SkipDecoding()}
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, add_tfds_id=holdout)
     try:
         dataset = builder.as_dataset(
             split=resolved, decoders=decoders, shuffle_files=shuffle_files, read_config=read_config
@@ -529,6 +657,21 @@ def tfds_source(
                 out["bbox"] = tf.cast(example[objects_key][object_box][0], tf.float32)
         return out
 
+    if holdout:
+        held_out = _held_out_ids(builder, name, data_dir, validation_holdout, decoders, to_example)
+        if not held_out:
+            raise DataError(f"dataset {name!r} has too few training examples to hold some out for validation")
+        keys = tf.constant(sorted(held_out), tf.string)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.ones(len(held_out), tf.int32)), default_value=0
+        )
+        wanted = 1 if split == "validation" else 0
+        dataset = dataset.filter(lambda ex: tf.equal(table.lookup(ex["tfds_id"]), wanted))
+        if split == "validation":
+            num_examples = len(held_out)
+        elif num_examples is not None:
+            num_examples -= len(held_out)
+        _announce_holdout(f"dataset {name!r}", validation_holdout, len(held_out))
     if task == "localize" and objects_key is not None and box_key is None:
         # Images without any object have no first box to learn from.
         dataset = dataset.filter(lambda ex: tf.shape(ex[objects_key][object_box])[0] > 0)

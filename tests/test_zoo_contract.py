@@ -174,7 +174,7 @@ def test_unfreeze_from_a_named_layer():
     assert zoo.unfreeze_backbone(model) > 2
     assert not backbone.get_layer("stem_bn").trainable  # BatchNorm stays in inference mode
     assert zoo.unfreeze_backbone(model, keep_batchnorm_frozen=False) and backbone.get_layer("stem_bn").trainable
-    with pytest.raises(ValueError, match=r"unfreeze_from layer 'block99' is not in the backbone"):
+    with pytest.raises(ValueError, match=r"'block99' is not a layer of the backbone of"):
         zoo.unfreeze_backbone(model, from_layer="block99")
 
 

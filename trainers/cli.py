@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from trainers.config import ConfigError, TrainConfig
+from trainers.config import ConfigError, TrainConfig, recipe_names, recipe_path, recipe_summary
 
 FLAGS = flags.FLAGS
 
@@ -99,9 +99,30 @@ def check_flagfiles(argv, chain=()) -> None:
         check_flagfiles(lines, (*chain, path))
 
 
+def expand_recipe(argv: list[str]) -> list[str]:
+    """``--recipe=NAME`` -> the recipe's flag file, first, so that flags given on the command line
+    override it wherever they stand; ``--recipe=list`` prints the recipes and exits."""
+    recipes = [arg for arg in argv[1:] if arg.startswith(("--recipe=", "-recipe="))]
+    if not recipes:
+        return argv
+    if len(recipes) > 1:
+        raise UserError(f"give one --recipe, not {len(recipes)}: {' '.join(recipes)}")
+    name = recipes[0].split("=", 1)[1]
+    if name == "list":
+        for recipe in recipe_names():
+            print(f"{recipe:<20} {recipe_summary(recipe)}")
+        sys.exit(0)
+    try:
+        path = recipe_path(name)
+    except ConfigError as error:
+        raise UserError(error.flag_message()) from None
+    return [argv[0], f"--flagfile={path}", *(arg for arg in argv[1:] if arg != recipes[0])]
+
+
 def parse_flags(argv):
     """absl's parser, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
     try:
+        argv = expand_recipe(argv)
         check_flagfiles(argv[1:])
     except UserError as error:
         fail(str(error))

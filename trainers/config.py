@@ -11,6 +11,7 @@ run directory's ``flags.txt`` turns back into one (`TrainConfig.from_flagfile`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from trainers.distribute import STRATEGIES
@@ -88,6 +89,15 @@ class TrainConfig:
     )
     cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
     skip_bad_files: bool = option(False, "Skip unreadable image files (with a warning).", kind="boolean")
+    download: bool = option(
+        True, "Download and prepare a TFDS dataset on first use (--nodownload: prepared data only).", kind="boolean"
+    )
+    adapt_steps: int = option(
+        200,
+        "Batches of 64 training images that normalization layers adapt on; 0 for the whole split.",
+        kind="integer",
+        lower_bound=0,
+    )
     # --- schedule
     epochs: int | None = option(
         None, f"Epochs of a single-phase run (default {DEFAULT_EPOCHS}).", kind="integer", lower_bound=1
@@ -100,7 +110,14 @@ class TrainConfig:
     )
     finetune_epochs: int = option(0, "Two-phase transfer: epochs after unfreezing.", kind="integer", lower_bound=0)
     unfreeze_from: str | None = option(
-        None, "Unfreeze the backbone from this layer on (default: all of it).", kind="string"
+        None,
+        "Unfreeze the backbone from this layer on (default: all of it); `python -m zoo NAME --layers` lists them.",
+        kind="string",
+    )
+    unfreeze_batchnorm: bool = option(
+        False,
+        "Unfreeze BatchNormalization layers too (the seed does; the Keras transfer-learning guide advises against).",
+        kind="boolean",
     )
     # --- optimizer
     optimizer: str = option("sgd", "Optimizer.", kind="enum", choices=OPTIMIZERS)
@@ -120,6 +137,10 @@ class TrainConfig:
     finetune_lr_decay: float | None = option(
         None, "lr_decay after unfreezing (default: lr_decay).", kind="float", lower_bound=0.0
     )
+    finetune_momentum: float | None = option(
+        None, "momentum after unfreezing (default: momentum).", kind="float", lower_bound=0.0, upper_bound=0.999
+    )
+    finetune_nesterov: bool | None = option(None, "nesterov after unfreezing (default: nesterov).", kind="boolean")
     loss_weights: tuple[float, float] = option(
         (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"
     )
@@ -164,6 +185,14 @@ class TrainConfig:
     @property
     def finetune_decay(self) -> float:
         return self.lr_decay if self.finetune_lr_decay is None else self.finetune_lr_decay
+
+    @property
+    def finetune_momentum_value(self) -> float:
+        return self.momentum if self.finetune_momentum is None else self.finetune_momentum
+
+    @property
+    def finetune_nesterov_value(self) -> bool:
+        return self.nesterov if self.finetune_nesterov is None else self.finetune_nesterov
 
     # --- checks
 
@@ -227,6 +256,11 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
+    def from_recipe(cls, name: str, **overrides) -> TrainConfig:
+        """The config of a shipped recipe (`trainers/recipes/NAME.flags`), with ``overrides``."""
+        return dataclasses.replace(cls.from_flagfile(recipe_path(name)), **overrides)
+
+    @classmethod
     def from_flagfile(cls, path: str) -> TrainConfig:
         """The config a run directory's ``flags.txt`` records (flags absent there keep defaults)."""
         from absl import flags
@@ -249,3 +283,28 @@ def _split(value) -> list:
 
 def _format(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------------------- recipes
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+
+
+def recipe_names() -> list[str]:
+    return sorted(name[: -len(".flags")] for name in os.listdir(RECIPES_DIR) if name.endswith(".flags"))
+
+
+def recipe_path(name: str) -> str:
+    """The flag file of recipe ``name``; ConfigError listing the recipes when there is none."""
+    if name not in recipe_names():
+        raise ConfigError("recipe", name, f"accepted: {', '.join(recipe_names())} (or 'list')")
+    return os.path.join(RECIPES_DIR, f"{name}.flags")
+
+
+def recipe_summary(name: str) -> str:
+    """The first comment line of a recipe: what it trains."""
+    with open(recipe_path(name)) as f:
+        for line in f:
+            if line.startswith("#"):
+                return line.lstrip("# ").strip()
+    return ""

@@ -85,6 +85,11 @@ def naming_bad_files(doing: str, *infos: pipelines.DatasetInfo | None):
         ) from None
 
 
+# The fraction of "train" held out for validation when the source has no validation split and the
+# run asks for the default one (validation_split="validation").
+VALIDATION_HOLDOUT = 0.1
+
+
 @dataclasses.dataclass
 class Data:
     train: object  # a distributed dataset, repeated
@@ -106,6 +111,9 @@ def data_args(config: TrainConfig, **overrides) -> dict:
         channels=3 if spec.channels == (3,) else None,
         seed=config.seed,
         skip_bad_files=config.skip_bad_files,
+        download=config.download,
+        # The default validation split of a source that has none is carved from train.
+        validation_holdout=VALIDATION_HOLDOUT if config.validation_split == "validation" else 0.0,
     )
     args.update(overrides)
     return args
@@ -197,6 +205,18 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
             ) from None
 
 
+def check_unfreeze_from(model, config: TrainConfig) -> None:
+    """An ``unfreeze_from`` that names no backbone layer, refused before the frozen phase trains."""
+    if not config.unfreeze_from:
+        return
+    try:
+        zoo.backbone_layer_index(model, config.unfreeze_from)
+    except ValueError as error:
+        raise ConfigError(
+            "unfreeze_from", config.unfreeze_from, f"{error}; `python -m zoo {config.model} --layers` lists them"
+        ) from None
+
+
 def activation_count(model) -> int:
     """Values the layers of ``model`` output per example (nested models counted layer by layer).
 
@@ -248,13 +268,16 @@ def check_memory(model, config: TrainConfig) -> None:
         )
 
 
-def adapt_to_data(model, config: TrainConfig, batches: int = 200) -> None:
-    """Adapt the model's Normalization layers (if any) on up to ``batches`` training batches."""
+def adapt_to_data(model, config: TrainConfig) -> None:
+    """Adapt the model's Normalization layers (if any) on ``config.adapt_steps`` batches of 64
+    training images (0: the whole training split)."""
     plain, info = pipelines.load(config.dataset, config.train_split, **data_args(config, batch_size=64))
+    steps = config.adapt_steps or None
     with naming_bad_files("adapting the input normalization", info):
-        adapted = zoo.adapt_normalization(model, plain, steps=batches)
+        adapted = zoo.adapt_normalization(model, plain, steps=steps)
     if adapted:
-        logging.info("adapted input normalization on up to %d batches of %s", batches, config.train_split)
+        amount = f"up to {steps} batches of 64" if steps else "the whole split"
+        logging.info("adapted input normalization on %s of %s", amount, config.train_split)
 
 
 def write_image_grid(path: str, config: TrainConfig, num_examples: int | None = None) -> None:
@@ -288,19 +311,40 @@ class Phase:
     learning_rate: float
     decay: float
     first_epoch: int  # epochs of earlier phases: the TensorBoard step axis runs on across phases
+    momentum: float = 0.0
+    nesterov: bool = False
 
 
 def phases(config: TrainConfig) -> list[Phase]:
+    """The run's phases with each one's optimizer settings (the fine-tuning phase's own, or the
+    first phase's where it gives none)."""
     if not config.two_phase:
-        return [Phase("train", config.single_phase_epochs, config.learning_rate, config.lr_decay, 0)]
+        return [
+            Phase(
+                "train",
+                config.single_phase_epochs,
+                config.learning_rate,
+                config.lr_decay,
+                0,
+                config.momentum,
+                config.nesterov,
+            )
+        ]
     planned = [
-        ("frozen", config.freeze_epochs, config.learning_rate, config.lr_decay),
-        ("finetune", config.finetune_epochs, config.finetune_rate, config.finetune_decay),
+        ("frozen", config.freeze_epochs, config.learning_rate, config.lr_decay, config.momentum, config.nesterov),
+        (
+            "finetune",
+            config.finetune_epochs,
+            config.finetune_rate,
+            config.finetune_decay,
+            config.finetune_momentum_value,
+            config.finetune_nesterov_value,
+        ),
     ]
     result, first = [], 0
-    for name, epochs, rate, decay in planned:
+    for name, epochs, rate, decay, momentum, nesterov in planned:
         if epochs > 0:
-            result.append(Phase(name, epochs, rate, decay, first))
+            result.append(Phase(name, epochs, rate, decay, first, momentum, nesterov))
             first += epochs
     return result
 
@@ -318,13 +362,16 @@ def make_learning_rate(config: TrainConfig, phase: Phase, steps_per_epoch: int):
     return phase.learning_rate
 
 
-def make_optimizer(config: TrainConfig, learning_rate):
+def make_optimizer(config: TrainConfig, learning_rate, phase: Phase | None = None):
+    """``config.optimizer`` at ``learning_rate``, with ``phase``'s momentum and Nesterov setting
+    (the first phase's when no phase is given)."""
     import keras
 
+    phase = phase or phases(config)[0]
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+        return keras.optimizers.SGD(learning_rate, momentum=phase.momentum, nesterov=phase.nesterov)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=config.momentum)
+        return keras.optimizers.RMSprop(learning_rate, momentum=phase.momentum)
     optimizers = {"nadam": keras.optimizers.Nadam, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
     return optimizers[config.optimizer](learning_rate)
 
@@ -336,10 +383,12 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
             zoo.freeze_backbone(model)
         elif phase.name == "finetune":
             try:
-                zoo.unfreeze_backbone(model, from_layer=config.unfreeze_from)
+                zoo.unfreeze_backbone(
+                    model, from_layer=config.unfreeze_from, keep_batchnorm_frozen=not config.unfreeze_batchnorm
+                )
             except ValueError as error:
                 raise ConfigError("unfreeze_from", config.unfreeze_from, str(error)) from None
-        optimizer = make_optimizer(config, make_learning_rate(config, phase, steps_per_epoch))
+        optimizer = make_optimizer(config, make_learning_rate(config, phase, steps_per_epoch), phase)
         task.compile_model(
             model,
             head=config.head,

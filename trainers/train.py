@@ -55,6 +55,7 @@ def train(config: TrainConfig) -> TrainResult:
         build = functools.partial(steps.build_model, config, data.info, strategy)
         model = build()  # before any file is written: a model that cannot be built stops here
         steps.check_memory(model, config)
+        steps.check_unfreeze_from(model, config)
         prepare_run_dir(config, run, data)
         model = steps.run_phases(config, strategy, data, run, build, model)
         metrics = steps.evaluate(model, *data.test) if data.test else {}
@@ -137,6 +138,9 @@ def define_flags() -> None:
     from absl import flags
 
     cli.define_config_flags()
+    flags.DEFINE_string(
+        "recipe", None, "A shipped flag file (trainers/recipes/NAME.flags); flags given here override it; 'list'."
+    )
     flags.mark_flag_as_required("model_dir")
 
 

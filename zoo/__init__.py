@@ -13,7 +13,7 @@ Every model takes raw pixels in [0, 255] and scales them itself.
 from zoo import applications, fashion_cnn, resnet  # noqa: E402,F401  (registration side effect)
 from zoo.layers import ImageNetPreprocessing, ResidualUnit
 from zoo.registry import Backbone, ModelSpec, build, names, register, spec
-from zoo.transfer import adapt_normalization, backbone_of, freeze_backbone, unfreeze_backbone
+from zoo.transfer import adapt_normalization, backbone_layer_index, backbone_of, freeze_backbone, unfreeze_backbone
 
 __all__ = [
     "Backbone",
@@ -21,6 +21,7 @@ __all__ = [
     "ModelSpec",
     "ResidualUnit",
     "adapt_normalization",
+    "backbone_layer_index",
     "backbone_of",
     "build",
     "freeze_backbone",

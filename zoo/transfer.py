@@ -17,6 +17,18 @@ def backbone_of(model: keras.Model) -> keras.Model:
         ) from None
 
 
+def backbone_layer_index(model: keras.Model, name: str) -> int:
+    """The index of the backbone layer called ``name`` (as `python -m zoo NAME --layers` lists them);
+    ValueError naming a few of the layers when there is none."""
+    names = [layer.name for layer in backbone_of(model).layers]
+    if name not in names:
+        raise ValueError(
+            f"{name!r} is not a layer of the backbone of {model.name!r} ({len(names)} layers: "
+            f"{', '.join(names[1:4])}, ..., {', '.join(names[-3:])})"
+        )
+    return names.index(name)
+
+
 def freeze_backbone(model: keras.Model) -> None:
     """Make the whole backbone non-trainable; only the heads train.
 
@@ -36,15 +48,7 @@ def unfreeze_backbone(model: keras.Model, from_layer: str | None = None, keep_ba
     """
     backbone = backbone_of(model)
     layers = backbone.layers
-    start = 0
-    if from_layer is not None:
-        names = [layer.name for layer in layers]
-        if from_layer not in names:
-            raise ValueError(
-                f"unfreeze_from layer {from_layer!r} is not in the backbone of {model.name!r}; "
-                f"its layers are: {', '.join(names[1:6])}, ..., {', '.join(names[-5:])}"
-            )
-        start = names.index(from_layer)
+    start = 0 if from_layer is None else backbone_layer_index(model, from_layer)
     backbone.trainable = True
     unfrozen = 0
     for index, layer in enumerate(layers):

@@ -578,5 +578,5 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
     np.testing.assert_allclose(boxes[:, 1], np.where(labels == 1, 0.55, 0.05), atol=1e-6)
     with pytest.raises(DataError, match=r"bad split 'trian' for dataset 'tiny_boxes'.*available splits: train"):
         pipelines.load("tiny_boxes", "trian", image_size=16, data_dir=str(tmp_path))
-    with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not available offline .*point data_dir at a folder"):
-        pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"))
+    with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not prepared in .*elsewhere and downloading is off"):
+        pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"), download=False)

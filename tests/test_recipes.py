@@ -6,16 +6,28 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import pipelines
 import tests.tiny_tfds  # noqa: F401  (registers the local TFDS builders)
 import trainers.train
 from pipelines import DataError
-from tests.test_pipelines import make_folder
+from tests.conftest import logged
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig, recipe_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_folder(root, per_class, layout):
+    """JPEGs of two classes under each of ``layout``'s split folders."""
+    for split in layout:
+        for label, name in enumerate(("cats", "dogs")):
+            os.makedirs(os.path.join(root, split, name))
+            for index in range(per_class):
+                pixels = np.full((12, 12, 3), (20 * index + 100 * label) % 256, np.uint8)
+                tf.io.write_file(os.path.join(root, split, name, f"{index}.jpg"), tf.io.encode_jpeg(pixels))
+    return root
 
 
 # ------------------------------------------------------------------------------------- TFDS download
@@ -164,6 +176,10 @@ def test_each_recipe_trains_a_step_on_tiny_offline_data(tmp_path, name):
         overrides.update(epochs=1)
     result = trainers.train.train(TrainConfig.from_recipe(name, **overrides, model_dir=str(tmp_path / "run")))
     assert np.isfinite(result.metrics["loss"]) and result.metrics["num_examples"] == 4
+    if recipe.two_phase:  # the fine-tuning phase's points come after the frozen phase's
+        for logs in ("train", "validation"):
+            points = logged(str(tmp_path / "run" / "logs" / logs), "epoch_loss")
+            assert [step for step, _ in points] == [0, 1], (logs, points)
 
 
 def test_recipe_flag_lists_loads_and_is_overridden_on_the_command_line(tmp_path):

@@ -78,7 +78,10 @@ def resolve(
         return shapes_source(split, image_size=image_size, channels=channels or 3)
     if source.startswith(DIR_PREFIX):
         if task == "localize":
-            raise DataError(f"image folders have no boxes, so {source!r} cannot be used with task='localize'")
+            raise DataError(
+                f"image folders have no boxes, so {source!r} cannot be used with task='localize'; sources with "
+                f"boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
+            )
         return folder_source(
             source[len(DIR_PREFIX) :], split, skip_bad_files=skip_bad_files, validation_holdout=validation_holdout
         )
@@ -525,6 +528,22 @@ def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example) -> fr
     return _HELD_OUT[key]
 
 
+def _checked_box(box, record_id):
+    """``box``, after checking it is a normalized [ymin, xmin, ymax, xmax] box; otherwise the
+    dataset stops with an error naming the record (its TFDS id) and the box."""
+    valid = tf.logical_and(
+        tf.reduce_all(tf.logical_and(box >= 0.0, box <= 1.0)),
+        tf.logical_and(box[0] <= box[2], box[1] <= box[3]),
+    )
+    check = tf.debugging.Assert(
+        valid,
+        ["bad box in record", record_id, "(normalized [ymin, xmin, ymax, xmax] in [0, 1] expected):", box],
+        summarize=4,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(box)
+
+
 def _find_features(features):
     """(label key, box key, objects key) of a TFDS FeaturesDict, for the localize task."""
     label_key = box_key = objects_key = None
@@ -614,7 +633,7 @@ def tfds_source(
     if task == "localize" and box_key is None and objects_key is None:
         raise DataError(
             f"dataset {name!r} has no bounding boxes, so it cannot be used with task='localize'; "
-            f"use a dataset with a BBoxFeature (e.g. caltech_birds2011, voc) or 'shapes'"
+            f"sources with boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
         )
     if objects_key is not None and box_key is None:
         object_features = features[objects_key].feature
@@ -630,7 +649,8 @@ def tfds_source(
 
     # Keep the image encoded: the pipeline decodes it, only inside the crop window where it can.
     decoders = {image_key: tfds.decode.SkipDecoding()}
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, add_tfds_id=holdout)
+    # Record ids name the examples: in the holdout, and in a bad box's error.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, add_tfds_id=holdout or task == "localize")
     try:
         dataset = builder.as_dataset(
             split=resolved, decoders=decoders, shuffle_files=shuffle_files, read_config=read_config
@@ -652,9 +672,10 @@ def tfds_source(
             out["label"] = tf.cast(example[label_key], tf.int32)
         if task == "localize":
             if box_key is not None:
-                out["bbox"] = tf.cast(example[box_key], tf.float32)
+                box = tf.cast(example[box_key], tf.float32)
             else:  # the first object's box
-                out["bbox"] = tf.cast(example[objects_key][object_box][0], tf.float32)
+                box = tf.cast(example[objects_key][object_box][0], tf.float32)
+            out["bbox"] = _checked_box(box, example.get("tfds_id", tf.constant(name)))
         return out
 
     if holdout:

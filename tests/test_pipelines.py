@@ -478,8 +478,38 @@ def test_tfds_boxes_map_onto_the_localize_task():
     np.testing.assert_allclose(targets["bbox"], np.tile([[0.1, 0.2, 0.6, 0.7]], (6, 1)))
     np.testing.assert_array_equal(targets["class"], [0, 1, 2, 0, 1, 2])
     with tfds.testing.mock_data(num_examples=2):
-        with pytest.raises(DataError, match=r"'fashion_mnist' has no bounding boxes"):
+        with pytest.raises(DataError, match=r"'fashion_mnist' has no bounding boxes.*sources with boxes: 'shapes'"):
             pipelines.load("fashion_mnist", "train", task="localize")
+
+
+def test_a_box_outside_the_image_or_inverted_stops_the_dataset_naming_the_record():
+    def as_dataset(self, *args, **kwargs):
+        def examples():
+            for i, box in enumerate([[0.1, 0.2, 0.6, 0.7], [0.6, 0.2, 0.1, 0.7], [0.1, 0.2, 1.5, 0.7]]):
+                yield {
+                    "image": tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy(),
+                    "label": 1,
+                    "bbox": np.array(box, np.float32),
+                    "tfds_id": f"caltech_birds2011-test.tfrecord-00000-of-00001__{i}",
+                }
+
+        signature = {
+            "image": tf.TensorSpec([], tf.string),
+            "label": tf.TensorSpec([], tf.int64),
+            "bbox": tf.TensorSpec([4], tf.float32),
+            "tfds_id": tf.TensorSpec([], tf.string),
+        }
+        return tf.data.Dataset.from_generator(examples, output_signature=signature)
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        dataset, _ = pipelines.load("caltech_birds2011", "test", task="localize", image_size=8, batch_size=1)
+        batches = iter(dataset)
+        next(batches)  # a good box
+        with pytest.raises(tf.errors.InvalidArgumentError) as stopped:
+            next(batches)
+    first_line = stopped.value.message.splitlines()[0]
+    assert "bad box in record" in first_line and "tfrecord-00000-of-00001__1" in first_line, first_line
+    assert "[0.6 0.2 0.1 0.7]" in first_line
 
 
 def test_tfds_objects_sequences_give_the_first_objects_box_and_label():

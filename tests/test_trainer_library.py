@@ -1,6 +1,7 @@
 """The trainer as a library: no flags at import, one config, its steps called in process."""
 
 import dataclasses
+import glob
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import trainers.evaluate
 import trainers.predict
 import trainers.train  # noqa: F401  (all three together: none defines a flag when imported)
 from trainers import cli, steps
+from trainers.callbacks import BoxGrid
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import RunDir, atomic_path, atomic_write, find_model
 
@@ -125,6 +127,7 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
         epochs=1,
         augment=("crop", "flip"),
         loss_weights=(0.7, 0.3),
+        box_loss="giou",
         optimizer="adam",
         learning_rate=0.001,
         **TINY,
@@ -143,7 +146,11 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
         assert os.path.exists(path), path
     saved = json.load(open(run.metrics_file))
     assert saved["split"] == "test[:32]" and saved["num_examples"] == 32
-    assert {"loss", "class_accuracy", "bbox_mse"} <= set(result.metrics)
+    assert {"loss", "class_accuracy", "bbox_mse", "bbox_mean_iou", "map_50", "map_coco"} <= set(result.metrics)
+    assert 0 <= result.metrics["map_coco"] <= result.metrics["map_50"] <= 1
+    if config.validation_split:  # the box grid, at the end of each epoch
+        boxes = glob.glob(os.path.join(run.logs_dir, "validation_boxes", "events.out.tfevents.*"))
+        assert boxes and BoxGrid.TAG in open(boxes[0], "rb").read().decode("latin-1")
 
     # evaluate's own functions, on the saved model, with the run's settings from flags.txt: the
     # loss weights and the central crop that follows augment=crop.
@@ -151,7 +158,7 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
     again = trainers.evaluate.run_config(run.model_file, model)
     assert again == config
     metrics = trainers.evaluate.evaluate_model(model, again, "test[:32]")
-    for key in ("loss", "class_accuracy", "bbox_mse"):
+    for key in ("loss", "class_accuracy", "bbox_mse", "bbox_mean_iou", "map_50", "map_coco"):
         assert metrics[key] == pytest.approx(saved[key], abs=1e-5), key
     # The test-time crop follows training's random crop, for every split a run evaluates.
     assert steps.eval_data_args(again)["central_crop"] is True

@@ -67,3 +67,28 @@ class ApplyLearningRate(keras.callbacks.Callback):
         if not np.isclose(restored, self.learning_rate, rtol=1e-6, atol=0):
             logging.warning("resuming with learning rate %g (the backup had %g)", self.learning_rate, restored)
             optimizer.learning_rate = self.learning_rate
+
+
+class BoxGrid(keras.callbacks.Callback):
+    """TensorBoard: a grid of validation images with their true boxes (green) and the boxes the
+    model predicts (red), written at the end of each epoch, so the box head can be watched learn."""
+
+    TAG = "validation boxes (green: true, red: predicted)"
+
+    def __init__(self, images, true_boxes, log_dir: str):
+        super().__init__()
+        self.images, self.true_boxes, self.log_dir = images, true_boxes, log_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        predicted = self.model.predict_on_batch(self.images)["bbox"]
+        boxes = tf.stack([tf.cast(self.true_boxes, tf.float32), tf.cast(predicted, tf.float32)], axis=1)
+        images = tf.cast(self.images, tf.float32) / 255.0
+        if images.shape[-1] == 1:
+            images = tf.image.grayscale_to_rgb(images)
+        drawn = tf.image.draw_bounding_boxes(images, boxes, colors=[[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]])
+        writer = tf.summary.create_file_writer(self.log_dir)
+        with writer.as_default():
+            tf.summary.image(self.TAG, drawn, step=epoch, max_outputs=len(drawn))
+        writer.close()

@@ -141,6 +141,9 @@ class TrainConfig:
         None, "momentum after unfreezing (default: momentum).", kind="float", lower_bound=0.0, upper_bound=0.999
     )
     finetune_nesterov: bool | None = option(None, "nesterov after unfreezing (default: nesterov).", kind="boolean")
+    box_loss: str = option(
+        "mse", "Loss of the box output (localize): mse (the seed's) or giou.", kind="enum", choices=("mse", "giou")
+    )
     loss_weights: tuple[float, float] = option(
         (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"
     )

@@ -60,7 +60,7 @@ def evaluation_data(model, config: TrainConfig, split: str, central_crop: bool |
 
 def score(model, config: TrainConfig, dataset, info) -> dict:
     """Compile ``model`` as its run did (losses, loss weights, metrics) and evaluate ``dataset``."""
-    task.compile_model(model, head=task.head_of(model), weights=config.loss_weights)
+    task.compile_model(model, head=task.head_of(model), weights=config.loss_weights, box_loss=config.box_loss)
     return steps.evaluate(model, dataset, info)
 
 

@@ -393,6 +393,7 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
             model,
             head=config.head,
             weights=config.loss_weights,
+            box_loss=config.box_loss,
             optimizer=optimizer,
             jit_compile=config.jit_compile,
             steps_per_execution=config.steps_per_execution,
@@ -413,6 +414,11 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         keras.callbacks.TensorBoard(run.logs_dir),
         callbacks.EpochSummary(phase.name),
     ]
+    if config.head == "localize" and data.validation is not None:
+        images, targets = next(iter(data.validation))
+        fit_callbacks.append(
+            callbacks.BoxGrid(images[:9], targets["bbox"][:9], os.path.join(run.logs_dir, "validation_boxes"))
+        )
     logging.info(
         "phase %s: epochs %d..%d at learning rate %g",
         phase.name,
@@ -496,8 +502,12 @@ def resume_from_completed_phase(build, run: RunDir, state: dict):
 
 def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
     """Metrics of a compiled model on a loaded split, as plain floats, with its example count."""
+    from trainers.metrics import localization_scores
+
     with naming_bad_files(f"evaluating on {info.split!r}", info):
         results = model.evaluate(dataset, return_dict=True, verbose=0)
+        if task.head_of(model) == "localize":
+            results.update(localization_scores(model, dataset))
     metrics = {k: float(v) for k, v in results.items()}
     metrics["num_examples"] = info.num_examples
     return metrics

@@ -8,10 +8,15 @@ from __future__ import annotations
 from pipelines.ops import crops_at_evaluation
 
 
-def losses(head: str):
+def losses(head: str, box_loss: str = "mse"):
+    """Cross-entropy for the class; for the box, MSE (the seed's) or 1 - GIoU (``box_loss``)."""
+    from trainers.metrics import BOX_LOSSES
+
     if head == "classify":
         return "sparse_categorical_crossentropy"
-    return {"class": "sparse_categorical_crossentropy", "bbox": "mse"}
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"box_loss must be one of {', '.join(BOX_LOSSES)}, received {box_loss!r}")
+    return {"class": "sparse_categorical_crossentropy", "bbox": BOX_LOSSES[box_loss]}
 
 
 def loss_weights(head: str, weights: tuple[float, float]):
@@ -23,11 +28,15 @@ def loss_weights(head: str, weights: tuple[float, float]):
 
 
 def metrics(head: str):
+    """Accuracy; for a box head also the mean IoU of predicted and true boxes (logged as
+    ``bbox_mean_iou``, ``val_bbox_mean_iou``) and their MSE."""
     import keras
+
+    from trainers.metrics import MeanBoxIoU
 
     if head == "classify":
         return ["accuracy"]
-    return {"class": ["accuracy"], "bbox": [keras.metrics.MeanSquaredError(name="mse")]}
+    return {"class": ["accuracy"], "bbox": [MeanBoxIoU(name="mean_iou"), keras.metrics.MeanSquaredError(name="mse")]}
 
 
 def compile_model(
@@ -35,6 +44,7 @@ def compile_model(
     *,
     head: str,
     weights: tuple[float, float],
+    box_loss: str = "mse",
     optimizer="rmsprop",
     jit_compile=False,
     steps_per_execution: int = 1,
@@ -42,7 +52,7 @@ def compile_model(
     """Compile ``model`` for its head; ``optimizer`` matters only for training."""
     model.compile(
         optimizer=optimizer,
-        loss=losses(head),
+        loss=losses(head, box_loss),
         loss_weights=loss_weights(head, weights),
         metrics=metrics(head),
         jit_compile=jit_compile,

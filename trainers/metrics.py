@@ -1,0 +1,255 @@
+"""Box metrics, in one place: mean box IoU (a Keras metric), the GIoU loss, and mean average
+precision over detections (PASCAL VOC 2007's 11 points, VOC 2010+'s all points, COCO's 101).
+
+Boxes are normalized ``[ymin, xmin, ymax, xmax]`` throughout, as everywhere in the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+COCO_IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2))
+
+
+# --------------------------------------------------------------------------------------- training
+
+
+def _areas_and_overlap(y_true, y_pred):
+    ops = keras.ops
+    y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+    height = ops.maximum(ops.minimum(y_true[..., 2], y_pred[..., 2]) - ops.maximum(y_true[..., 0], y_pred[..., 0]), 0)
+    width = ops.maximum(ops.minimum(y_true[..., 3], y_pred[..., 3]) - ops.maximum(y_true[..., 1], y_pred[..., 1]), 0)
+
+    def area(box):
+        return ops.maximum(box[..., 2] - box[..., 0], 0) * ops.maximum(box[..., 3] - box[..., 1], 0)
+
+    overlap = height * width
+    union = area(y_true) + area(y_pred) - overlap
+    return overlap, union, y_true, y_pred
+
+
+def box_iou(y_true, y_pred):
+    """IoU of each box of ``y_true`` with the box of ``y_pred`` at the same index (not pairwise)."""
+    overlap, union, _, _ = _areas_and_overlap(y_true, y_pred)
+    return overlap / keras.ops.maximum(union, keras.config.epsilon())
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MeanBoxIoU(keras.metrics.Mean):
+    """The mean IoU of predicted and true boxes, one pair per example (a localize head's output)."""
+
+    def __init__(self, name="iou", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(box_iou(y_true, y_pred), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+def giou_loss(y_true, y_pred):
+    """1 - generalized IoU (Rezatofighi et al., 2019): like 1 - IoU, but it still has a gradient
+    when the boxes do not overlap (the enclosing box's empty part is penalized)."""
+    ops = keras.ops
+    overlap, union, y_true, y_pred = _areas_and_overlap(y_true, y_pred)
+    epsilon = keras.config.epsilon()
+    iou = overlap / ops.maximum(union, epsilon)
+    enclosing = (ops.maximum(y_true[..., 2], y_pred[..., 2]) - ops.minimum(y_true[..., 0], y_pred[..., 0])) * (
+        ops.maximum(y_true[..., 3], y_pred[..., 3]) - ops.minimum(y_true[..., 1], y_pred[..., 1])
+    )
+    giou = iou - (enclosing - union) / ops.maximum(enclosing, epsilon)
+    return 1.0 - giou
+
+
+BOX_LOSSES = {"mse": "mse", "giou": giou_loss}
+
+
+# --------------------------------------------------------------------------------------- mAP
+
+
+@dataclasses.dataclass
+class APResult:
+    """What `mean_average_precision` returns."""
+
+    mean: float  # the mean of ``per_class`` (classes with ground truth), over the IoU thresholds
+    per_class: dict[int, float]  # AP of each class with ground truth
+    # Each class's precision/recall points at the first IoU threshold, by decreasing score:
+    precision: dict[int, np.ndarray]
+    recall: dict[int, np.ndarray]
+    # The interpolated precision at each recall point (11 or 101 of them; the envelope for None).
+    interpolated: dict[int, np.ndarray]
+
+
+def _pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """[len(boxes1), len(boxes2)] IoUs, in float64 (exact enough to agree with pycocotools)."""
+    top = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
+    left = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
+    bottom = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+    right = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+    overlap = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
+    # An inverted box (a regression head can predict ymin > ymax) has no area.
+    area1 = np.clip(boxes1[:, 2] - boxes1[:, 0], 0, None) * np.clip(boxes1[:, 3] - boxes1[:, 1], 0, None)
+    area2 = np.clip(boxes2[:, 2] - boxes2[:, 0], 0, None) * np.clip(boxes2[:, 3] - boxes2[:, 1], 0, None)
+    union = area1[:, None] + area2[None, :] - overlap
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, overlap / union, 0.0)
+
+
+def _array(image: Mapping, key: str, index: int, argument: str, shape_tail: tuple, dtype) -> np.ndarray:
+    if not isinstance(image, Mapping) or key not in image:
+        raise ValueError(f"{argument}[{index}] must be a dict with {key!r}, received {type(image).__name__}")
+    value = np.asarray(image[key], dtype=dtype)
+    if value.size == 0:
+        value = value.reshape((0, *shape_tail))
+    if value.ndim != 1 + len(shape_tail) or value.shape[1:] != shape_tail:
+        raise ValueError(
+            f"{argument}[{index}][{key!r}] must have shape (N{''.join(f', {d}' for d in shape_tail)}), "
+            f"received {value.shape}"
+        )
+    return value
+
+
+def _checked(ground_truth, detections):
+    if len(ground_truth) != len(detections):
+        raise ValueError(
+            f"ground_truth and detections must hold one entry per image, received {len(ground_truth)} and "
+            f"{len(detections)}"
+        )
+    images = []
+    for index, (truth, found) in enumerate(zip(ground_truth, detections)):
+        true_boxes = _array(truth, "boxes", index, "ground_truth", (4,), np.float64)
+        true_classes = _array(truth, "classes", index, "ground_truth", (), np.int64)
+        boxes = _array(found, "boxes", index, "detections", (4,), np.float64)
+        classes = _array(found, "classes", index, "detections", (), np.int64)
+        scores = _array(found, "scores", index, "detections", (), np.float64)
+        if len(true_boxes) != len(true_classes):
+            raise ValueError(f"ground_truth[{index}] has {len(true_boxes)} boxes but {len(true_classes)} classes")
+        if not len(boxes) == len(classes) == len(scores):
+            raise ValueError(
+                f"detections[{index}] has {len(boxes)} boxes, {len(classes)} classes and {len(scores)} scores"
+            )
+        images.append((true_boxes, true_classes, boxes, classes, scores))
+    return images
+
+
+def _match(true_boxes, boxes, threshold):
+    """COCO's greedy matching in one image and class: detections by decreasing score, each taking
+    the unmatched ground truth it overlaps most, if at least ``threshold``. True where matched."""
+    matched = np.zeros(len(boxes), bool)
+    if len(true_boxes) == 0 or len(boxes) == 0:
+        return matched
+    ious = _pairwise_iou(boxes, true_boxes)
+    taken = np.zeros(len(true_boxes), bool)
+    threshold = min(threshold, 1 - 1e-10)
+    for d in range(len(boxes)):
+        best, best_iou = -1, threshold
+        for g in range(len(true_boxes)):
+            if not taken[g] and ious[d, g] >= best_iou:
+                best, best_iou = g, ious[d, g]
+        if best >= 0:
+            taken[best] = matched[d] = True
+    return matched
+
+
+def _average_precision(precision, recall, recall_points):
+    """AP of one precision/recall curve, and the interpolated precisions it averages."""
+    if recall_points is None:  # VOC 2010+: the area under the precision envelope
+        envelope = np.concatenate([[0.0], precision, [0.0]])
+        steps = np.concatenate([[0.0], recall, [1.0]])
+        for i in range(len(envelope) - 2, -1, -1):
+            envelope[i] = max(envelope[i], envelope[i + 1])
+        changes = np.flatnonzero(steps[1:] != steps[:-1])
+        return float(np.sum((steps[changes + 1] - steps[changes]) * envelope[changes + 1])), envelope[1:-1]
+    thresholds = np.linspace(0.0, 1.0, recall_points)
+    if recall_points == 101:  # COCO: the envelope sampled where recall first reaches each point
+        envelope = np.array(precision, dtype=np.float64)
+        for i in range(len(envelope) - 1, 0, -1):
+            envelope[i - 1] = max(envelope[i - 1], envelope[i])
+        where = np.searchsorted(recall, thresholds, side="left")
+        interpolated = np.array([envelope[i] if i < len(envelope) else 0.0 for i in where])
+    else:  # VOC 2007: the best precision at any recall >= each point
+        interpolated = np.array([precision[recall >= t].max() if np.any(recall >= t) else 0.0 for t in thresholds])
+    return float(interpolated.mean()), interpolated
+
+
+def mean_average_precision(
+    ground_truth: Sequence[Mapping],
+    detections: Sequence[Mapping],
+    *,
+    iou_thresholds: Sequence[float] = (0.5,),
+    recall_points: int | None = 11,
+    max_detections: int = 100,
+) -> APResult:
+    """Mean average precision of ``detections`` against ``ground_truth``, over per-image lists.
+
+    Args:
+      ground_truth: one dict per image: ``boxes`` [N, 4] and ``classes`` [N] (N may be 0).
+      detections: one dict per image: ``boxes`` [M, 4], ``classes`` [M], ``scores`` [M].
+      iou_thresholds: a detection counts only if its IoU with an unmatched true box of its class
+        is at least this; AP is averaged over the thresholds (COCO: `COCO_IOU_THRESHOLDS`).
+      recall_points: 11 (PASCAL VOC 2007, the seed's ``maximum_precisions``), None (VOC 2010+:
+        the whole area under the precision envelope) or 101 (COCO).
+      max_detections: per image and class, the highest-scoring detections kept (COCO: 100).
+
+    Detections are matched as COCO does (by decreasing score, each to the unmatched true box it
+    overlaps most). With ``recall_points=101`` and `COCO_IOU_THRESHOLDS` the result is COCO's AP
+    (area "all", 100 detections), as pycocotools computes it. Classes without ground truth have
+    no AP and are left out of the mean; a class with ground truth and no detection has AP 0.
+    """
+    if recall_points not in (None, 11, 101):
+        raise ValueError(f"recall_points must be 11, 101 or None, received {recall_points!r}")
+    thresholds = [float(t) for t in np.atleast_1d(iou_thresholds)]
+    if not thresholds or not all(0 < t <= 1 for t in thresholds):
+        raise ValueError(f"iou_thresholds must be numbers in (0, 1], received {iou_thresholds!r}")
+    images = _checked(ground_truth, detections)
+    classes = sorted({int(c) for truth in images for c in truth[1]})
+    per_class, precisions, recalls, interpolated = {}, {}, {}, {}
+    for label in classes:
+        aps = []
+        for t_index, threshold in enumerate(thresholds):
+            scores, hits, positives = [], [], 0
+            for true_boxes, true_classes, boxes, found_classes, found_scores in images:
+                truth = true_boxes[true_classes == label]
+                positives += len(truth)
+                mine = np.flatnonzero(found_classes == label)
+                mine = mine[np.argsort(-found_scores[mine], kind="mergesort")][:max_detections]
+                scores.append(found_scores[mine])
+                hits.append(_match(truth, boxes[mine], threshold))
+            scores, hits = np.concatenate(scores), np.concatenate(hits)
+            order = np.argsort(-scores, kind="mergesort")
+            true_positives = np.cumsum(hits[order])
+            false_positives = np.cumsum(~hits[order])
+            recall = true_positives / positives
+            precision = true_positives / np.maximum(true_positives + false_positives, np.finfo(np.float64).eps)
+            ap, points = _average_precision(precision, recall, recall_points)
+            aps.append(ap)
+            if t_index == 0:
+                precisions[label], recalls[label], interpolated[label] = precision, recall, points
+        per_class[label] = float(np.mean(aps))
+    mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
+    return APResult(mean, per_class, precisions, recalls, interpolated)
+
+
+def localization_scores(model, dataset) -> dict[str, float]:
+    """Mean average precision of a class + box model on batches of ``(images, {"class", "bbox"})``:
+    one object per image, and one detection (the predicted box, labelled with the top class, whose
+    probability is its score). ``map_50``: VOC 2007's 11-point AP at IoU 0.5; ``map_coco``: COCO's
+    AP over IoU 0.50:0.05:0.95."""
+    truth, found = [], []
+    for images, targets in dataset:
+        predicted = model.predict_on_batch(images)
+        probabilities, boxes = np.asarray(predicted["class"]), np.asarray(predicted["bbox"])
+        true_classes, true_boxes = np.asarray(targets["class"]), np.asarray(targets["bbox"])
+        for i in range(len(probabilities)):
+            truth.append({"boxes": true_boxes[i : i + 1], "classes": true_classes[i : i + 1]})
+            top = int(np.argmax(probabilities[i]))
+            found.append({"boxes": boxes[i : i + 1], "classes": [top], "scores": [float(probabilities[i, top])]})
+    voc = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
+    coco = mean_average_precision(truth, found, iou_thresholds=COCO_IOU_THRESHOLDS, recall_points=101)
+    return {"map_50": voc.mean, "map_coco": coco.mean}

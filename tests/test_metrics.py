@@ -25,9 +25,20 @@ def test_giou_loss_is_zero_for_equal_boxes_and_grows_with_distance_when_they_do_
     pred = np.array([[0.1, 0.1, 0.3, 0.3], [0.4, 0.4, 0.6, 0.6], [0.7, 0.7, 0.9, 0.9]], np.float32)
     loss = np.asarray(giou_loss(true, pred))
     assert loss[0] == pytest.approx(0.0, abs=1e-6)
-    assert 1.0 < loss[1] < loss[2] < 2.0  # IoU is 0 for both: only GIoU tells them apart
-    # [0.1, 0.3] and [0.4, 0.6] squared: union 0.08, enclosing box 0.25: GIoU = 0 - 0.17 / 0.25
-    assert loss[1] == pytest.approx(1 + 0.17 / 0.25, abs=1e-6)
+    assert loss[1] < loss[2]  # IoU is 0 for both: GIoU tells them apart
+    # [0.1, 0.3] and [0.4, 0.6] squared: union 0.08, enclosing box 0.25: GIoU = 0 - 0.17 / 0.25;
+    # plus the L1 distance, 0.3 on each coordinate.
+    assert loss[1] == pytest.approx(1 + 0.17 / 0.25 + 0.3, abs=1e-6)
+
+
+def test_giou_loss_moves_a_box_of_no_area_as_a_fresh_sigmoid_head_predicts():
+    import tensorflow as tf
+
+    point = tf.Variable([[0.5, 0.5, 0.5, 0.5]])  # sigmoid(0) everywhere
+    with tf.GradientTape() as tape:
+        loss = giou_loss(tf.constant([[0.2, 0.2, 0.6, 0.6]]), point)
+    gradient = tape.gradient(loss, point).numpy()
+    assert np.all(np.isfinite(gradient)) and np.abs(gradient).sum() > 0
 
 
 def one_class(boxes, scores, truth):

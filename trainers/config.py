@@ -142,7 +142,10 @@ class TrainConfig:
     )
     finetune_nesterov: bool | None = option(None, "nesterov after unfreezing (default: nesterov).", kind="boolean")
     box_loss: str = option(
-        "mse", "Loss of the box output (localize): mse (the seed's) or giou.", kind="enum", choices=("mse", "giou")
+        "mse",
+        "Loss of the box output (localize): mse (the seed's) or giou (1 - GIoU, plus L1 as DETR).",
+        kind="enum",
+        choices=("mse", "giou"),
     )
     loss_weights: tuple[float, float] = option(
         (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"

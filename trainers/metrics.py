@@ -54,9 +54,21 @@ class MeanBoxIoU(keras.metrics.Mean):
 
 @keras.saving.register_keras_serializable(package="zoo")
 def giou_loss(y_true, y_pred):
-    """1 - generalized IoU (Rezatofighi et al., 2019): like 1 - IoU, but it still has a gradient
-    when the boxes do not overlap (the enclosing box's empty part is penalized)."""
+    """1 - generalized IoU (Rezatofighi et al., 2019), plus the mean L1 distance of the coordinates.
+
+    GIoU, unlike IoU, still has a gradient when the boxes do not overlap (the empty part of the box
+    enclosing both is penalized), but not for a box of no area: and a sigmoid box head starts with
+    every coordinate at 0.5, a point. The L1 term (as DETR pairs them) moves such a box; once boxes
+    overlap, GIoU dominates.
+    """
     ops = keras.ops
+    distance = ops.mean(ops.abs(ops.cast(y_true, "float32") - ops.cast(y_pred, "float32")), axis=-1)
+    # Coordinates predicted in the wrong order are read as the box they span: an inverted box has
+    # no area and no gradient towards one, and a head stuck there would never learn.
+    y_pred = ops.cast(y_pred, "float32")
+    y_pred = ops.concatenate(
+        [ops.minimum(y_pred[..., :2], y_pred[..., 2:]), ops.maximum(y_pred[..., :2], y_pred[..., 2:])], axis=-1
+    )
     overlap, union, y_true, y_pred = _areas_and_overlap(y_true, y_pred)
     epsilon = keras.config.epsilon()
     iou = overlap / ops.maximum(union, epsilon)
@@ -64,7 +76,7 @@ def giou_loss(y_true, y_pred):
         ops.maximum(y_true[..., 3], y_pred[..., 3]) - ops.minimum(y_true[..., 1], y_pred[..., 1])
     )
     giou = iou - (enclosing - union) / ops.maximum(enclosing, epsilon)
-    return 1.0 - giou
+    return 1.0 - giou + distance
 
 
 BOX_LOSSES = {"mse": "mse", "giou": giou_loss}

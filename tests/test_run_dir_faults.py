@@ -398,3 +398,23 @@ def test_a_damaged_manifest_is_refused_and_nothing_is_touched(tmp_path):
         with pytest.raises(ConfigError, match=r"\.zoo-run\.json is damaged, so which files are the run's is unknown"):
             trainers.train.train(config_for(root, overwrite=overwrite))
     assert tree(root) == before
+
+
+@pytest.mark.parametrize("damaged", ["metrics.json", "class_names.json", "model.keras", RunDir.MANIFEST])
+def test_a_finished_run_with_a_damaged_file_is_reported_or_retrained_never_a_traceback(tmp_path, damaged):
+    root = tmp_path / "run"
+    trainers.train.train(config_for(root))
+    data = (root / damaged).read_bytes()
+    (root / damaged).write_bytes(data[: len(data) // 2])
+    if damaged == RunDir.MANIFEST:  # which files are the run's is unknown: refused, nothing touched
+        with pytest.raises(ConfigError, match="is damaged"):
+            trainers.train.train(config_for(root, overwrite=True))
+        return
+    again = trainers.train.train(config_for(root))
+    assert again.already_finished  # the rerun reads nothing it cannot
+    result = trainers.train.train(config_for(root, overwrite=True))
+    assert np.isfinite(result.metrics["loss"]) and json.load(open(root / "metrics.json"))["num_examples"] == 16
+    if damaged == "model.keras":
+        with pytest.raises(ValueError, match="is not a valid Keras model file"):
+            (root / damaged).write_bytes(data[:100])
+            steps.load_model(str(root / damaged))

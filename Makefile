@@ -22,7 +22,7 @@ install: $(STAMP) $(FUSED)
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,figures]"
 	@touch $(STAMP)
 
 $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc

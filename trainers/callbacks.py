@@ -82,7 +82,7 @@ class BoxGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        predicted = self.model.predict_on_batch(self.images)["bbox"]
+        predicted = self.model(self.images, training=False)["bbox"]  # predict_on_batch splits it over replicas
         boxes = tf.stack([tf.cast(self.true_boxes, tf.float32), tf.cast(predicted, tf.float32)], axis=1)
         images = tf.cast(self.images, tf.float32) / 255.0
         if images.shape[-1] == 1:

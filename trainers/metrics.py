@@ -248,20 +248,28 @@ def mean_average_precision(
     return APResult(mean, per_class, precisions, recalls, interpolated)
 
 
-def localization_scores(model, dataset) -> dict[str, float]:
-    """Mean average precision of a class + box model on batches of ``(images, {"class", "bbox"})``:
-    one object per image, and one detection (the predicted box, labelled with the top class, whose
-    probability is its score). ``map_50``: VOC 2007's 11-point AP at IoU 0.5; ``map_coco``: COCO's
-    AP over IoU 0.50:0.05:0.95."""
+def single_object_detections(model, dataset, max_batches: int | None = None):
+    """``(ground_truth, detections)`` for `mean_average_precision` from a class + box model on
+    batches of ``(images, {"class", "bbox"})``: one object per image, and one detection (the
+    predicted box, labelled with the top class, whose probability is its score)."""
     truth, found = [], []
-    for images, targets in dataset:
-        predicted = model.predict_on_batch(images)
+    for index, (images, targets) in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            break
+        predicted = model(images, training=False)  # the whole batch, whatever the strategy
         probabilities, boxes = np.asarray(predicted["class"]), np.asarray(predicted["bbox"])
         true_classes, true_boxes = np.asarray(targets["class"]), np.asarray(targets["bbox"])
         for i in range(len(probabilities)):
             truth.append({"boxes": true_boxes[i : i + 1], "classes": true_classes[i : i + 1]})
             top = int(np.argmax(probabilities[i]))
             found.append({"boxes": boxes[i : i + 1], "classes": [top], "scores": [float(probabilities[i, top])]})
+    return truth, found
+
+
+def localization_scores(model, dataset) -> dict[str, float]:
+    """``map_50`` (VOC 2007's 11-point AP at IoU 0.5) and ``map_coco`` (COCO's AP over IoU
+    0.50:0.05:0.95) of `single_object_detections`."""
+    truth, found = single_object_detections(model, dataset)
     voc = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
     coco = mean_average_precision(truth, found, iou_thresholds=COCO_IOU_THRESHOLDS, recall_points=101)
     return {"map_50": voc.mean, "map_coco": coco.mean}

@@ -1,0 +1,117 @@
+"""`python -m trainers.show`: every kind of figure on tiny inputs, and its one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import trainers.train
+import zoo
+from trainers import show
+from trainers.cli import UserError
+from trainers.config import TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A two-phase localize run on tiny shapes data (with TensorBoard logs of both phases)."""
+    root = tmp_path_factory.mktemp("show") / "run"
+    trainers.train.train(
+        TrainConfig(
+            model_dir=str(root),
+            model="resnet18",
+            head="localize",
+            dataset="shapes",
+            image_size=32,
+            batch_size=8,
+            train_split="train[:32]",
+            validation_split="validation[:16]",
+            test_split="test[:16]",
+            freeze_epochs=1,
+            finetune_epochs=1,
+        )
+    )
+    return root
+
+
+def start(kind, out, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainers.show", kind, f"--out={out}", *map(str, args)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path, tiny_run):
+    photo = tmp_path / "photo.png"
+    pixels = np.zeros((40, 50, 3), np.uint8)
+    pixels[10:30, 24:27] = 255  # a vertical white line
+    tf.io.write_file(str(photo), tf.io.encode_png(pixels))
+    cases = {  # name: (command, the PNGs it writes with their rows of images)
+        "filters": (["filters", photo, photo], {"filters": 2, "filters_zoom": 2}),
+        "builtin": (["filters"], {"filters": 1, "filters_zoom": 1}),
+        "pooling": (["pooling", photo], {"pooling": 1}),
+        "transpose": (["transpose"], {"transpose": 1}),
+        "dataset": (
+            ["dataset", "--head=localize", "--augment=crop,flip", "--image_size=48", "--count=4"],
+            {"dataset": 1},
+        ),
+        "predictions": (["predictions", f"--model_path={tiny_run}", "--count=4"], {"predictions": 1}),
+        "pr": (["pr", f"--model_path={tiny_run}"], {"pr": 1}),
+        "history": (["history", tiny_run], {"history": 1}),
+    }
+    processes = {name: start(command[0], tmp_path / name, *command[1:]) for name, (command, _) in cases.items()}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, (name, stderr[-3000:])
+        written = {
+            os.path.basename(line)[: -len(".png")]: line for line in stdout.splitlines() if line.endswith(".png")
+        }
+        assert set(written) == set(cases[name][1]), (name, stdout)
+        for figure, rows in cases[name][1].items():
+            image = tf.io.decode_png(tf.io.read_file(written[figure])).numpy()
+            assert image.shape[:2] == show.figure_size(figure, rows), (name, figure, image.shape)
+            assert image[..., :3].std() > 5, f"{name}: {figure} is blank"
+        if name == "pooling":
+            assert "global average pooling of photo.png: R=" in stdout
+        if name == "pr":
+            assert "mAP@0.5 (VOC 2007, 11 points) on test[:16]:" in stdout
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    classifier = tmp_path / "classifier.keras"
+    zoo.build("fashion_cnn", num_classes=3, input_shape=(28, 28, 1)).save(classifier)
+    (tmp_path / "empty_run").mkdir()
+    cases = [
+        (["filters", tmp_path / "missing.jpg"], "image '" + str(tmp_path / "missing.jpg") + "' does not exist"),
+        (["pooling", tmp_path / "notes.jpg"], "notes.jpg' cannot be decoded"),
+        (["history", tmp_path / "empty_run"], "empty_run has no TensorBoard logs"),
+        (
+            ["pr", f"--model_path={classifier}", "--dataset=shapes"],
+            "the model has no box head; pr needs a localize model",
+        ),
+        (["sketch"], "unknown figure 'sketch'; accepted: filters, pooling, transpose, dataset, predictions, pr"),
+        (["predictions"], "--model_path is required"),
+    ]
+    processes = [(start(*command[:1], tmp_path / "out", *command[1:]), message) for command, message in cases]
+    for process, message in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (message, stderr[-2000:])
+        assert message in stderr.strip().splitlines()[-1], (message, stderr[-2000:])
+
+
+def test_without_matplotlib_it_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(UserError, match=r"figures need matplotlib: pip install '\.\[figures\]'"):
+        show.show("filters", str(tmp_path))
+    assert not (tmp_path / "filters.png").exists()

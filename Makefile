@@ -2,6 +2,11 @@
 # virtualenv in $(VENV) and install the project into it, then reuse it until setup.cfg changes.
 PYTHON ?= python3
 VENV ?= .venv
+# oneDNN's CPU kernels for every program and test on x86 CPUs (the trainers set it too);
+# TF_ENABLE_ONEDNN_OPTS=0 in the environment opts out.
+ifeq ($(shell uname -m),x86_64)
+export TF_ENABLE_ONEDNN_OPTS ?= 1
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The optional fused resize+flip kernel of the input pipelines (pipelines/fused.py), built for the

@@ -141,3 +141,29 @@ def test_replicated_benchmark_folders_count_every_link(tmp_path):
     replicate(str(tmp_path / "src"), str(tmp_path / "many"), 3)
     _, info = pipelines.load(f"dir:{tmp_path / 'many'}", "train+validation+test", image_size=16)
     assert info.num_examples == 12
+
+
+def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--examples=128", "--rounds=1"],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert re.search(r"^seed \(Sequential, fit on NumPy\): \d+ examples/s$", out, re.M), out
+    assert re.search(r"^ours \(trainer's steps, tf.data\): +\d+ examples/s$", out, re.M), out
+    assert re.search(r"^ours / seed: [\d.]+x$", out, re.M), out
+    losses = re.search(r"^training loss after 2 epochs: seed ([\d.]+), ours ([\d.]+)$", out, re.M)
+    assert losses and all(float(v) > 0 for v in losses.groups()), out
+    bad = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--rounds=0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "--rounds" in bad.stderr

@@ -256,3 +256,19 @@ def test_a_circular_or_missing_flagfile_is_an_error(tmp_path):
         cli.check_flagfiles(["--flagfile=/no/such.flags"])
     second.write_text("--batch_size=4\n")
     cli.check_flagfiles([f"--flagfile={first}"])  # a chain without a cycle is fine
+
+
+def test_onednn_is_turned_on_for_x86_cpus_unless_the_user_chose():
+    import platform
+
+    def seen(**environment):
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        code = "import os, trainers; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env={**env, **environment}, capture_output=True, text=True
+        )
+        return result.stdout.strip()
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert seen() == ("1" if x86 else "None")
+    assert seen(TF_ENABLE_ONEDNN_OPTS="0") == "0"  # the user's choice stands

@@ -252,3 +252,22 @@ def test_zoo_lists_the_backbone_layers_for_unfreeze_from():
     lines = listing.stdout.splitlines()
     assert lines[0] == "backbone of resnet18: 15 layers (train from one on with --unfreeze_from=NAME)"
     assert any(line.split()[:3] == ["12", "stage4_unit1", "ResidualUnit"] for line in lines), lines
+
+
+def test_a_localize_run_trains_on_a_tfds_dataset_with_boxes_and_a_carved_validation_split(tmp_path):
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="fashion_cnn",
+        head="localize",
+        box_loss="giou",
+        dataset="zoo_tiny_boxes",
+        data_dir=str(tmp_path / "tfds"),  # prepared on first use
+        image_size=32,
+        batch_size=4,
+        epochs=1,
+    )
+    result = trainers.train.train(config)  # validation: 10% of train, held out
+    assert result.metrics["num_examples"] == 8
+    assert {"class_accuracy", "bbox_mean_iou", "map_50", "map_coco"} <= set(result.metrics)
+    points = logged(str(tmp_path / "run" / "logs" / "validation"), "epoch_bbox_mean_iou")
+    assert len(points) == 1  # the box IoU metric, logged for the carved validation split

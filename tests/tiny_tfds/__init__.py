@@ -31,3 +31,32 @@ class ZooTinyImages(tfds.core.GeneratorBasedBuilder):
 class ZooUnreachableImages(ZooTinyImages):
     def _split_generators(self, dl_manager):
         raise ConnectionError("HTTPSConnectionPool(host='example.org'): Max retries exceeded")
+
+
+class ZooTinyBoxes(tfds.core.GeneratorBasedBuilder):
+    """24 training and 8 test images of two classes, each with one box (train and test only)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(32, 32, 3)),
+                    "label": tfds.features.ClassLabel(names=["left", "right"]),
+                    "bbox": tfds.features.BBoxFeature(),
+                }
+            )
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
+
+    def _generate_examples(self, count):
+        rng = np.random.default_rng(count)
+        for index in range(count):
+            image = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+            left = 2 + 16 * (index % 2)
+            image[8:24, left : left + 12] = 230
+            box = tfds.features.BBox(8 / 32, left / 32, 24 / 32, (left + 12) / 32)
+            yield index, {"image": image, "label": index % 2, "bbox": box}

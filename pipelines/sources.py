@@ -238,12 +238,32 @@ def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
     with futures.ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
         for start in range(0, len(paths), _CHECK_CHUNK):
             chunk = paths[start : start + _CHECK_CHUNK]
-            for path, (kind, reason) in zip(chunk, pool.map(inspect_image_file, chunk)):
+            for path, (kind, reason) in zip(chunk, pool.map(_inspected, chunk)):
                 if reason:
                     bad[path] = reason
                 elif kind != "jpeg":
                     not_jpeg.add(path)
     return bad, not_jpeg
+
+
+# (path, mtime, size) -> `inspect_image_file`'s answer: a run loads its folder several times (each
+# split, the normalization, the preview), and a file that has not changed is not read again. (On a
+# filesystem with coarse timestamps, a same-size rewrite within one tick would go unnoticed for the
+# rest of the process; the decoder still names such a file if it is bad.)
+_INSPECTED: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
+
+
+def _inspected(path: str) -> tuple[str | None, str | None]:
+    try:
+        stat = os.stat(path) if "://" not in path else None
+    except OSError:
+        stat = None
+    if stat is None:  # remote, or unreadable: ask the file itself (it names the problem)
+        return inspect_image_file(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _INSPECTED:
+        _INSPECTED[key] = inspect_image_file(path)
+    return _INSPECTED[key]
 
 
 _DECODED: dict[tuple[str, int, int], str | None] = {}  # (path, mtime, size) -> why it cannot be decoded

@@ -610,3 +610,21 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
         pipelines.load("tiny_boxes", "trian", image_size=16, data_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not prepared in .*elsewhere and downloading is off"):
         pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"), download=False)
+
+
+def test_a_folder_loaded_again_is_not_read_again_unless_a_file_changed(tmp_path, monkeypatch):
+    from pipelines import sources
+
+    root = make_folder(str(tmp_path / "pets"), per_class=10)
+    reads = []
+    original = sources.inspect_image_file
+    monkeypatch.setattr(sources, "inspect_image_file", lambda path: reads.append(path) or original(path))
+    pipelines.load(f"dir:{root}", "train", image_size=16)
+    assert len(reads) == 20  # every file's signature and end, once
+    pipelines.load(f"dir:{root}", "validation", image_size=16)
+    assert len(reads) == 20  # nothing changed: nothing read again
+    changed = os.path.join(root, "cats", "0a.jpg")
+    open(changed, "r+b").truncate(200)  # now truncated: checked again, and named
+    with pytest.raises(DataError, match=r"0a.jpg' is a truncated JPEG"):
+        pipelines.load(f"dir:{root}", "train", image_size=16)
+    assert reads[20:] == [changed]

@@ -228,62 +228,71 @@ _CHECK_THREADS = 16  # file checks wait on I/O (network filesystems especially),
 _CHECK_CHUNK = 1024  # files in flight at once: memory stays flat however many files there are
 
 
+def _file_key(path: str) -> tuple[str, int, int] | None:
+    """(path, mtime, size): what a per-file answer is remembered by; None if it cannot be read."""
+    try:
+        stat = tf.io.gfile.stat(path)
+    except tf.errors.OpError:
+        return None
+    return path, stat.mtime_nsec, stat.length
+
+
+def _remembered(cache: dict, function: Callable):
+    """``function(path)``, remembered in ``cache`` per `_file_key`: a run loads its folder several
+    times (each split, the normalization, the preview, tuning trials), and a file that has not
+    changed is not read again. (On a filesystem with coarse timestamps, a same-size rewrite within
+    one tick would go unnoticed for the rest of the process.) Unreadable files are not cached:
+    ``function`` names their problem."""
+
+    def lookup(path: str):
+        key = _file_key(path)
+        if key is None:
+            return function(path)
+        if key not in cache:
+            cache[key] = function(path)
+        return cache[key]
+
+    return lookup
+
+
+def _each_file(function: Callable, paths: Sequence[str], threads: int):
+    """``(path, function(path))`` for every path, ``threads`` at a time, a chunk in flight at once."""
+    with futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, len(paths), _CHECK_CHUNK):
+            chunk = paths[start : start + _CHECK_CHUNK]
+            yield from zip(chunk, pool.map(function, chunk))
+
+
 def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
-    """`inspect_image_file` on every path, in parallel.
+    """`inspect_image_file` on every path, in parallel, remembered per file.
 
     Returns ``({bad path: reason}, {good paths that are not JPEGs})``: the second is empty for the
     usual all-JPEG folder, so it costs nothing to keep.
     """
     bad, not_jpeg = {}, set()
-    with futures.ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
-        for start in range(0, len(paths), _CHECK_CHUNK):
-            chunk = paths[start : start + _CHECK_CHUNK]
-            for path, (kind, reason) in zip(chunk, pool.map(_inspected, chunk)):
-                if reason:
-                    bad[path] = reason
-                elif kind != "jpeg":
-                    not_jpeg.add(path)
+    inspect = _remembered(_INSPECTED, lambda path: inspect_image_file(path))
+    for path, (kind, reason) in _each_file(inspect, paths, _CHECK_THREADS):
+        if reason:
+            bad[path] = reason
+        elif kind != "jpeg":
+            not_jpeg.add(path)
     return bad, not_jpeg
 
 
-# (path, mtime, size) -> `inspect_image_file`'s answer: a run loads its folder several times (each
-# split, the normalization, the preview), and a file that has not changed is not read again. (On a
-# filesystem with coarse timestamps, a same-size rewrite within one tick would go unnoticed for the
-# rest of the process; the decoder still names such a file if it is bad.)
-_INSPECTED: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
-
-
-def _inspected(path: str) -> tuple[str | None, str | None]:
-    try:
-        stat = os.stat(path) if "://" not in path else None
-    except OSError:
-        stat = None
-    if stat is None:  # remote, or unreadable: ask the file itself (it names the problem)
-        return inspect_image_file(path)
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    if key not in _INSPECTED:
-        _INSPECTED[key] = inspect_image_file(path)
-    return _INSPECTED[key]
-
-
-_DECODED: dict[tuple[str, int, int], str | None] = {}  # (path, mtime, size) -> why it cannot be decoded
+_INSPECTED: dict = {}  # file key -> `inspect_image_file`'s (format, problem)
+_DECODED: dict = {}  # file key -> why the file cannot be decoded, or None
 
 
 def _decode_problem(path: str) -> str | None:
     try:
-        stat = tf.io.gfile.stat(path)
-        key = (path, stat.mtime_nsec, stat.length)
+        tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+        return None
     except tf.errors.OpError as error:
-        return f"cannot be read ({error.message.splitlines()[0]})"
-    if key not in _DECODED:
-        try:
-            tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-            _DECODED[key] = None
-        except tf.errors.OpError as error:
-            # "{{function_node ...}} Invalid PNG data, size 12432 [Op:DecodeImage]" -> the middle
-            message = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", error.message.splitlines()[0])
-            _DECODED[key] = f"cannot be decoded ({message})"
-    return _DECODED[key]
+        # "{{function_node ...}} Invalid PNG data, size 12432 [Op:DecodeImage]" -> the middle
+        message = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", error.message.splitlines()[0])
+        if isinstance(error, tf.errors.NotFoundError):
+            return f"cannot be read ({message})"
+        return f"cannot be decoded ({message})"
 
 
 def undecodable_files(paths: Sequence[str]) -> dict[str, str]:
@@ -294,13 +303,8 @@ def undecodable_files(paths: Sequence[str]) -> dict[str, str]:
     corrupt. Results are remembered per (path, modification time, size), so a second call on the
     same files (another split, another trial) decodes nothing again.
     """
-    bad = {}
-    with futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for start in range(0, len(paths), _CHECK_CHUNK):
-            chunk = paths[start : start + _CHECK_CHUNK]
-            for path, problem in zip(chunk, pool.map(_decode_problem, chunk)):
-                if problem:
-                    bad[path] = problem
+    decode = _remembered(_DECODED, _decode_problem)
+    bad = {path: problem for path, problem in _each_file(decode, paths, os.cpu_count() or 2) if problem}
     return dict(sorted(bad.items()))
 
 

@@ -78,6 +78,15 @@ class BoxGrid(keras.callbacks.Callback):
     def __init__(self, images, true_boxes, log_dir: str):
         super().__init__()
         self.images, self.true_boxes, self.log_dir = images, true_boxes, log_dir
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(self.log_dir)  # one event file per phase
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
@@ -88,7 +97,6 @@ class BoxGrid(keras.callbacks.Callback):
         if images.shape[-1] == 1:
             images = tf.image.grayscale_to_rgb(images)
         drawn = tf.image.draw_bounding_boxes(images, boxes, colors=[[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]])
-        writer = tf.summary.create_file_writer(self.log_dir)
-        with writer.as_default():
+        with self.writer.as_default():
             tf.summary.image(self.TAG, drawn, step=epoch, max_outputs=len(drawn))
-        writer.close()
+        self.writer.flush()

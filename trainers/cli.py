@@ -99,6 +99,19 @@ def check_flagfiles(argv, chain=()) -> None:
         check_flagfiles(lines, (*chain, path))
 
 
+def open_model(model_path: str):
+    """``(path, model)`` of --model_path (a .keras file or a run directory), loaded in safe mode;
+    UserError in one line when there is none or it is not a Keras model."""
+    from trainers import steps
+    from trainers.rundir import find_model
+
+    try:
+        path = find_model(model_path)
+        return path, steps.load_model(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--model_path={model_path}: {error}") from None
+
+
 def expand_recipe(argv: list[str]) -> list[str]:
     """``--recipe=NAME`` -> the recipe's flag file, first, so that flags given on the command line
     override it wherever they stand; ``--recipe=list`` prints the recipes and exits."""

@@ -16,7 +16,7 @@ from absl import flags, logging
 
 from trainers import cli, steps, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import find_model, run_dir_of, write_json
+from trainers.rundir import run_dir_of, write_json
 
 FLAGS = flags.FLAGS
 
@@ -74,11 +74,7 @@ def main(argv):
         raise cli.UserError(f"unexpected arguments {argv[1:]}")
     import pipelines
 
-    try:
-        path = find_model(FLAGS.model_path)
-        model = steps.load_model(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise cli.UserError(f"--model_path={FLAGS.model_path}: {error}") from None
+    path, model = cli.open_model(FLAGS.model_path)
     try:
         config = run_config(
             path,

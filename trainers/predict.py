@@ -16,10 +16,10 @@ import os
 
 from absl import flags
 
-from trainers import cli, steps, task
+from trainers import cli, task
 from trainers.cli import UserError
 from trainers.config import TrainConfig
-from trainers.rundir import find_model, run_dir_of
+from trainers.rundir import run_dir_of
 
 FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
@@ -70,6 +70,19 @@ def build_pretrained():
         ) from None
 
 
+def check_image_paths(paths) -> None:
+    """UserError naming the first path that is missing, a folder, or not a whole image file."""
+    from pipelines.sources import check_image_file
+
+    for path in paths:
+        if os.path.isdir(path):
+            problem = "is a directory; give image files (e.g. DIR/*.jpg)"
+        else:
+            problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
+        if problem:
+            raise UserError(f"image {path!r} {problem}")
+
+
 def load_images(paths, size, channels, central_crop: bool):
     import tensorflow as tf
 
@@ -105,24 +118,12 @@ def main(argv):
         raise UserError("give one or more image files after the flags")
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise UserError("give either --model_path=RUN_DIR_OR_FILE or --model=NAME (with --weights)")
-    from pipelines.sources import check_image_file
-
-    for path in paths:  # before any model is loaded or downloaded
-        if os.path.isdir(path):
-            problem = "is a directory; give image files (e.g. DIR/*.jpg)"
-        else:
-            problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
-        if problem:
-            raise UserError(f"image {path!r} {problem}")
+    check_image_paths(paths)  # before any model is loaded or downloaded
     import numpy as np
 
     central_crop = True if FLAGS.central_crop is None else FLAGS.central_crop
     if FLAGS.model_path:
-        try:
-            model_path = find_model(FLAGS.model_path)
-            model = steps.load_model(model_path)
-        except (FileNotFoundError, ValueError) as error:
-            raise UserError(f"--model_path={FLAGS.model_path}: {error}") from None
+        model_path, model = cli.open_model(FLAGS.model_path)
         run = run_dir_of(model_path)
         if run is not None and FLAGS.central_crop is None:
             # The run's own test-time preprocessing: what its metrics were measured with.

@@ -101,31 +101,24 @@ def _grid_shape(count: int) -> tuple[int, int]:
     return int(np.ceil(count / columns)), columns
 
 
-def read_images(paths, size: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """``(name, RGB float image in [0, 1])`` for each path; UserError naming a missing or
-    undecodable file. Without paths, one built-in example: a shape from the synthetic set."""
-    import tensorflow as tf
+def read_images(paths, size: int = 192) -> list[tuple[str, np.ndarray]]:
+    """``(name, RGB float image in [0, 1], size x size)`` for each path, checked and decoded as
+    `trainers.predict` decodes them (UserError naming a bad file). Without paths, one built-in
+    example: a shape from the synthetic set."""
+    from trainers.predict import load_images
 
     if not paths:
         from pipelines import shapes
 
-        example = shapes.render(3, height=size or 192, width=size or 192, split="test")
+        example = shapes.render(3, height=size, width=size, split="test")
         return [("built-in example", np.asarray(example["image"], np.float32) / 255.0)]
-    images = []
     for path in paths:
-        if not os.path.exists(path):
-            raise UserError(f"image {path!r} does not exist")
         if os.path.isdir(path):
             raise UserError(f"image {path!r} is a directory; give image files")
-        try:
-            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        except tf.errors.OpError as error:
-            raise UserError(f"image {path!r} cannot be decoded ({error.message.splitlines()[0]})") from None
-        image = tf.cast(image, tf.float32) / 255.0
-        if size:
-            image = tf.image.resize(image, (size, size), antialias=True)
-        images.append((os.path.basename(path), image.numpy()))
-    return images
+        if not os.path.exists(path):
+            raise UserError(f"image {path!r} does not exist")
+    images = np.asarray(load_images(paths, (size, size), channels=3, central_crop=False)) / 255.0
+    return [(os.path.basename(path), image) for path, image in zip(paths, images)]
 
 
 def _show(axis, image, title=None, color="black", cmap=None):
@@ -281,21 +274,16 @@ def show_dataset(out: str, inputs) -> list[str]:
     return [_save(figure, out, "dataset")]
 
 
-def _model_and_data(split_default: str | None = None):
+def _model_and_data():
     """The model of --model_path, and one split of its data as its run evaluated it."""
     import pipelines
-    from trainers import evaluate, steps
-    from trainers.rundir import find_model
+    from trainers import evaluate
 
     if not FLAGS.model_path:
         raise UserError("--model_path is required: a .keras file or a run directory")
-    try:
-        path = find_model(FLAGS.model_path)
-        model = steps.load_model(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise UserError(f"--model_path={FLAGS.model_path}: {error}") from None
+    path, model = cli.open_model(FLAGS.model_path)
     config = evaluate.run_config(path, model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, batch_size=FLAGS.count)
-    split = FLAGS.split or split_default or config.test_split or "test"
+    split = FLAGS.split or config.test_split or "test"
     try:
         dataset, info = evaluate.evaluation_data(model, config, split)
     except pipelines.DataError as error:

@@ -318,20 +318,12 @@ class Phase:
 def phases(config: TrainConfig) -> list[Phase]:
     """The run's phases with each one's optimizer settings (the fine-tuning phase's own, or the
     first phase's where it gives none)."""
+    first = (config.learning_rate, config.lr_decay)
+    first_momentum = (config.momentum, config.nesterov)
     if not config.two_phase:
-        return [
-            Phase(
-                "train",
-                config.single_phase_epochs,
-                config.learning_rate,
-                config.lr_decay,
-                0,
-                config.momentum,
-                config.nesterov,
-            )
-        ]
+        return [Phase("train", config.single_phase_epochs, *first, 0, *first_momentum)]
     planned = [
-        ("frozen", config.freeze_epochs, config.learning_rate, config.lr_decay, config.momentum, config.nesterov),
+        ("frozen", config.freeze_epochs, *first, *first_momentum),
         (
             "finetune",
             config.finetune_epochs,
@@ -341,11 +333,11 @@ def phases(config: TrainConfig) -> list[Phase]:
             config.finetune_nesterov_value,
         ),
     ]
-    result, first = [], 0
+    result, first_epoch = [], 0
     for name, epochs, rate, decay, momentum, nesterov in planned:
         if epochs > 0:
-            result.append(Phase(name, epochs, rate, decay, first, momentum, nesterov))
-            first += epochs
+            result.append(Phase(name, epochs, rate, decay, first_epoch, momentum, nesterov))
+            first_epoch += epochs
     return result
 
 

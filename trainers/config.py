@@ -11,6 +11,7 @@ run directory's ``flags.txt`` turns back into one (`TrainConfig.from_flagfile`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -22,7 +23,16 @@ DEFAULT_EPOCHS = 10
 LOSS_WEIGHTS_RULE = "must be two non-negative numbers, e.g. 0.8,0.2"
 
 # Fields that define what is trained: a run directory cannot be resumed with other values.
-IDENTITY_FIELDS = ("model", "head", "dataset", "train_split", "image_size", "freeze_epochs", "weights")
+IDENTITY_FIELDS = (
+    "model",
+    "model_options",
+    "head",
+    "dataset",
+    "train_split",
+    "image_size",
+    "freeze_epochs",
+    "weights",
+)
 # Not recorded in flags.txt: rerunning the recorded flags must never wipe the run.
 UNRECORDED_FIELDS = ("overwrite",)
 
@@ -74,6 +84,12 @@ class TrainConfig:
     model: str = option("fashion_cnn", "Zoo model to train.", kind="enum", choices=_model_names)
     head: str = option("classify", "classify, or localize (class + box).", kind="enum", choices=_heads)
     weights: str | None = option(None, "None, 'imagenet' (pretrained models) or a weights file.", kind="string")
+    model_options: str | None = option(
+        None,
+        'The model builder\'s options as JSON, e.g. {"dropout": 0.3, "filters": [32, 64, 128]} '
+        "(`python -m zoo NAME` lists them).",
+        kind="string",
+    )
     # --- data
     dataset: str = option("shapes", "'shapes', 'dir:PATH' (class subfolders) or a TFDS name.", kind="string")
     data_dir: str | None = option(None, "TFDS data directory (pre-downloaded datasets).", kind="string")
@@ -172,6 +188,7 @@ class TrainConfig:
         except (TypeError, ValueError):
             raise ConfigError("loss_weights", self.loss_weights, LOSS_WEIGHTS_RULE) from None
         object.__setattr__(self, "loss_weights", weights)
+        object.__setattr__(self, "model_options", _canonical_options(self.model_options))
         self._validate()
 
     # --- derived settings
@@ -200,6 +217,13 @@ class TrainConfig:
     def finetune_nesterov_value(self) -> bool:
         return self.nesterov if self.finetune_nesterov is None else self.finetune_nesterov
 
+    @property
+    def builder_options(self) -> dict:
+        """``model_options`` as keyword arguments of `zoo.build` (JSON lists become tuples)."""
+        if not self.model_options:
+            return {}
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(self.model_options).items()}
+
     # --- checks
 
     def _validate(self) -> None:
@@ -222,6 +246,17 @@ class TrainConfig:
                     raise ConfigError(field.name, value, f"must be at least {meta['lower_bound']}")
                 if meta["upper_bound"] is not None and value > meta["upper_bound"]:
                     raise ConfigError(field.name, value, f"must be at most {meta['upper_bound']}")
+        if self.model_options:
+            import zoo
+
+            accepted = zoo.spec(self.model).options()
+            unknown = sorted(set(json.loads(self.model_options)) - set(accepted))
+            if unknown:
+                raise ConfigError(
+                    "model_options",
+                    self.model_options,
+                    f"{', '.join(unknown)} is not an option of {self.model}; accepted: {', '.join(accepted) or 'none'}",
+                )
         if len(self.loss_weights) != 2 or min(self.loss_weights) < 0 or sum(self.loss_weights) <= 0:
             raise ConfigError("loss_weights", self.loss_weights, LOSS_WEIGHTS_RULE)
         if self.two_phase and self.epochs is not None:
@@ -287,6 +322,20 @@ def _split(value) -> list:
     return list(value)
 
 
+def _canonical_options(options) -> str | None:
+    """``model_options`` (a dict, or its JSON) as compact JSON with sorted keys, None when empty."""
+    if options is None or options == "" or options == {}:
+        return None
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except json.JSONDecodeError as error:
+            raise ConfigError("model_options", options, f'is not JSON ({error.msg}); e.g. {{"dropout": 0.3}}') from None
+    if not isinstance(options, dict):
+        raise ConfigError("model_options", options, 'must be a JSON object of builder options, e.g. {"dropout": 0.3}')
+    return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}, sort_keys=True) or None
+
+
 def _format(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
@@ -314,3 +363,41 @@ def recipe_summary(name: str) -> str:
             if line.startswith("#"):
                 return line.lstrip("# ").strip()
     return ""
+
+
+# --------------------------------------------------------------------------------------- search space
+
+
+def search_space(hp, config: TrainConfig) -> dict:
+    """What `trainers.tune` may vary around ``config``, declared on ``hp`` (keras-tuner's
+    `HyperParameters`), as `TrainConfig` overrides.
+
+    The model's own hyperparameters are declared beside its builder (`zoo.spec(name).search_space`)
+    and land in ``model_options`` (or ``model``, for ResNet depth); how any model trains is declared
+    here: optimizer, learning rate and schedule, augmentation on/off, and for a two-phase transfer
+    run the fine-tuning learning rate and where to unfreeze.
+    """
+    import zoo
+
+    overrides = {
+        "optimizer": hp.Choice("optimizer", list(OPTIMIZERS), default=config.optimizer),
+        "learning_rate": hp.Float(
+            "learning_rate", 1e-4, 0.1, sampling="log", default=min(max(config.learning_rate, 1e-4), 0.1)
+        ),
+    }
+    if config.lr_decay == 0 and config.finetune_decay == 0:  # a decay is a schedule of its own
+        overrides["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=config.lr_schedule)
+    augment_on = config.augment or ("crop", "flip")
+    overrides["augment"] = augment_on if hp.Boolean("augment", default=bool(config.augment)) else ()
+    spec = zoo.spec(config.model)
+    if config.two_phase:
+        overrides["finetune_learning_rate"] = hp.Float(
+            "finetune_learning_rate", 1e-5, 1e-2, sampling="log", default=min(max(config.finetune_rate, 1e-5), 1e-2)
+        )
+        if spec.unfreeze_points:
+            where = hp.Choice("unfreeze_from", ["all", *spec.unfreeze_points])
+            overrides["unfreeze_from"] = None if where == "all" else where
+    build = spec.declare_space(hp)
+    overrides["model"] = build.pop("model", config.model)
+    overrides["model_options"] = {**(config.builder_options), **build} or None
+    return overrides

@@ -188,6 +188,7 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
                 input_shape=info.image_shape,
                 head=config.head,
                 weights=config.weights,
+                **config.builder_options,
             )
         except (tf.errors.ResourceExhaustedError, MemoryError):
             raise ConfigError(
@@ -392,8 +393,10 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
         )
 
 
-def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir) -> None:
-    """Train one phase, resumably: BackupAndRestore picks up from the last finished epoch."""
+def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir, extra_callbacks=()) -> None:
+    """Train one phase, resumably: BackupAndRestore picks up from the last finished epoch.
+
+    ``extra_callbacks`` run after the trainer's own (a search's early stopping)."""
     import keras
 
     fit_callbacks = [
@@ -405,6 +408,7 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
         callbacks.NanGuard(),
         keras.callbacks.TensorBoard(run.logs_dir),
         callbacks.EpochSummary(phase.name),
+        *extra_callbacks,
     ]
     if config.head == "localize" and data.validation is not None:
         images, targets = next(iter(data.validation))
@@ -437,7 +441,7 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir)
             ) from None
 
 
-def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None) -> object:
+def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None, extra_callbacks=()) -> object:
     """Run every phase not yet completed in ``run``; returns the trained model.
 
     ``model`` (fresh from ``build()``) is trained from scratch, after adapting its normalization,
@@ -462,7 +466,7 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
             logging.warning("the last backup of phase %s was unreadable; resuming from the one before", phase.name)
         elif repaired == "removed":
             logging.warning("the backup of phase %s was unreadable; restarting the phase", phase.name)
-        fit_phase(model, config, phase, data, run)
+        fit_phase(model, config, phase, data, run, extra_callbacks)
         with atomic_path(run.checkpoint(phase.name)) as temporary:
             model.save_weights(temporary)
         fault_point("phase_checkpoint")
@@ -505,11 +509,13 @@ def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
     return metrics
 
 
-def export(model, run: RunDir) -> None:
+def export(model, run: RunDir, saved_model: bool = True) -> None:
     """``model.keras`` and the SavedModel, each replacing the old one whole."""
     with atomic_path(run.model_file) as temporary:
         model.save(temporary)
     fault_point("model_saved")
+    if not saved_model:
+        return
     with atomic_path(run.export_dir, directory=True) as temporary:
         model.export(temporary, verbose=False)
     fault_point("exported")

@@ -39,6 +39,19 @@ def metrics(head: str):
     return {"class": ["accuracy"], "bbox": [MeanBoxIoU(name="mean_iou"), keras.metrics.MeanSquaredError(name="mse")]}
 
 
+def metric_names(head: str) -> list[str]:
+    """The names `trainers.steps.evaluate` reports for a model of ``head`` (Keras logs the same
+    ones during fit, ``val_``-prefixed on validation data), detection scores included."""
+    if head == "classify":
+        return ["loss", "accuracy"]
+    return ["loss", "class_loss", "bbox_loss", "class_accuracy", "bbox_mean_iou", "bbox_mse", "map_50", "map_coco"]
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better (losses and errors)."""
+    return metric.endswith(("loss", "mse"))
+
+
 def compile_model(
     model,
     *,

@@ -37,8 +37,12 @@ class TrainResult:
     already_finished: bool = False
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train, evaluate and export as ``config`` says; resume the run in ``config.model_dir``."""
+def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainResult:
+    """Train, evaluate and export as ``config`` says; resume the run in ``config.model_dir``.
+
+    ``callbacks`` are added to every phase's `fit` (a search's early stopping); ``export=False``
+    saves model.keras but no SavedModel (a search's trials).
+    """
     import keras
 
     if not config.model_dir:
@@ -57,13 +61,13 @@ def train(config: TrainConfig) -> TrainResult:
         steps.check_memory(model, config)
         steps.check_unfreeze_from(model, config)
         prepare_run_dir(config, run, data)
-        model = steps.run_phases(config, strategy, data, run, build, model)
+        model = steps.run_phases(config, strategy, data, run, build, model, callbacks)
         metrics = steps.evaluate(model, *data.test) if data.test else {}
         if metrics:
             logging.info("test metrics (%s): %s", config.test_split, metrics)
         logging.info("final weights checksum: %s", steps.weights_checksum(model))
-        run.record(RunDir.MODEL, RunDir.EXPORT, RunDir.METRICS)  # listed before they exist
-        steps.export(model, run)
+        run.record(RunDir.MODEL, *([RunDir.EXPORT] if export else []), RunDir.METRICS)  # listed before they exist
+        steps.export(model, run, saved_model=export)
         finish_run_dir(config, run, metrics)
         return TrainResult(run, metrics, model)
     except RunDirError as error:

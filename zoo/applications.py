@@ -11,7 +11,13 @@ from zoo.registry import Backbone, register
 IMAGENET_CLASSES = 1000
 
 
-@register("xception", min_size=71, channels=(3,), pretrained=True)
+@register(
+    "xception",
+    min_size=71,
+    channels=(3,),
+    pretrained=True,
+    unfreeze_points=("block12_sepconv1", "block13_sepconv1", "block14_sepconv1"),
+)
 def xception(input_shape, *, num_classes: int, weights=None) -> Backbone:
     """Xception base (keras.applications, no top) + global average pooling, for transfer learning.
 
@@ -29,7 +35,13 @@ def xception(input_shape, *, num_classes: int, weights=None) -> Backbone:
     return Backbone(keras.Model(inputs, features, name="backbone"))
 
 
-@register("resnet50", min_size=32, channels=(3,), pretrained=True)
+@register(
+    "resnet50",
+    min_size=32,
+    channels=(3,),
+    pretrained=True,
+    unfreeze_points=("conv4_block1_1_conv", "conv5_block1_1_conv", "conv5_block3_1_conv"),
+)
 def resnet50(input_shape, *, num_classes: int, weights=None, imagenet_top="auto") -> Backbone:
     """ResNet-50 (keras.applications) for pretrained ImageNet prediction or transfer learning.
 

@@ -11,7 +11,19 @@ from zoo.checks import positive_ints
 from zoo.registry import Backbone, register
 
 
-@register("fashion_cnn", min_size=8)
+def search_space(hp) -> dict:
+    """Filter widths (the stem's, doubled at each block), dense sizes (halved at the second layer)
+    and the dropout rate."""
+    width = hp.Choice("filters", [16, 32, 64], default=64)
+    units = hp.Choice("dense_units", [32, 64, 128], default=128)
+    return {
+        "filters": (width, 2 * width, 4 * width),
+        "dense_units": (units, units // 2),
+        "dropout": round(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5), 2),
+    }
+
+
+@register("fashion_cnn", min_size=8, search_space=search_space)
 def fashion_cnn(
     input_shape,
     *,

@@ -48,6 +48,15 @@ class ModelSpec:
     channels: tuple[int, ...]
     pretrained: bool
     summary: str
+    search_space: Callable | None = None
+    unfreeze_points: tuple[str, ...] = ()
+
+    def declare_space(self, hp) -> dict:
+        """The model's hyperparameters, declared on ``hp`` (a `keras_tuner.HyperParameters`, or
+        anything with its ``Choice``/``Int``/``Float``/``Boolean`` methods), as build settings:
+        builder options, plus ``"model"`` for another registered name to build instead (ResNet
+        depth). Empty for a model that declares no space."""
+        return dict(self.search_space(hp)) if self.search_space is not None else {}
 
     def options(self) -> dict:
         """The builder's options and their defaults (keyword-only arguments beyond the common ones)."""
@@ -62,8 +71,22 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, min_size: int, channels: Sequence[int] = (1, 3), pretrained: bool = False):
-    """Decorator: register ``builder`` under ``name``. A name can be registered only once."""
+def register(
+    name: str,
+    *,
+    min_size: int,
+    channels: Sequence[int] = (1, 3),
+    pretrained: bool = False,
+    search_space: Callable | None = None,
+    unfreeze_points: Sequence[str] = (),
+):
+    """Decorator: register ``builder`` under ``name``. A name can be registered only once.
+
+    ``search_space(hp) -> dict`` declares what a hyperparameter search may vary in this model,
+    beside the builder it tunes (see `ModelSpec.declare_space`). It only calls ``hp``'s methods,
+    so the zoo does not import keras-tuner. ``unfreeze_points`` name backbone layers that
+    fine-tuning may start from (`unfreeze_backbone(from_layer=...)`), for a search to choose among.
+    """
 
     def decorator(builder):
         if name in _REGISTRY:
@@ -79,6 +102,8 @@ def register(name: str, *, min_size: int, channels: Sequence[int] = (1, 3), pret
             channels=tuple(channels),
             pretrained=pretrained,
             summary=doc[0] if doc else "",
+            search_space=search_space,
+            unfreeze_points=tuple(unfreeze_points),
         )
         return builder
 

@@ -12,6 +12,12 @@ from zoo.registry import Backbone, register
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
+def search_space(hp) -> dict:
+    """Depth (ResNet-18 or ResNet-34) and the width of the first stage (doubled at each stage)."""
+    width = hp.Choice("base_width", [16, 32, 64], default=64)
+    return {"model": f"resnet{hp.Choice('depth', [18, 34])}", "widths": tuple(width * 2**i for i in range(4))}
+
+
 def _resnet(input_shape, units_per_stage, widths, name) -> Backbone:
     widths = positive_ints("widths", widths)
     if len(widths) != len(units_per_stage):
@@ -31,7 +37,7 @@ def _resnet(input_shape, units_per_stage, widths, name) -> Backbone:
     return Backbone(keras.Model(inputs, x, name="backbone"))
 
 
-@register("resnet18", min_size=32)
+@register("resnet18", min_size=32, search_space=search_space)
 def resnet18(input_shape, *, num_classes: int, weights=None, widths=STAGE_WIDTHS) -> Backbone:
     """ResNet-18: 7x7/2 stem, max pool, residual units 2-2-2-2, global average pooling.
 
@@ -41,7 +47,7 @@ def resnet18(input_shape, *, num_classes: int, weights=None, widths=STAGE_WIDTHS
     return _resnet(input_shape, (2, 2, 2, 2), widths, "resnet18")
 
 
-@register("resnet34", min_size=32)
+@register("resnet34", min_size=32, search_space=search_space)
 def resnet34(input_shape, *, num_classes: int, weights=None, widths=STAGE_WIDTHS) -> Backbone:
     """ResNet-34: 7x7/2 stem, max pool, residual units 3-4-6-3, global average pooling.
 

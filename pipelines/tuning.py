@@ -1,0 +1,565 @@
+"""Hyperparameter search with keras-tuner, every trial an HParams session in TensorBoard.
+
+The search is generic. What it varies is declared by a function ``declare(hp) -> settings`` that
+calls keras-tuner's `HyperParameters` methods (``hp.Choice``, ``hp.Float``, ...) and returns the
+settings those values mean; a trial is run by a function the caller hands in. `trainers.tune` hands
+in the trainer's own steps, so this module never imports `trainers`.
+
+    overrides = restrict(declared_space(declare), fixes=["learning_rate=0.01"], ranges=["dropout=0.2..0.5"])
+    search = Search(directory, declare, run_trial, objective=kt.Objective("val_accuracy", "max"),
+                    tuner="bayesian", overrides=overrides, max_trials=10)
+    result = search.run()
+
+``run_trial(trial_id, directory, settings, budget, execution) -> metrics`` trains one execution of
+a trial into ``directory`` (resuming what an earlier, killed, attempt left there) and returns its
+final metrics; it raises `TrialFailed` for a trial that cannot finish (NaN loss, out of memory),
+which is recorded as failed while the search goes on. By default each execution runs in a fresh
+process (``trial_process``; ``run_trial`` must then be picklable): in one process, memory grows
+with every trial (TensorFlow keeps each trial's traced functions; on a GPU it keeps the memory).
+
+What lands under ``directory``:
+
+    search.json      the search's settings: a rerun with other settings is refused, not mixed in
+    tuner/           keras-tuner's project (oracle.json, trial_*/trial.json): what a rerun resumes
+    trials/          TensorBoard: the HParams experiment (each hyperparameter's declared domain,
+                     the metrics), and per trial ``trials/<id>/``: its HParams session (values and
+                     final metrics) beside whatever ``run_trial`` wrote there
+
+A search killed at any point resumes when rerun: finished trials are kept, the interrupted one runs
+again with the same values in the same directory (the trainer resumes it from its last epoch).
+Distributed search uses keras-tuner's own protocol: set ``KERASTUNER_TUNER_ID`` (``chief`` for the
+process that serves the oracle, any other name for a worker), ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT`` in each process, with ``directory`` on a filesystem they share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import glob
+import json
+import logging as std_logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import logging
+
+TUNERS = ("random", "bayesian", "hyperband")
+SETTINGS_FILE = "search.json"
+TUNER_DIR = "tuner"
+TRIALS_DIR = "trials"
+
+
+class SearchError(ValueError):
+    """A setting of the search that cannot be used: names the setting, the value, what is accepted."""
+
+    def __init__(self, setting: str, value, reason: str):
+        self.setting, self.value, self.reason = setting, value, reason
+        super().__init__(f"{setting}={value!r}: {reason}")
+
+    def flag_message(self) -> str:
+        value = ",".join(map(str, self.value)) if isinstance(self.value, (list, tuple)) else self.value
+        return f"--{self.setting}={value}: {self.reason}"
+
+
+class SearchStopped(RuntimeError):
+    """The search cannot go on (too many trials failed in a row); the message says why."""
+
+
+class TrialFailed(Exception):
+    """Raised by ``run_trial``: this trial cannot finish; it is recorded as failed, the search goes on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Hyperband's share of a trial: train up to ``epochs``, continuing from the weights trial
+    ``parent`` ended with after ``initial_epoch`` epochs (None: from scratch)."""
+
+    epochs: int
+    initial_epoch: int = 0
+    parent: str | None = None
+
+
+@dataclasses.dataclass
+class SearchResult:
+    best: list  # keras_tuner Trials, best first
+    completed: int
+    failed: int
+    is_chief: bool  # False on a worker of a distributed search (the chief reports)
+
+
+# ------------------------------------------------------------------------------------- the space
+
+
+def declared_space(declare: Callable, onto=None):
+    """The `keras_tuner.HyperParameters` that ``declare`` registers (on top of ``onto``'s)."""
+    import keras_tuner as kt
+
+    hp = onto.copy() if onto is not None else kt.HyperParameters()
+    declare(hp)
+    return hp
+
+
+def _names(hp) -> list[str]:
+    return [p.name for p in hp.space]
+
+
+def _parse(declared, text: str, setting: str, whole: str):
+    """``text`` as a value of the declared hyperparameter (its type; a Choice's values' type)."""
+    from keras_tuner.engine import hyperparameters as hps
+
+    kind = type(declared).__name__
+    if isinstance(declared, hps.Boolean) or (
+        isinstance(declared, hps.Choice) and all(isinstance(v, bool) for v in declared.values)
+    ):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise SearchError(setting, whole, f"{declared.name} is {kind}: give true or false, not {text!r}")
+    if isinstance(declared, hps.Choice):
+        sample = declared.values[0]
+        caster = type(sample)
+    elif isinstance(declared, hps.Int):
+        caster = int
+    elif isinstance(declared, hps.Float):
+        caster = float
+    else:  # Fixed
+        caster = type(declared.value)
+    try:
+        return caster(text)
+    except ValueError:
+        raise SearchError(setting, whole, f"{declared.name} takes {caster.__name__} values, not {text!r}") from None
+
+
+def _split_assignment(text: str, setting: str, declared_hp, example: str):
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not value.strip():
+        raise SearchError(setting, text, f"give NAME=VALUE, e.g. {example}")
+    known = {p.name: p for p in declared_hp.space}
+    if name not in known:
+        raise SearchError(
+            setting, text, f"{name!r} is not a hyperparameter of this search; accepted: {', '.join(known)}"
+        )
+    return known[name], value.strip()
+
+
+def restrict(declared, fixes: Sequence[str] = (), ranges: Sequence[str] = ()):
+    """The hyperparameters the user pinned or narrowed, as keras-tuner overrides.
+
+    ``fixes``: ``NAME=VALUE`` (the hyperparameter takes that value in every trial).
+    ``ranges``: ``NAME=LOW..HIGH`` for a number, ``NAME=V1,V2,...`` for a choice.
+    Registered first, they win over ``declare``'s own declarations (keras-tuner keeps the first
+    declaration of a name). Unknown names, values of the wrong type and empty or inverted ranges
+    raise `SearchError`.
+    """
+    import keras_tuner as kt
+    from keras_tuner.engine import hyperparameters as hps
+
+    result = kt.HyperParameters()
+    given: dict[str, str] = {}
+    for text in fixes:
+        hp, value = _split_assignment(text, "fix", declared, "learning_rate=0.01")
+        if hp.name in given:
+            raise SearchError("fix", text, f"{hp.name} is already given by {given[hp.name]}")
+        given[hp.name] = f"--fix={text}"
+        result.Fixed(hp.name, _parse(hp, value, "fix", text))
+    for text in ranges:
+        hp, value = _split_assignment(text, "space", declared, "dropout=0.2..0.5 or optimizer=adam,sgd")
+        if hp.name in given:
+            raise SearchError("space", text, f"{hp.name} is already given by {given[hp.name]}")
+        given[hp.name] = f"--space={text}"
+        if isinstance(hp, hps.Choice):
+            values = [_parse(hp, v.strip(), "space", text) for v in value.split(",") if v.strip()]
+            if not values:
+                raise SearchError("space", text, f"the choice {hp.name} needs at least one value")
+            result.Choice(hp.name, list(dict.fromkeys(values)), ordered=hp.ordered)
+        elif isinstance(hp, (hps.Int, hps.Float)):
+            low, dots, high = value.partition("..")
+            if not dots:
+                raise SearchError("space", text, f"{hp.name} is a number: give a range LOW..HIGH")
+            low, high = _parse(hp, low.strip(), "space", text), _parse(hp, high.strip(), "space", text)
+            if not low < high:
+                raise SearchError(
+                    "space",
+                    text,
+                    f"the range {low}..{high} is empty or inverted; give LOW < HIGH, or --fix={hp.name}=...",
+                )
+            if hp.sampling == "log" and low <= 0:
+                raise SearchError("space", text, f"{hp.name} is sampled on a log scale: LOW must be above 0")
+            step = hp.step if hp.step is not None and hp.step <= high - low else None
+            if isinstance(hp, hps.Int):
+                result.Int(hp.name, low, high, step=step or 1, sampling=hp.sampling)
+            else:
+                result.Float(hp.name, low, high, step=step, sampling=hp.sampling)
+        else:
+            raise SearchError("space", text, f"{hp.name} is {type(hp).__name__}: fix it with --fix={hp.name}=VALUE")
+    return result
+
+
+def describe(hp) -> list[str]:
+    """One line per hyperparameter: name, kind, domain, default."""
+    from keras_tuner.engine import hyperparameters as hps
+
+    lines = []
+    for p in hp.space:
+        if isinstance(p, hps.Choice):
+            domain = "{" + ", ".join(map(str, p.values)) + "}"
+        elif isinstance(p, (hps.Int, hps.Float)):
+            step = f" step {p.step}" if p.step not in (None, 1) or isinstance(p, hps.Float) and p.step else ""
+            domain = f"[{p.min_value}, {p.max_value}]{step}" + (" log" if p.sampling == "log" else "")
+        elif isinstance(p, hps.Boolean):
+            domain = "{False, True}"
+        else:
+            domain = f"fixed at {p.value}"
+        default = p.value if isinstance(p, hps.Fixed) else p.default
+        lines.append(f"{p.name:<24} {type(p).__name__:<8} {domain:<44} default {default}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------- TensorBoard
+
+
+def _hparams(hp) -> dict:
+    """keras-tuner's own conversion: each hyperparameter with its declared domain -> its value."""
+    from keras_tuner.src.engine import tuner_utils
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    return tuner_utils.convert_hyperparams_to_hparams(hp, hparams_api)
+
+
+def write_experiment(logdir: str, space, metrics: Sequence[str]) -> None:
+    """The HParams experiment: every hyperparameter with the domain it was declared with (not the
+    one TensorBoard would guess from the values tried), and the metrics each trial reports."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    with tf.summary.create_file_writer(logdir).as_default():
+        hparams_api.hparams_config(
+            hparams=list(_hparams(space)), metrics=[hparams_api.Metric(name, display_name=name) for name in metrics]
+        )
+
+
+def write_session(logdir: str, trial, metrics: dict | None = None) -> None:
+    """A trial's HParams session: its values (at its start), then its final metrics."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        if metrics is None:
+            hparams_api.hparams(_hparams(trial.hyperparameters), trial_id=trial.trial_id)
+        else:
+            for name, value in metrics.items():
+                tf.summary.scalar(name, value, step=0)
+    writer.close()
+
+
+# ------------------------------------------------------------------------------------- the tuner
+
+
+# ------------------------------------------------------------------------------------- trial processes
+
+
+def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> None:
+    """Run ``function(*args)`` in a spawned process; send back ("ok", metrics), ("failed", why)
+    or ("error", traceback text)."""
+    import ctypes
+    import traceback
+
+    from absl import logging as absl_logging
+
+    try:  # Linux: die with the search, rather than train on as an orphan after a kill -9
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    absl_logging.use_absl_handler()  # the parent's log format
+    absl_logging.set_verbosity(verbosity)
+    std_logging.getLogger("tensorflow").setLevel(tf_log_level)
+    try:
+        connection.send(("ok", function(*args)))
+    except TrialFailed as error:
+        connection.send(("failed", str(error)))
+    except BaseException:  # noqa: BLE001  (everything the parent must hear about)
+        connection.send(("error", traceback.format_exc()))
+    finally:
+        connection.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def run_in_child(function, args) -> dict:
+    """``function(*args)`` in a fresh (spawned) process, so that whatever a trial allocates (TF's
+    function library, GPU memory, which TensorFlow never gives back) goes when the trial ends.
+    A child killed by a signal (the kernel's OOM killer) or dying without a word is `TrialFailed`."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
+    process = context.Process(target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level))
+    process.start()
+    sender.close()
+    try:
+        outcome = receiver.recv()
+    except EOFError:
+        outcome = None
+    finally:
+        process.join()
+    if outcome is None:
+        code = process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = " (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
+            raise TrialFailed(f"the trial's process was killed by {name}{hint}")
+        raise TrialFailed(f"the trial's process exited with status {code} without a result")
+    kind, payload = outcome
+    if kind == "failed":
+        raise TrialFailed(payload)
+    if kind == "error":
+        raise RuntimeError(f"the trial raised:\n{payload}")
+    return payload
+
+
+def _base_tuner():
+    from keras_tuner.engine import base_tuner
+
+    return base_tuner.BaseTuner
+
+
+def make_oracle(
+    tuner: str, *, objective, overrides, max_trials: int, max_epochs: int, factor: int, seed: int, max_failed: int
+):
+    """keras-tuner's oracle for ``tuner``; ``overrides`` (`restrict`) are registered first."""
+    import keras_tuner as kt
+
+    common = dict(
+        objective=objective,
+        hyperparameters=overrides,
+        tune_new_entries=True,
+        allow_new_entries=True,
+        seed=seed,
+        max_consecutive_failed_trials=max_failed,
+    )
+    if tuner == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+    if tuner == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+    if tuner == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(max_epochs=max_epochs, factor=factor, **common)
+        oracle.max_trials = max_trials  # Hyperband plans its own brackets; cap them at max_trials
+        return oracle
+    raise SearchError("tuner", tuner, f"accepted: {', '.join(TUNERS)}")
+
+
+def _tuner_class():
+    class TrialTuner(_base_tuner()):
+        """A keras-tuner tuner whose trials are run by a function of the caller."""
+
+        def __init__(self, oracle, declare, run_trial, directory, executions, metrics, isolate, **kwargs):
+            self.run_function, self.executions, self.metric_names = run_trial, executions, metrics
+            self.isolate = isolate
+            self.trials_dir = os.path.join(directory, TRIALS_DIR)
+            # keras-tuner wraps ``declare`` as the hypermodel: its "model" is the settings dict.
+            super().__init__(oracle, hypermodel=declare, directory=directory, project_name=TUNER_DIR, **kwargs)
+
+        def run_trial(self, trial, *args, **kwargs):
+            import keras_tuner as kt
+
+            settings = self.hypermodel.build(trial.hyperparameters)
+            values = trial.hyperparameters.values
+            budget = None
+            if "tuner/epochs" in values:
+                budget = Budget(values["tuner/epochs"], values["tuner/initial_epoch"], values.get("tuner/trial_id"))
+            session = os.path.join(self.trials_dir, trial.trial_id)
+            write_session(session, trial)
+            runs = []
+            for execution in range(self.executions):
+                args = (trial.trial_id, session, settings, budget, execution)
+                try:
+                    runs.append(run_in_child(self.run_function, args) if self.isolate else self.run_function(*args))
+                except TrialFailed as error:
+                    logging.warning("trial %s failed: %s", trial.trial_id, error)
+                    raise kt.errors.FailedTrialError(str(error)) from None
+            metrics = {
+                name: float(sum(run[name] for run in runs) / len(runs))
+                for name in runs[0]
+                if all(isinstance(run.get(name), (int, float)) for run in runs)
+            }
+            write_session(session, trial, {k: v for k, v in metrics.items() if k in self.metric_names})
+            return metrics
+
+        def on_trial_end(self, trial):
+            try:
+                super().on_trial_end(trial)
+            except RuntimeError as error:  # the oracle's "consecutive failures exceeded" check
+                raise SearchStopped(str(error).splitlines()[0] + f"; last: {_last_line(trial.message)}") from None
+            finally:
+                # Each trial builds a new model and datasets: drop them, so memory stays flat.
+                import keras
+
+                keras.backend.clear_session()
+                gc.collect()
+
+    return TrialTuner
+
+
+def _last_line(message: str | None) -> str:
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def is_chief() -> bool:
+    """Whether this process reports the search: not a worker of a distributed one."""
+    return "KERASTUNER_ORACLE_IP" not in os.environ or "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+class Search:
+    """A resumable keras-tuner search in ``directory`` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        directory: str,
+        declare: Callable,
+        run_trial: Callable,
+        *,
+        objective,
+        tuner: str = "random",
+        overrides=None,
+        max_trials: int = 10,
+        executions_per_trial: int = 1,
+        max_epochs: int = 10,
+        hyperband_factor: int = 3,
+        max_failed_trials: int = 3,
+        seed: int = 42,
+        metrics: Sequence[str] = (),
+        settings: dict | None = None,
+        overwrite: bool = False,
+        trial_process: bool = True,
+    ):
+        if tuner not in TUNERS:
+            raise SearchError("tuner", tuner, f"accepted: {', '.join(TUNERS)}")
+        self.directory = directory
+        self.declare, self.run_trial = declare, run_trial
+        self.objective, self.metrics = objective, list(metrics)
+        self.settings = {"tuner": tuner, **(settings or {})}
+        self.overwrite = overwrite
+        self.executions = executions_per_trial
+        self.trial_process = trial_process
+        self.oracle_args = dict(
+            objective=objective,
+            overrides=overrides,
+            max_trials=max_trials,
+            max_epochs=max_epochs,
+            factor=hyperband_factor,
+            seed=seed,
+            max_failed=max_failed_trials,
+        )
+        self.tuner_kind = tuner
+
+    @property
+    def trials_dir(self) -> str:
+        return os.path.join(self.directory, TRIALS_DIR)
+
+    def check_directory(self) -> None:
+        """Refuse a folder that holds something else, or a search with other settings."""
+        path = os.path.join(self.directory, SETTINGS_FILE)
+        if not os.path.isdir(self.directory) or self.overwrite and os.path.exists(path):
+            return
+        if not os.path.exists(path):
+            if os.listdir(self.directory):
+                raise SearchError(
+                    "model_dir",
+                    self.directory,
+                    f"is not empty and holds no search ({SETTINGS_FILE}); use another folder",
+                )
+            return
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as error:
+            raise SearchError("model_dir", self.directory, f"{path} is unreadable ({error}); use --overwrite") from None
+        for key in sorted(set(previous) | set(self.settings)):
+            if previous.get(key) != self.settings.get(key):
+                raise SearchError(
+                    key,
+                    self.settings.get(key),
+                    f"{self.directory} holds a search with {key}={previous.get(key)!r}; rerun with the same "
+                    f"settings to resume it, or use another model_dir or --overwrite",
+                )
+
+    def _prepare_directory(self) -> None:
+        from keras_tuner.src import utils as kt_utils  # noqa: F401  (keras-tuner creates its folders itself)
+
+        os.makedirs(self.directory, exist_ok=True)
+        if self.overwrite and is_chief():
+            for name in (TUNER_DIR, TRIALS_DIR):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        path = os.path.join(self.directory, SETTINGS_FILE)
+        if is_chief():
+            temporary = f"{path}.tmp{os.getpid()}"
+            with open(temporary, "w") as f:
+                json.dump(self.settings, f, indent=1, sort_keys=True)
+            os.replace(temporary, path)
+
+    def tuner(self):
+        oracle = make_oracle(self.tuner_kind, **self.oracle_args)
+        tuner = _tuner_class()(
+            oracle,
+            self.declare,
+            self.run_trial,
+            self.directory,
+            self.executions,
+            self.metrics,
+            self.trial_process,
+            overwrite=False,
+        )
+        if self.tuner_kind != "hyperband" and hasattr(tuner.oracle, "max_trials"):
+            # A rerun may extend (or shorten) the search: the reloaded oracle keeps the old count.
+            tuner.oracle.max_trials = self.oracle_args["max_trials"]
+        return tuner
+
+    def space(self):
+        """The space as it will be searched: the overrides, then what ``declare`` adds."""
+        return declared_space(self.declare, onto=self.oracle_args["overrides"])
+
+    def run(self) -> SearchResult:
+        """Run (or resume) the search; returns the best trials, best first."""
+        self.check_directory()
+        self._prepare_directory()
+        tuner = self.tuner()
+        if is_chief() and not glob.glob(os.path.join(self.trials_dir, "events.out.tfevents.*")):
+            write_experiment(self.trials_dir, tuner.oracle.get_space(), self.metrics)
+        tuner.search()
+        if not is_chief():
+            return SearchResult([], 0, 0, is_chief=False)
+        oracle = tuner.oracle
+        statuses = [trial.status for trial in oracle.trials.values()]
+        return SearchResult(
+            best=oracle.get_best_trials(len(oracle.trials)),
+            completed=statuses.count("COMPLETED"),
+            failed=statuses.count("FAILED") + statuses.count("INVALID"),
+            is_chief=True,
+        )
+
+
+def best_table(trials, objective: str, top: int = 5) -> str:
+    """The ``top`` trials as a text table: rank, trial, objective, then each hyperparameter."""
+    trials = [t for t in trials if t.score is not None][:top]
+    if not trials:
+        return "no trial finished"
+    names = [n for n in trials[0].hyperparameters.values if not n.startswith("tuner/")]
+    header = ["rank", "trial", objective, *names]
+    rows = [
+        [str(rank), t.trial_id, f"{t.score:.4g}", *(_short(t.hyperparameters.values.get(n)) for n in names)]
+        for rank, t in enumerate(trials, start=1)
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows])
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,400 @@
+"""Hyperparameter search: the space, its overrides, HParams logging, resuming, failures, workers."""
+
+import dataclasses
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import logged
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+import pipelines.tuning as tuning
+from trainers import tune
+from trainers.config import TrainConfig, search_space
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny search: 16-pixel shapes, 64 training images, 2 epochs of 2 steps per trial.
+TINY = [
+    "--model=fashion_cnn",
+    "--image_size=16",
+    "--train_split=train[:64]",
+    "--validation_split=validation[:32]",
+    "--batch_size=16",
+    "--epochs=2",
+    "--steps_per_epoch=2",
+    "--adapt_steps=1",
+    "--early_stopping_patience=0",
+]
+
+
+def run_tune(*args, timeout=300, **environment):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **environment)
+    return subprocess.run(
+        [sys.executable, "-m", "trainers.tune", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def hparams_records(directory):
+    """{run folder: [HParamsPluginData, ...]} of the event files directly in each folder under ``directory``."""
+    found = {}
+    for path in glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"), recursive=True):
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    found.setdefault(os.path.relpath(os.path.dirname(path), directory), []).append(data)
+    return found
+
+
+def config(tmp_path, **overrides):
+    return TrainConfig(model_dir=str(tmp_path / "search"), model="fashion_cnn", **overrides)
+
+
+# ------------------------------------------------------------------------------------- the space
+
+
+def test_the_space_is_declared_beside_the_model_and_the_trainer():
+    names = lambda c: [p.name for p in tuning.declared_space(tune.declare_for(c)).space]  # noqa: E731
+    trainer = ["optimizer", "learning_rate", "lr_schedule", "augment"]
+    assert names(TrainConfig(model="fashion_cnn")) == [*trainer, "filters", "dense_units", "dropout"]
+    assert names(TrainConfig(model="resnet18")) == [*trainer, "base_width", "depth"]
+    transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1)
+    assert names(transfer) == [*trainer, "finetune_learning_rate", "unfreeze_from"]
+    # A decay is a schedule of its own: the schedule is then not searched.
+    assert "lr_schedule" not in names(TrainConfig(model="fashion_cnn", lr_decay=1e-4))
+
+
+def test_the_settings_of_a_trial_are_a_valid_training_config():
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Fixed("depth", 34)
+    hp.Fixed("base_width", 16)
+    hp.Fixed("augment", True)
+    settings = search_space(hp, TrainConfig(model="resnet18"))
+    trial = dataclasses.replace(TrainConfig(model="resnet18"), **settings)
+    assert trial.model == "resnet34" and trial.builder_options == {"widths": (16, 32, 64, 128)}
+    assert trial.augment == ("crop", "flip")
+    hp = kt.HyperParameters()
+    hp.Fixed("unfreeze_from", "all")
+    transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1, unfreeze_from="block14_sepconv1")
+    assert dataclasses.replace(transfer, **search_space(hp, transfer)).unfreeze_from is None
+
+
+def test_fix_and_space_pin_and_narrow_what_is_searched():
+    declare = tune.declare_for(TrainConfig(model="fashion_cnn"))
+    overrides = tuning.restrict(
+        tuning.declared_space(declare),
+        fixes=["learning_rate=0.01", "augment=false"],
+        ranges=["dropout=0.2..0.4", "optimizer=adam,sgd", "filters=16,32"],
+    )
+    space = {p.name: p for p in tuning.declared_space(declare, onto=overrides).space}
+    assert type(space["learning_rate"]).__name__ == "Fixed" and space["learning_rate"].value == 0.01
+    assert space["augment"].value is False
+    assert (space["dropout"].min_value, space["dropout"].max_value) == (0.2, 0.4)
+    assert space["optimizer"].values == ["adam", "sgd"] and space["filters"].values == [16, 32]
+    assert space["dense_units"].values == [32, 64, 128]  # untouched: as declared
+    listing = "\n".join(tuning.describe(tuning.declared_space(declare, onto=overrides)))
+    assert "learning_rate" in listing and "fixed at 0.01" in listing and "[0.2, 0.4]" in listing
+
+
+@pytest.mark.parametrize(
+    "fixes, ranges, message",
+    [
+        (
+            ["lr=0.1"],
+            [],
+            "--fix=lr=0.1: 'lr' is not a hyperparameter of this search; accepted: optimizer, learning_rate",
+        ),
+        (["learning_rate"], [], "--fix=learning_rate: give NAME=VALUE, e.g. learning_rate=0.01"),
+        (["filters=wide"], [], "--fix=filters=wide: filters takes int values, not 'wide'"),
+        ([], ["dropout=0.6..0.2"], "--space=dropout=0.6..0.2: the range 0.6..0.2 is empty or inverted"),
+        ([], ["dropout=0.3..0.3"], "--space=dropout=0.3..0.3: the range 0.3..0.3 is empty or inverted"),
+        ([], ["optimizer=,"], "--space=optimizer=,: the choice optimizer needs at least one value"),
+        ([], ["dropout=0.5"], "--space=dropout=0.5: dropout is a number: give a range LOW..HIGH"),
+        ([], ["learning_rate=0..0.1"], "learning_rate is sampled on a log scale: LOW must be above 0"),
+        ([], ["augment=true,false"], "--space=augment=true,false: augment is Boolean: fix it with --fix=augment=VALUE"),
+        (
+            ["dropout=0.1"],
+            ["dropout=0.2..0.3"],
+            "--space=dropout=0.2..0.3: dropout is already given by --fix=dropout=0.1",
+        ),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_it(fixes, ranges, message):
+    declared = tuning.declared_space(tune.declare_for(TrainConfig(model="fashion_cnn")))
+    with pytest.raises(tuning.SearchError) as raised:
+        tuning.restrict(declared, fixes, ranges)
+    assert message in raised.value.flag_message()
+
+
+def test_bad_settings_are_refused_before_any_trial(tmp_path):
+    cases = [
+        (["--objective=val_mean_iou"], "--objective=val_mean_iou: is not a validation metric of a classify model; "),
+        (["--space=dropout=0.5..0.1"], "--space=dropout=0.5..0.1: the range 0.5..0.1 is empty or inverted"),
+        (["--fix=depth=34"], "--fix=depth=34: 'depth' is not a hyperparameter of this search"),
+        (["--validation_split="], "--validation_split=: a search judges trials on a validation split"),
+        (['--model_options={"width": 3}'], "--model_options="),
+    ]
+    for args, message in cases:
+        result = run_tune(f"--model_dir={tmp_path / 'search'}", *TINY, *args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {message}"), (args, last)
+        assert not os.path.exists(tmp_path / "search"), args  # nothing was written
+    listing = run_tune(*TINY, "--list_space", "--fix=optimizer=adam")
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    assert listing.stdout.splitlines()[0].split()[:2] == ["optimizer", "Fixed"]
+
+
+# ------------------------------------------------------------------------------------- a real search
+
+
+def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tmp_path):
+    search = tmp_path / "search"
+    result = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 trial(s) completed, 0 failed" in result.stdout
+    assert "rank  trial  val_accuracy" in result.stdout
+
+    records = hparams_records(str(search / "trials"))
+    experiment = [r.experiment for r in records.pop(".") if r.HasField("experiment")]
+    assert len(experiment) == 1
+    domains = {info.name: info for info in experiment[0].hparam_infos}
+    # The domains as declared (and narrowed), not guessed from the values tried.
+    assert list(domains["optimizer"].domain_discrete.values) and len(domains["optimizer"].domain_discrete.values) == 5
+    assert (domains["learning_rate"].domain_interval.min_value, domains["learning_rate"].domain_interval.max_value) == (
+        pytest.approx(1e-4),
+        pytest.approx(0.1),
+    )
+    assert [v.number_value for v in domains["dropout"].domain_discrete.values] == pytest.approx([0.1, 0.2, 0.3])
+    assert {m.name.tag for m in experiment[0].metric_infos} == {"val_loss", "val_accuracy"}
+    sessions = {
+        run: [r.session_start_info for r in found if r.HasField("session_start_info")] for run, found in records.items()
+    }
+    assert sorted(sessions) == ["0", "1"] and all(len(s) == 1 for s in sessions.values())
+    assert set(sessions["0"][0].hparams) == set(domains)
+    for trial in sessions:  # the final metrics, in the session's own folder
+        assert len(logged(str(search / "trials" / trial), "val_accuracy")) == 1
+        assert os.path.exists(search / "trials" / trial / "execution0" / "model.keras")
+        assert not os.path.exists(search / "trials" / trial / "execution0" / "export")  # trials are not exported
+
+    best = search / "best.flags"
+    recorded = TrainConfig.from_flagfile(str(best))
+    assert recorded.test_split == "test" and 0.1 <= recorded.builder_options["dropout"] <= 0.3
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.train",
+            f"--flagfile={best}",
+            f"--model_dir={tmp_path / 'final'}",
+            "--test_split=test[:16]",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert TrainConfig.from_flagfile(str(tmp_path / "final" / "flags.txt")).model_options == recorded.model_options
+
+    # The same command again: the search is finished, nothing is trained again.
+    again = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3")
+    assert again.returncode == 0 and "2 trial(s) completed" in again.stdout
+    assert "[train] epoch" not in again.stderr
+    other = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--tuner=bayesian")
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines()[-1].startswith("error: --tuner=bayesian: ")
+    assert "holds a search with tuner='random'; rerun with the same settings" in other.stderr
+
+
+def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp_path):
+    search = tmp_path / "search"
+    args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=3")
+    # kill -9 of the search while its second trial trains (after that trial's first epoch); the
+    # trial's own process dies with it.
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainers.tune", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    backup = search / "trials" / "1" / "execution0" / "backup"
+    deadline = time.time() + 300
+    while not backup.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert backup.exists(), "the second trial never wrote a backup"
+    first = search / "trials" / "0" / "execution0"
+    finished_before = os.path.getmtime(first / "metrics.json")
+    values_before = hparams_records(str(search / "trials"))["1"][0].session_start_info.hparams
+
+    resumed = run_tune(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "3 trial(s) completed, 0 failed" in resumed.stdout
+    assert os.path.getmtime(first / "metrics.json") == finished_before  # trial 0 was not rerun
+    # Trial 1 ran again with the same values and went on from its last epoch: each epoch logged once.
+    records = hparams_records(str(search / "trials"))["1"]
+    starts = [r.session_start_info for r in records if r.HasField("session_start_info")]
+    assert len(starts) == 2 and all(s.hparams == values_before for s in starts)
+    steps = [step for step, _ in logged(str(search / "trials" / "1" / "execution0" / "logs" / "train"), "epoch_loss")]
+    assert steps == [0, 1, 2, 3]
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    calls = []
+
+    def run_trial(trial_id, directory, settings, budget, execution):
+        calls.append(trial_id)
+        if trial_id == "0":
+            raise tuning.TrialFailed("loss became nan at epoch 1, batch 1")
+        return {"val_accuracy": 0.5 + 0.1 * len(calls), "val_loss": 1.0}
+
+    import keras_tuner as kt
+
+    declare = lambda hp: {"rate": hp.Float("rate", 0.1, 1.0)}  # noqa: E731
+    search = tuning.Search(
+        str(tmp_path / "search"),
+        declare,
+        run_trial,
+        objective=kt.Objective("val_accuracy", "max"),
+        max_trials=3,
+        trial_process=False,
+    )
+    result = search.run()
+    assert calls == ["0", "1", "2"]
+    assert (result.completed, result.failed) == (2, 1)
+    assert [t.trial_id for t in result.best[:2]] == ["2", "1"]
+    assert "trial" in tuning.best_table(result.best, "val_accuracy")
+
+    def always_fails(trial_id, *args):
+        raise tuning.TrialFailed(f"out of memory in trial {trial_id}")
+
+    stopping = tuning.Search(
+        str(tmp_path / "failing"),
+        declare,
+        always_fails,
+        objective=kt.Objective("val_accuracy", "max"),
+        max_trials=5,
+        max_failed_trials=2,
+        trial_process=False,
+    )
+    with pytest.raises(
+        tuning.SearchStopped, match=r"consecutive failures exceeded the limit of 2.*out of memory in trial 1"
+    ):
+        stopping.run()
+
+
+def trial_in_a_child(trial_id, directory, settings, budget, execution):
+    """A trial run in its own process: killed as by the OOM killer, failing, or finishing."""
+    if trial_id == "0":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if trial_id == "1":
+        raise tuning.TrialFailed("loss became nan")
+    return {"val_accuracy": 0.75, "pid": float(os.getpid())}
+
+
+def test_each_trial_runs_in_its_own_process_and_a_killed_one_is_a_failed_trial(tmp_path):
+    import keras_tuner as kt
+
+    search = tuning.Search(
+        str(tmp_path / "search"),
+        lambda hp: {"rate": hp.Float("rate", 0.1, 1.0)},
+        trial_in_a_child,
+        objective=kt.Objective("val_accuracy", "max"),
+        max_trials=3,
+    )
+    result = search.run()
+    assert (result.completed, result.failed) == (1, 2)
+    trials = {t.trial_id: t for t in search.tuner().oracle.trials.values()}
+    assert "killed by SIGKILL (the kernel's out-of-memory killer sends it)" in trials["0"].message
+    assert "loss became nan" in trials["1"].message
+    assert trials["2"].metrics.get_last_value("pid") != os.getpid()
+
+
+def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
+    base = TrainConfig(
+        model="fashion_cnn",
+        image_size=16,
+        train_split="train[:64]",
+        validation_split="validation[:16]",
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=16,
+        adapt_steps=1,
+    )
+    objective = tune.objective_of(base, tune.TuneConfig())
+    settings = {"optimizer": "sgd", "learning_rate": 1e12, "model_options": {"dropout": 0.0}}
+    # Two steps: the training loss is still finite, the validation loss is not.
+    with pytest.raises(tuning.TrialFailed, match=r"val_loss is not finite \(NaN or inf\)"):
+        tune.run_trial(base, objective, 0, "0", str(tmp_path / "0"), settings, None, 0)
+    # Six steps: the training loss itself becomes NaN, and the trainer stops.
+    longer = dataclasses.replace(base, steps_per_epoch=None, train_split="train[:96]")
+    with pytest.raises(tuning.TrialFailed, match="loss became nan"):
+        tune.run_trial(longer, objective, 0, "1", str(tmp_path / "1"), settings, None, 0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(tmp_path):
+    search = tmp_path / "search"
+    environment = dict(
+        os.environ,
+        PYTHONPATH=REPO,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        KERASTUNER_ORACLE_IP="127.0.0.1",
+        KERASTUNER_ORACLE_PORT=str(free_port()),
+    )
+    command = [sys.executable, "-m", "trainers.tune", f"--model_dir={search}", *TINY, "--max_trials=2"]
+    processes = {
+        name: subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=dict(environment, KERASTUNER_TUNER_ID=name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("chief", "tuner0")
+    }
+    outputs = {name: process.communicate(timeout=400) for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, (name, outputs[name][1][-3000:])
+    assert "2 trial(s) completed, 0 failed" in outputs["chief"][0]
+    assert "worker: the search is done" in outputs["tuner0"][0]
+    assert "[train] epoch" in outputs["tuner0"][1] and "[train] epoch" not in outputs["chief"][1]
+    assert os.path.exists(search / "best.flags")
+
+
+def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path):
+    search = tmp_path / "search"
+    args = [a for a in TINY if not a.startswith("--epochs")]
+    result = run_tune(f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    continued = []
+    for flags_file in glob.glob(str(search / "trials" / "*" / "execution0" / "flags.txt")):
+        recorded = TrainConfig.from_flagfile(flags_file)
+        if recorded.weights:
+            continued.append(recorded)
+            assert recorded.weights.endswith(os.path.join("execution0", "checkpoints", "train.weights.h5"))
+    assert continued, "no trial continued from a parent"

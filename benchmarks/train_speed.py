@@ -40,6 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("rounds", 3, "Timed epochs of each, alternating.", lower_bound=1)
     flags.DEFINE_integer("batch_size", 32, "Batch size of both.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the data and of the weights.")
+    flags.DEFINE_boolean(
+        "mixed_precision", False, "Ours with the trainer's --mixed_precision (bfloat16 on CPU); the seed stays float32."
+    )
 
 
 def synthetic_data(count: int, seed: int):
@@ -97,14 +100,21 @@ def main(argv):
         return seed.fit(standardized, labels, batch_size=FLAGS.batch_size, epochs=1, verbose=0).history["loss"][-1]
 
     # (b) ours: the trainer's model, normalization, compile step and a tf.data pipeline
-    config = TrainConfig(model="fashion_cnn", optimizer="nadam", learning_rate=0.001, batch_size=FLAGS.batch_size)
+    config = TrainConfig(
+        model="fashion_cnn",
+        optimizer="nadam",
+        learning_rate=0.001,
+        batch_size=FLAGS.batch_size,
+        mixed_precision=FLAGS.mixed_precision,
+    )
+    strategy = steps.make_strategy(config)  # the trainer's precision policy, before the model is built
     ours = zoo.build("fashion_cnn", num_classes=10, input_shape=(28, 28, 1))
     with warnings.catch_warnings():  # Keras warns that an array is not a dict of one named input
         warnings.simplefilter("ignore")
         zoo.adapt_normalization(ours, images)
     steps_per_epoch = FLAGS.examples // FLAGS.batch_size
     (phase,) = steps.phases(config)
-    steps.compile_for_phase(ours, config, phase, steps_per_epoch, tf.distribute.get_strategy())
+    steps.compile_for_phase(ours, config, phase, steps_per_epoch, strategy)
     dataset = (
         tf.data.Dataset.from_tensor_slices((images, labels))
         .shuffle(FLAGS.examples, seed=FLAGS.seed)
@@ -119,7 +129,10 @@ def main(argv):
         return history.history["loss"][-1]
 
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: TensorFlow's default for this CPU)")
-    print(f"TF_ENABLE_ONEDNN_OPTS={onednn}; {FLAGS.examples} examples/epoch, batch {FLAGS.batch_size}")
+    precision = keras.mixed_precision.global_policy().name
+    print(
+        f"TF_ENABLE_ONEDNN_OPTS={onednn}; {FLAGS.examples} examples/epoch, batch {FLAGS.batch_size}; ours: {precision}"
+    )
     seed_epoch(), our_epoch()  # warm-up: tracing, first allocations
     rates = {"seed": [], "ours": []}
     losses = {}

@@ -94,7 +94,8 @@ def load(
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
 
     Args:
-      source: ``"shapes"`` (built-in synthetic set), ``"dir:PATH"`` (class subfolders, optionally
+      source: ``"shapes"`` (built-in synthetic set), ``"synthetic"`` (one batch of noise, repeated:
+        for speed measurements), ``"dir:PATH"`` (class subfolders, optionally
         under train/ validation/ test/) or a TFDS name (``"fashion_mnist"``, ``"tf_flowers"``, ...).
       split: TFDS split syntax for every source: ``"train"``, ``"test"``, ``"train[:10%]"``, ...
         Train-only datasets (tf_flowers) map ``validation``/``test`` to the seed's recipe.
@@ -373,16 +374,23 @@ def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.
         # Per-element stateless seeds: reproducible for a given seed, fresh every epoch.
         return tf.data.Dataset.random(seed=plan.seed, rerandomize_each_iteration=True).batch(2)
 
+    def full_example(element, seed):
+        example, box = materialize(element)
+        image, box = decoded(example, box, seed)
+        return finish(image, box, example["label"], seed, resize=True)
+
+    if source.constant:
+        # One batch, made once (augmented once, if asked), cached and repeated: an epoch is
+        # num_examples // batch_size copies of it.
+        one = tf.data.Dataset.zip((source.elements.take(batch_size), random_seeds())).map(full_example)
+        dataset = one.batch(batch_size, drop_remainder=plan.training).cache()
+        dataset = dataset.repeat() if plan.repeat else dataset.repeat(max(info.num_examples // info.batch_size, 1))
+        return dataset.prefetch(autotune)
     if not plan.cache:
         if plan.training and not permute:
             elements = elements.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
 
-        def full(element, seed):
-            example, box = materialize(element)
-            image, box = decoded(example, box, seed)
-            return finish(image, box, example["label"], seed, resize=True)
-
-        dataset = tf.data.Dataset.zip((elements, random_seeds())).map(full, num_parallel_calls=autotune)
+        dataset = tf.data.Dataset.zip((elements, random_seeds())).map(full_example, num_parallel_calls=autotune)
     else:
         # Cache what is the same every epoch: decoded images, resized unless a random crop
         # must first see the whole image.

@@ -48,6 +48,9 @@ class Source:
     # Every image is a JPEG (the folder check read each file's signature): the pipeline can call the
     # JPEG decoder directly, without a per-image branch on the format.
     jpeg_only: bool = False
+    # Every batch is the same one (the synthetic source): the pipeline makes one batch, caches it
+    # and repeats it, so that training measures the model and the step, not the input.
+    constant: bool = False
 
 
 DIR_PREFIX = "dir:"
@@ -67,15 +70,17 @@ def resolve(
     download: bool = True,
     validation_holdout: float = 0.0,
 ) -> Source:
-    """The `Source` that ``source`` names: ``"shapes"``, ``"dir:PATH"`` or a TFDS name.
+    """The `Source` that ``source`` names: ``"shapes"``, ``"synthetic"``, ``"dir:PATH"`` or a TFDS name.
 
     ``validation_holdout`` > 0: a source with no validation split of its own gets one, that
     fraction of "train", stratified by class and deterministic; "train" is then the rest.
     """
     if not isinstance(source, str) or not source:
-        raise DataError(f"source must be 'shapes', 'dir:PATH' or a TFDS name, received {source!r}")
+        raise DataError(f"source must be 'shapes', 'synthetic', 'dir:PATH' or a TFDS name, received {source!r}")
     if source == "shapes":
         return shapes_source(split, image_size=image_size, channels=channels or 3)
+    if source == SYNTHETIC:
+        return synthetic_source(split, image_size=image_size, channels=channels or 3)
     if source.startswith(DIR_PREFIX):
         if task == "localize":
             raise DataError(
@@ -162,6 +167,41 @@ def shapes_source(split: str, *, image_size: tuple[int, int] | None, channels: i
         image_shape=(image_size[0], image_size[1], channels),
         channels=channels,
         table=table,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic: one batch of noise, repeated (speed measurements without an input pipeline)
+
+SYNTHETIC = "synthetic"
+SYNTHETIC_SPLIT_SIZES = {"train": 10_000, "validation": 1_000, "test": 1_000}
+SYNTHETIC_DEFAULT_SIZE = 224
+SYNTHETIC_CLASSES = 10
+
+
+def synthetic_source(split: str, *, image_size: tuple[int, int] | None, channels: int) -> Source:
+    """Random pixels in [0, 255], labels ``index % 10``, a random box each: the same batch every
+    step (``constant``), so that a training run measures the model and its step alone. Splits
+    train (10,000), validation and test (1,000 each), sliceable; images 224x224 by default."""
+    height, width = image_size or (SYNTHETIC_DEFAULT_SIZE, SYNTHETIC_DEFAULT_SIZE)
+    ranges = absolute_ranges(split, SYNTHETIC_SPLIT_SIZES)
+    indices = tf.constant([i for _, start, stop in ranges for i in range(start, stop)], tf.int64)
+
+    def materialize(index):
+        seed = tf.stack([index, tf.constant(SYNTHETIC_CLASSES, tf.int64)])
+        image = tf.random.stateless_uniform([height, width, channels], seed, maxval=255.0)
+        corner = tf.random.stateless_uniform([2], seed + 1, maxval=0.5)
+        box = tf.concat([corner, corner + 0.5], axis=0)
+        return {"image": image, "label": tf.cast(index % SYNTHETIC_CLASSES, tf.int64), "bbox": box}
+
+    return Source(
+        elements=tf.data.Dataset.from_tensor_slices(indices),
+        materialize=materialize,
+        class_names=[f"class{i}" for i in range(SYNTHETIC_CLASSES)],
+        num_examples=int(indices.shape[0]),
+        image_shape=(height, width, channels),
+        channels=channels,
+        constant=True,
     )
 
 
@@ -624,7 +664,7 @@ def tfds_source(
     except Exception as error:  # DatasetNotFoundError and friends
         first = str(error).strip().splitlines()[0]
         raise DataError(
-            f"unknown dataset {name!r} ({first}); accepted: 'shapes', 'dir:PATH' or a TFDS name "
+            f"unknown dataset {name!r} ({first}); accepted: 'shapes', 'synthetic', 'dir:PATH' or a TFDS name "
             f"such as fashion_mnist, tf_flowers, cifar10, caltech_birds2011"
         ) from None
     _prepare(builder, name, data_dir, download)

@@ -211,7 +211,7 @@ def describe(hp) -> list[str]:
         if isinstance(p, hps.Choice):
             domain = "{" + ", ".join(map(str, p.values)) + "}"
         elif isinstance(p, (hps.Int, hps.Float)):
-            step = f" step {p.step}" if p.step not in (None, 1) or isinstance(p, hps.Float) and p.step else ""
+            step = f" step {p.step}" if p.step and not (isinstance(p, hps.Int) and p.step == 1) else ""
             domain = f"[{p.min_value}, {p.max_value}]{step}" + (" log" if p.sampling == "log" else "")
         elif isinstance(p, hps.Boolean):
             domain = "{False, True}"
@@ -278,6 +278,9 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    from absl import flags as absl_flags
+
+    absl_flags.FLAGS.mark_as_parsed()  # no "logging before flag parsing" line: the parent parsed them
     absl_logging.use_absl_handler()  # the parent's log format
     absl_logging.set_verbosity(verbosity)
     std_logging.getLogger("tensorflow").setLevel(tf_log_level)
@@ -301,7 +304,15 @@ def run_in_child(function, args) -> dict:
     receiver, sender = context.Pipe(duplex=False)
     tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
     process = context.Process(target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level))
-    process.start()
+    # TensorFlow's start-up lines (oneDNN, CUDA) were printed once by the search; not again per trial.
+    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+    try:
+        process.start()
+    finally:
+        if quiet:
+            del os.environ["TF_CPP_MIN_LOG_LEVEL"]
     sender.close()
     try:
         outcome = receiver.recv()
@@ -347,7 +358,12 @@ def make_oracle(
     if tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+        try:
+            return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+        except ImportError as error:  # scipy and scikit-learn: keras-tuner's [bayesian] extra
+            raise SearchError(
+                "tuner", tuner, f"{error}".split(" before ")[0].replace("Please install", "needs")
+            ) from None
     if tuner == "hyperband":
         oracle = kt.oracles.HyperbandOracle(max_epochs=max_epochs, factor=factor, **common)
         oracle.max_trials = max_trials  # Hyperband plans its own brackets; cap them at max_trials
@@ -439,6 +455,7 @@ class Search:
         settings: dict | None = None,
         overwrite: bool = False,
         trial_process: bool = True,
+        peer_timeout: float = 300,
     ):
         if tuner not in TUNERS:
             raise SearchError("tuner", tuner, f"accepted: {', '.join(TUNERS)}")
@@ -449,6 +466,7 @@ class Search:
         self.overwrite = overwrite
         self.executions = executions_per_trial
         self.trial_process = trial_process
+        self.peer_timeout = peer_timeout
         self.oracle_args = dict(
             objective=objective,
             overrides=overrides,
@@ -492,8 +510,6 @@ class Search:
                 )
 
     def _prepare_directory(self) -> None:
-        from keras_tuner.src import utils as kt_utils  # noqa: F401  (keras-tuner creates its folders itself)
-
         os.makedirs(self.directory, exist_ok=True)
         if self.overwrite and is_chief():
             for name in (TUNER_DIR, TRIALS_DIR):
@@ -526,8 +542,30 @@ class Search:
         """The space as it will be searched: the overrides, then what ``declare`` adds."""
         return declared_space(self.declare, onto=self.oracle_args["overrides"])
 
+    def wait_for_chief(self) -> None:
+        """A worker of a distributed search: wait (``peer_timeout`` at most) for the chief to
+        mark the folder as its search, and for its oracle, rather than keras-tuner's hour."""
+        import time
+
+        from keras_tuner.src.distribute import oracle_client
+
+        oracle_client.TIMEOUT = self.peer_timeout  # seconds each request waits for the chief
+        path = os.path.join(self.directory, SETTINGS_FILE)
+        deadline = time.monotonic() + self.peer_timeout
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise SearchError(
+                    "peer_timeout",
+                    self.peer_timeout,
+                    f"no chief (KERASTUNER_TUNER_ID=chief) started a search in {self.directory} within "
+                    f"{self.peer_timeout:g} s",
+                )
+            time.sleep(0.5)
+
     def run(self) -> SearchResult:
         """Run (or resume) the search; returns the best trials, best first."""
+        if not is_chief():
+            self.wait_for_chief()  # the chief owns the folder: a worker writes nothing before it
         self.check_directory()
         self._prepare_directory()
         tuner = self.tuner()

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on a tiny job (their timings are not checked)."""
 
+import json
 import os
 import re
 import subprocess
@@ -167,3 +168,34 @@ def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
         timeout=300,
     )
     assert bad.returncode != 0 and "--rounds" in bad.stderr
+
+
+def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_path):
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--batch_size=2", "--steps=2"]
+    result = subprocess.run(
+        [*command, "--models=fashion_cnn,resnet18", "--image_size=32", "--sweep", f"--out={out}"],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # The sweep: defaults, then precision, TF32, steps per execution, optimizer and XLA one at a time.
+    sweep = [row for row in rows if row["model"] == "fashion_cnn"]
+    assert [(r["precision"], r["tf32"], r["steps_per_execution"], r["optimizer"], r["jit_compile"]) for r in sweep] == [
+        ("float32", True, 1, "sgd", "auto"),
+        ("mixed_bfloat16", True, 1, "sgd", "auto"),
+        ("float32", False, 1, "sgd", "auto"),
+        ("float32", True, 8, "sgd", "auto"),
+        ("float32", True, 1, "adamw", "auto"),
+        ("float32", True, 1, "sgd", "true"),
+    ]
+    assert [row["model"] for row in rows[len(sweep) :]] == ["resnet18"]
+    for row in rows:
+        assert row["backend"] == "tensorflow" and row["images_per_s"] > 0 and row["first_step_s"] > 0
+        assert re.search(rf"^{row['model']} .* images/s", result.stdout, re.M)
+    unknown = subprocess.run([*command, "--models=resnet99"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert unknown.returncode == 2 and "error: --models: unknown resnet99; accepted: fashion_cnn" in unknown.stderr

@@ -545,7 +545,9 @@ def test_tfds_objects_sequences_give_the_first_objects_box_and_label():
 
 
 def test_unknown_tfds_name():
-    with pytest.raises(DataError, match=r"unknown dataset 'fashion_mnsit'.*accepted: 'shapes', 'dir:PATH'"):
+    with pytest.raises(
+        DataError, match=r"unknown dataset 'fashion_mnsit'.*accepted: 'shapes', 'synthetic', 'dir:PATH'"
+    ):
         pipelines.load("fashion_mnsit", "train")
 
 

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 
 import trainers.evaluate
@@ -16,7 +17,7 @@ import trainers.predict
 import trainers.train  # noqa: F401  (all three together: none defines a flag when imported)
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
-from trainers.config import ConfigError, TrainConfig
+from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
 from trainers.rundir import RunDir, atomic_path, atomic_write, find_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -272,3 +273,74 @@ def test_onednn_is_turned_on_for_x86_cpus_unless_the_user_chose():
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     assert seen() == ("1" if x86 else "None")
     assert seen(TF_ENABLE_ONEDNN_OPTS="0") == "0"  # the user's choice stands
+
+
+def test_model_options_reach_the_builder_and_are_part_of_the_run(tmp_path):
+    config = TrainConfig(model="fashion_cnn", model_options='{"filters": [8, 16], "dropout": 0.25}')
+    assert config.model_options == '{"dropout": 0.25, "filters": [8, 16]}'  # canonical: sorted, compact
+    assert config.builder_options == {"dropout": 0.25, "filters": (8, 16)}
+    assert TrainConfig(model_options={"dropout": 0.25, "filters": (8, 16)}).model_options == config.model_options
+    model = steps.build_model(config, _info(), tf.distribute.get_strategy())
+    assert model.get_layer("backbone").get_layer("stem_conv").filters == 8
+    with pytest.raises(ConfigError, match=r"model_options='\{\"width\": 3\}': width is not an option of fashion_cnn"):
+        TrainConfig(model_options='{"width": 3}')
+    with pytest.raises(ConfigError, match=r"model_options='\{dropout': is not JSON"):
+        TrainConfig(model_options="{dropout")
+    assert "model_options" in IDENTITY_FIELDS  # a run cannot be resumed with other options
+
+
+def _info():
+    import pipelines
+
+    return pipelines.load("synthetic", "train[:8]", image_size=16, batch_size=4)[1]
+
+
+def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
+    import pipelines
+
+    dataset, info = pipelines.load("synthetic", "train[:48]", image_size=16, batch_size=8, training=True, seed=3)
+    batches = list(dataset)
+    assert len(batches) == info.steps_per_epoch == 6 and info.num_classes == 10
+    assert all(np.array_equal(batches[0][0], images) for images, _ in batches)  # the same batch, cached
+    assert 0 <= float(tf.reduce_min(batches[0][0])) and float(tf.reduce_max(batches[0][0])) <= 255
+    boxes = next(iter(pipelines.load("synthetic", "test[:4]", task="localize", image_size=16, batch_size=4)[0]))[1]
+    assert boxes["bbox"].shape == (4, 4) and bool(tf.reduce_all(boxes["bbox"][:, 2:] > boxes["bbox"][:, :2]))
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="fashion_cnn",
+        dataset="synthetic",
+        image_size=16,
+        train_split="train[:64]",
+        validation_split="validation[:16]",
+        test_split="test[:16]",
+        batch_size=16,
+        epochs=1,
+        adapt_steps=1,
+        logical_cpus=2,
+        strategy="mirrored",
+    )
+    result = trainers.train.train(config)
+    assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
+
+
+def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
+    # Keras's Normalization.adapt cannot sum bfloat16 statistics into float32 ones: the zoo keeps
+    # that layer in float32, so a --mixed_precision run of the Fashion CNN adapts and trains.
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="fashion_cnn",
+        dataset="synthetic",
+        image_size=16,
+        train_split="train[:32]",
+        validation_split="",
+        test_split="test[:16]",
+        batch_size=16,
+        epochs=1,
+        adapt_steps=1,
+        mixed_precision=True,
+    )
+    result = trainers.train.train(config)
+    assert np.isfinite(result.metrics["loss"])
+    standardize = result.model.get_layer("backbone").get_layer("standardize")
+    assert standardize.dtype_policy.compute_dtype == "float32"
+    assert float(np.asarray(standardize.variance).mean()) != 1.0  # adapted

@@ -57,6 +57,21 @@ def hparams_records(directory):
     return found
 
 
+def _tiny_config() -> dict:
+    """TINY's trial settings as TrainConfig fields."""
+    flags = dict(arg[2:].split("=", 1) for arg in TINY if not arg.startswith("--early_stopping"))
+    return dict(
+        model=flags["model"],
+        image_size=int(flags["image_size"]),
+        train_split=flags["train_split"],
+        validation_split=flags["validation_split"],
+        batch_size=int(flags["batch_size"]),
+        epochs=int(flags["epochs"]),
+        steps_per_epoch=int(flags["steps_per_epoch"]),
+        adapt_steps=int(flags["adapt_steps"]),
+    )
+
+
 def config(tmp_path, **overrides):
     return TrainConfig(model_dir=str(tmp_path / "search"), model="fashion_cnn", **overrides)
 
@@ -139,20 +154,31 @@ def test_a_bad_override_is_one_line_naming_it(fixes, ranges, message):
     assert message in raised.value.flag_message()
 
 
-def test_bad_settings_are_refused_before_any_trial(tmp_path):
-    cases = [
-        (["--objective=val_mean_iou"], "--objective=val_mean_iou: is not a validation metric of a classify model; "),
-        (["--space=dropout=0.5..0.1"], "--space=dropout=0.5..0.1: the range 0.5..0.1 is empty or inverted"),
-        (["--fix=depth=34"], "--fix=depth=34: 'depth' is not a hyperparameter of this search"),
-        (["--validation_split="], "--validation_split=: a search judges trials on a validation split"),
-        (['--model_options={"width": 3}'], "--model_options="),
-    ]
-    for args, message in cases:
-        result = run_tune(f"--model_dir={tmp_path / 'search'}", *TINY, *args)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: {message}"), (args, last)
-        assert not os.path.exists(tmp_path / "search"), args  # nothing was written
+@pytest.mark.parametrize(
+    "settings, tune_settings, message",
+    [
+        ({}, dict(objective="val_mean_iou"), "--objective=val_mean_iou: is not a validation metric of a classify "),
+        ({}, dict(space=("dropout=0.5..0.1",)), "--space=dropout=0.5..0.1: the range 0.5..0.1 is empty or inverted"),
+        ({}, dict(fix=("depth=34",)), "--fix=depth=34: 'depth' is not a hyperparameter of this search"),
+        (dict(validation_split=""), {}, "--validation_split=: a search judges trials on a validation split"),
+        (dict(strategy="multi_worker"), {}, "--strategy=multi_worker: is not available inside trials"),
+        ({}, dict(tuner="grid"), "--tuner=grid: accepted: random, bayesian, hyperband"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_trial(tmp_path, settings, tune_settings, message):
+    with pytest.raises(ValueError) as raised:
+        tune.make_search(config(tmp_path, **settings), tune.TuneConfig(**tune_settings)).run()
+    assert raised.value.flag_message().startswith(message)
+    assert not os.path.exists(tmp_path / "search")  # nothing was written
+
+
+def test_the_program_refuses_bad_settings_in_one_line_and_lists_the_space(tmp_path):
+    result = run_tune(f"--model_dir={tmp_path / 'search'}", *TINY, "--objective=val_mean_iou")
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --objective=val_mean_iou: is not a validation metric of a classify model; "), last
+    assert "accepted: val_loss, val_accuracy" in last
+    assert not os.path.exists(tmp_path / "search")
     listing = run_tune(*TINY, "--list_space", "--fix=optimizer=adam")
     assert listing.returncode == 0, listing.stderr[-2000:]
     assert listing.stdout.splitlines()[0].split()[:2] == ["optimizer", "Fixed"]
@@ -215,15 +241,17 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
     again = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3")
     assert again.returncode == 0 and "2 trial(s) completed" in again.stdout
     assert "[train] epoch" not in again.stderr
-    other = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--tuner=bayesian")
-    assert other.returncode == 2
-    assert other.stderr.strip().splitlines()[-1].startswith("error: --tuner=bayesian: ")
-    assert "holds a search with tuner='random'; rerun with the same settings" in other.stderr
+    other = tune.make_search(
+        TrainConfig(**_tiny_config(), model_dir=str(search)),
+        tune.TuneConfig(tuner="bayesian", max_trials=2, space=("dropout=0.1..0.3",), early_stopping_patience=0),
+    )
+    with pytest.raises(tuning.SearchError, match="holds a search with tuner='random'; rerun with the same settings"):
+        other.check_directory()
 
 
 def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp_path):
     search = tmp_path / "search"
-    args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=3")
+    args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=2")
     # kill -9 of the search while its second trial trains (after that trial's first epoch); the
     # trial's own process dies with it.
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
@@ -247,7 +275,7 @@ def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp
 
     resumed = run_tune(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "3 trial(s) completed, 0 failed" in resumed.stdout
+    assert "2 trial(s) completed, 0 failed" in resumed.stdout
     assert os.path.getmtime(first / "metrics.json") == finished_before  # trial 0 was not rerun
     # Trial 1 ran again with the same values and went on from its last epoch: each epoch logged once.
     records = hparams_records(str(search / "trials"))["1"]
@@ -299,6 +327,34 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
         tuning.SearchStopped, match=r"consecutive failures exceeded the limit of 2.*out of memory in trial 1"
     ):
         stopping.run()
+
+
+@pytest.mark.parametrize("kind", tuning.TUNERS)
+def test_each_tuner_runs_a_search(tmp_path, kind):
+    import keras_tuner as kt
+
+    seen = []
+
+    def run_trial(trial_id, directory, settings, budget, execution):
+        seen.append((settings["rate"], budget))
+        return {"val_loss": (settings["rate"] - 0.3) ** 2}
+
+    search = tuning.Search(
+        str(tmp_path / kind),
+        lambda hp: {"rate": hp.Float("rate", 0.0, 1.0)},
+        run_trial,
+        objective=kt.Objective("val_loss", "min"),
+        tuner=kind,
+        max_trials=4,
+        max_epochs=3,
+        trial_process=False,
+    )
+    result = search.run()
+    assert result.completed == len(seen) == 4
+    if kind == "hyperband":
+        assert all(budget is not None and 1 <= budget.epochs <= 3 for _, budget in seen)
+    else:
+        assert all(budget is None for _, budget in seen)
 
 
 def trial_in_a_child(trial_id, directory, settings, budget, execution):
@@ -366,8 +422,10 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
         KERASTUNER_ORACLE_PORT=str(free_port()),
     )
     command = [sys.executable, "-m", "trainers.tune", f"--model_dir={search}", *TINY, "--max_trials=2"]
-    processes = {
-        name: subprocess.Popen(
+    # The worker first: it waits for the chief to mark the folder, writing nothing before.
+    processes = {}
+    for name in ("tuner0", "chief"):
+        processes[name] = subprocess.Popen(
             command,
             cwd=REPO,
             env=dict(environment, KERASTUNER_TUNER_ID=name),
@@ -375,8 +433,7 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
             stderr=subprocess.PIPE,
             text=True,
         )
-        for name in ("chief", "tuner0")
-    }
+        time.sleep(1)
     outputs = {name: process.communicate(timeout=400) for name, process in processes.items()}
     for name, process in processes.items():
         assert process.returncode == 0, (name, outputs[name][1][-3000:])
@@ -384,6 +441,22 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
     assert "worker: the search is done" in outputs["tuner0"][0]
     assert "[train] epoch" in outputs["tuner0"][1] and "[train] epoch" not in outputs["chief"][1]
     assert os.path.exists(search / "best.flags")
+
+
+def test_a_worker_without_a_chief_gives_up_after_peer_timeout(tmp_path):
+    result = run_tune(
+        f"--model_dir={tmp_path / 'search'}",
+        *TINY,
+        "--peer_timeout=2",
+        KERASTUNER_ORACLE_IP="127.0.0.1",
+        KERASTUNER_ORACLE_PORT=str(free_port()),
+        KERASTUNER_TUNER_ID="tuner0",
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --peer_timeout=2: no chief (KERASTUNER_TUNER_ID=chief) started a search in {tmp_path / 'search'} "
+        "within 2 s"
+    )
 
 
 def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path):

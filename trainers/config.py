@@ -91,7 +91,12 @@ class TrainConfig:
         kind="string",
     )
     # --- data
-    dataset: str = option("shapes", "'shapes', 'dir:PATH' (class subfolders) or a TFDS name.", kind="string")
+    dataset: str = option(
+        "shapes",
+        "'shapes', 'dir:PATH' (class subfolders), a TFDS name, or 'synthetic' (one batch of noise, repeated: "
+        "measures the model and the step without the input pipeline).",
+        kind="string",
+    )
     data_dir: str | None = option(None, "TFDS data directory (pre-downloaded datasets).", kind="string")
     train_split: str = option("train", "Training split, TFDS syntax ('train[:80%]').", kind="string")
     validation_split: str = option("validation", "Validation split; '' for none.", kind="string")
@@ -169,7 +174,10 @@ class TrainConfig:
     # --- devices and speed
     strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=STRATEGIES)
     peer_timeout: int = option(
-        300, "multi_worker: seconds to wait for every worker of TF_CONFIG to start.", kind="integer", lower_bound=1
+        300,
+        "multi_worker: seconds to wait for every worker of TF_CONFIG to start (tune: for the chief).",
+        kind="integer",
+        lower_bound=1,
     )
     logical_cpus: int = option(
         1, "Split the CPU into N logical devices (multi-replica without GPUs).", kind="integer", lower_bound=1

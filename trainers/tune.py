@@ -174,6 +174,7 @@ def make_search(config: TrainConfig, tune: TuneConfig) -> tuning.Search:
         },
         overwrite=config.overwrite,
         trial_process=tune.trial_process,
+        peer_timeout=config.peer_timeout,
     )
 
 

@@ -57,7 +57,9 @@ def fashion_cnn(
 
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
-    x = layers.Normalization(axis=(1, 2, 3), name="standardize")(x)
+    # float32 whatever the precision policy: dividing by a small std, and Keras's `adapt` cannot sum
+    # bfloat16 batch statistics into its float32 ones (it fails under mixed_bfloat16).
+    x = layers.Normalization(axis=(1, 2, 3), name="standardize", dtype="float32")(x)
     conv = dict(padding="same", activation="relu")
     x = layers.Conv2D(filters[0], 7, name="stem_conv", **conv)(x)
     x = layers.MaxPooling2D(2, name="stem_pool")(x)

@@ -37,7 +37,7 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 # Two pytest-xdist workers: the whole suite takes ~12 min serially on 2 cores, 7-9 this way.
 PYTEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # ruff, as configured in pyproject.toml: lint rules, then the formatter's check (no changes made).
 lint: install

@@ -289,6 +289,7 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
     except TrialFailed as error:
         connection.send(("failed", str(error)))
     except BaseException:  # noqa: BLE001  (everything the parent must hear about)
+        traceback.print_exc()  # the whole story on the search's stderr; the parent records the last line
         connection.send(("error", traceback.format_exc()))
     finally:
         connection.close()
@@ -299,7 +300,8 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
 def run_in_child(function, args) -> dict:
     """``function(*args)`` in a fresh (spawned) process, so that whatever a trial allocates (TF's
     function library, GPU memory, which TensorFlow never gives back) goes when the trial ends.
-    A child killed by a signal (the kernel's OOM killer) or dying without a word is `TrialFailed`."""
+    A child killed by a signal (the kernel's OOM killer), dying without a word or raising (its
+    traceback printed on stderr) is `TrialFailed`."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
@@ -331,7 +333,7 @@ def run_in_child(function, args) -> dict:
     if kind == "failed":
         raise TrialFailed(payload)
     if kind == "error":
-        raise RuntimeError(f"the trial raised:\n{payload}")
+        raise TrialFailed(f"the trial raised {_last_line(payload)}")
     return payload
 
 
@@ -414,7 +416,8 @@ def _tuner_class():
             except RuntimeError as error:  # the oracle's "consecutive failures exceeded" check
                 raise SearchStopped(str(error).splitlines()[0] + f"; last: {_last_line(trial.message)}") from None
             finally:
-                # Each trial builds a new model and datasets: drop them, so memory stays flat.
+                # Trials run in this process (trial_process=False) leave their models and datasets
+                # to Keras's session: drop them (memory still grows, by ~20 MiB a trial; BUILD.md).
                 import keras
 
                 keras.backend.clear_session()

@@ -199,3 +199,25 @@ def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_pa
         assert re.search(rf"^{row['model']} .* images/s", result.stdout, re.M)
     unknown = subprocess.run([*command, "--models=resnet99"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert unknown.returncode == 2 and "error: --models: unknown resnet99; accepted: fashion_cnn" in unknown.stderr
+
+
+def test_folder_memory_benchmark_trains_on_n_and_10n_images_and_prints_both_peaks(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "benchmarks", "folder_memory.py"),
+            "--images=20",
+            "--image_size=16",
+            "--batch_size=4",
+            f"--work_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^  N:     20 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
+    assert re.search(r"^10N:    200 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
+    assert re.search(r"^10N / N peak memory: [\d.]+x$", result.stdout, re.M), result.stdout

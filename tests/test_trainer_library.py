@@ -295,38 +295,9 @@ def _info():
     return pipelines.load("synthetic", "train[:8]", image_size=16, batch_size=4)[1]
 
 
-def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
-    import pipelines
-
-    dataset, info = pipelines.load("synthetic", "train[:48]", image_size=16, batch_size=8, training=True, seed=3)
-    batches = list(dataset)
-    assert len(batches) == info.steps_per_epoch == 6 and info.num_classes == 10
-    assert all(np.array_equal(batches[0][0], images) for images, _ in batches)  # the same batch, cached
-    assert 0 <= float(tf.reduce_min(batches[0][0])) and float(tf.reduce_max(batches[0][0])) <= 255
-    boxes = next(iter(pipelines.load("synthetic", "test[:4]", task="localize", image_size=16, batch_size=4)[0]))[1]
-    assert boxes["bbox"].shape == (4, 4) and bool(tf.reduce_all(boxes["bbox"][:, 2:] > boxes["bbox"][:, :2]))
-    config = TrainConfig(
-        model_dir=str(tmp_path / "run"),
-        model="fashion_cnn",
-        dataset="synthetic",
-        image_size=16,
-        train_split="train[:64]",
-        validation_split="validation[:16]",
-        test_split="test[:16]",
-        batch_size=16,
-        epochs=1,
-        adapt_steps=1,
-        logical_cpus=2,
-        strategy="mirrored",
-    )
-    result = trainers.train.train(config)
-    assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
-
-
-def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
-    # Keras's Normalization.adapt cannot sum bfloat16 statistics into float32 ones: the zoo keeps
-    # that layer in float32, so a --mixed_precision run of the Fashion CNN adapts and trains.
-    config = TrainConfig(
+def synthetic_run(tmp_path, **overrides) -> TrainConfig:
+    """One epoch of the Fashion CNN on 16-pixel synthetic data, no validation by default."""
+    settings = dict(
         model_dir=str(tmp_path / "run"),
         model="fashion_cnn",
         dataset="synthetic",
@@ -337,8 +308,31 @@ def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
         batch_size=16,
         epochs=1,
         adapt_steps=1,
-        mixed_precision=True,
     )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
+    import pipelines
+
+    dataset, info = pipelines.load("synthetic", "train[:48]", image_size=16, batch_size=8, training=True, seed=3)
+    batches = list(dataset)
+    assert len(batches) == info.steps_per_epoch == 6 and info.num_classes == 10
+    assert all(np.array_equal(batches[0][0], images) for images, _ in batches)  # the same batch, cached
+    assert 0 <= float(tf.reduce_min(batches[0][0])) and float(tf.reduce_max(batches[0][0])) <= 255
+    boxes = next(iter(pipelines.load("synthetic", "test[:4]", task="localize", image_size=16, batch_size=4)[0]))[1]
+    assert boxes["bbox"].shape == (4, 4) and bool(tf.reduce_all(boxes["bbox"][:, 2:] > boxes["bbox"][:, :2]))
+    config = synthetic_run(
+        tmp_path, train_split="train[:64]", validation_split="validation[:16]", logical_cpus=2, strategy="mirrored"
+    )
+    result = trainers.train.train(config)
+    assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
+
+
+def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
+    # Keras's Normalization.adapt cannot sum bfloat16 statistics into float32 ones: the zoo keeps
+    # that layer in float32, so a --mixed_precision run of the Fashion CNN adapts and trains.
+    config = synthetic_run(tmp_path, mixed_precision=True)
     result = trainers.train.train(config)
     assert np.isfinite(result.metrics["loss"])
     standardize = result.model.get_layer("backbone").get_layer("standardize")

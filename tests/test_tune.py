@@ -189,7 +189,8 @@ def test_the_program_refuses_bad_settings_in_one_line_and_lists_the_space(tmp_pa
 
 def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tmp_path):
     search = tmp_path / "search"
-    result = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3")
+    # In this process: each trial in its own is the default, tested by the kill and worker tests.
+    result = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--notrial_process")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 trial(s) completed, 0 failed" in result.stdout
     assert "rank  trial  val_accuracy" in result.stdout
@@ -238,7 +239,7 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
     assert TrainConfig.from_flagfile(str(tmp_path / "final" / "flags.txt")).model_options == recorded.model_options
 
     # The same command again: the search is finished, nothing is trained again.
-    again = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3")
+    again = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--notrial_process")
     assert again.returncode == 0 and "2 trial(s) completed" in again.stdout
     assert "[train] epoch" not in again.stderr
     other = tune.make_search(
@@ -363,6 +364,8 @@ def trial_in_a_child(trial_id, directory, settings, budget, execution):
         os.kill(os.getpid(), signal.SIGKILL)
     if trial_id == "1":
         raise tuning.TrialFailed("loss became nan")
+    if trial_id == "3":
+        raise ValueError("a bug in the trial")
     return {"val_accuracy": 0.75, "pid": float(os.getpid())}
 
 
@@ -374,13 +377,14 @@ def test_each_trial_runs_in_its_own_process_and_a_killed_one_is_a_failed_trial(t
         lambda hp: {"rate": hp.Float("rate", 0.1, 1.0)},
         trial_in_a_child,
         objective=kt.Objective("val_accuracy", "max"),
-        max_trials=3,
+        max_trials=4,
     )
     result = search.run()
-    assert (result.completed, result.failed) == (1, 2)
+    assert (result.completed, result.failed) == (1, 3)
     trials = {t.trial_id: t for t in search.tuner().oracle.trials.values()}
     assert "killed by SIGKILL (the kernel's out-of-memory killer sends it)" in trials["0"].message
     assert "loss became nan" in trials["1"].message
+    assert "the trial raised ValueError: a bug in the trial" in trials["3"].message
     assert trials["2"].metrics.get_last_value("pid") != os.getpid()
 
 
@@ -462,7 +466,9 @@ def test_a_worker_without_a_chief_gives_up_after_peer_timeout(tmp_path):
 def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path):
     search = tmp_path / "search"
     args = [a for a in TINY if not a.startswith("--epochs")]
-    result = run_tune(f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4")
+    result = run_tune(
+        f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4", "--notrial_process"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     continued = []
     for flags_file in glob.glob(str(search / "trials" / "*" / "execution0" / "flags.txt")):

@@ -358,6 +358,68 @@ def test_each_tuner_runs_a_search(tmp_path, kind):
         assert all(budget is None for _, budget in seen)
 
 
+def test_executions_of_a_trial_are_averaged(tmp_path):
+    import keras_tuner as kt
+
+    calls = []
+
+    def run_trial(trial_id, directory, settings, budget, execution):
+        calls.append((trial_id, execution))
+        return {"val_accuracy": 0.5 + 0.2 * execution, "val_loss": 1.0}
+
+    search = tuning.Search(
+        str(tmp_path / "search"),
+        lambda hp: {"rate": hp.Float("rate", 0.1, 1.0)},
+        run_trial,
+        objective=kt.Objective("val_accuracy", "max"),
+        max_trials=2,
+        executions_per_trial=3,
+        trial_process=False,
+        metrics=["val_accuracy", "val_loss"],
+    )
+    result = search.run()
+    assert calls == [("0", 0), ("0", 1), ("0", 2), ("1", 0), ("1", 1), ("1", 2)]
+    assert [t.score for t in result.best] == pytest.approx([0.7, 0.7])
+    assert logged(str(tmp_path / "search" / "trials" / "0"), "val_accuracy") == [(0, pytest.approx(0.7))]
+
+
+def test_each_trial_stops_early_on_its_objective(tmp_path, monkeypatch):
+    import trainers.train
+
+    seen = {}
+
+    def fake_train(config, *, callbacks=(), export=True):
+        seen.update(config=config, callbacks=callbacks, export=export)
+        return trainers.train.TrainResult(
+            run=None, metrics={"accuracy": 0.5, "loss": 1.0, "num_examples": 8}, model=None
+        )
+
+    monkeypatch.setattr(trainers.train, "train", fake_train)
+    base = TrainConfig(model="fashion_cnn", validation_split="validation[:8]", test_split="test")
+    settings = {"learning_rate": 0.003, "model_options": {"dropout": 0.2}}
+    objective = tune.objective_of(base, tune.TuneConfig())
+    metrics = tune.run_trial(base, objective, 2, "7", str(tmp_path / "7"), settings, None, 1)
+    assert metrics == {"val_accuracy": 0.5, "val_loss": 1.0}
+    (stopping,) = seen["callbacks"]
+    assert (stopping.monitor, stopping.patience, stopping.mode) == ("val_accuracy", 2, "max")
+    config = seen["config"]
+    assert config.model_dir == str(tmp_path / "7" / "execution1") and config.seed == base.seed + 1
+    assert config.test_split == "validation[:8]" and config.learning_rate == 0.003 and not seen["export"]
+    # An objective Keras does not log while fitting (computed at evaluation) stops on val_loss.
+    localize = dataclasses.replace(base, head="localize")
+    tune.run_trial(
+        localize,
+        tune.objective_of(localize, tune.TuneConfig(objective="val_map_50")),
+        2,
+        "8",
+        str(tmp_path / "8"),
+        settings,
+        None,
+        0,
+    )
+    assert (seen["callbacks"][0].monitor, seen["callbacks"][0].mode) == ("val_loss", "min")
+
+
 def trial_in_a_child(trial_id, directory, settings, budget, execution):
     """A trial run in its own process: killed as by the OOM killer, failing, or finishing."""
     if trial_id == "0":
@@ -425,7 +487,16 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
         KERASTUNER_ORACLE_IP="127.0.0.1",
         KERASTUNER_ORACLE_PORT=str(free_port()),
     )
-    command = [sys.executable, "-m", "trainers.tune", f"--model_dir={search}", *TINY, "--max_trials=2"]
+    command = [
+        sys.executable,
+        "-m",
+        "trainers.tune",
+        f"--model_dir={search}",
+        *TINY,
+        "--max_trials=2",
+        "--strategy=mirrored",  # inside each trial
+        "--logical_cpus=2",
+    ]
     # The worker first: it waits for the chief to mark the folder, writing nothing before.
     processes = {}
     for name in ("tuner0", "chief"):
@@ -444,6 +515,7 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
     assert "2 trial(s) completed, 0 failed" in outputs["chief"][0]
     assert "worker: the search is done" in outputs["tuner0"][0]
     assert "[train] epoch" in outputs["tuner0"][1] and "[train] epoch" not in outputs["chief"][1]
+    assert "strategy MirroredStrategy with 2 replica(s)" in outputs["tuner0"][1]
     assert os.path.exists(search / "best.flags")
 
 

@@ -1,6 +1,7 @@
 """Examples/s of the seed's Fashion CNN training vs the same network through the trainer's steps.
 
     python benchmarks/train_speed.py [--examples=6400] [--rounds=3] [--batch_size=32]
+    python benchmarks/train_speed.py --model=resnet34 --image_size=224 --examples=128 --rounds=2
 
 (a) the seed: a `keras.Sequential` Fashion CNN, the inputs standardized in NumPy, `fit` on NumPy
     arrays, batch 32, Nadam;
@@ -8,7 +9,10 @@
     on the whole training set), compiled by `trainers.steps.compile_for_phase` with the trainer's
     defaults and a `TrainConfig` of Nadam at 0.001, fed a batched, cached, prefetched `tf.data`
     pipeline of the same arrays.
-Both train on the same synthetic 28x28 images (10 classes, labels a function of the pixels, so
+With ``--model`` another zoo model (resnet34, xception at 224 px), (a) is that same zoo model
+compiled plainly (SGD with momentum 0.9 at 0.01, the trainer's defaults) and `fit` on NumPy arrays,
+and (b) the same through the trainer's steps and pipeline.
+Both train on the same synthetic images (28x28x1 for the Fashion CNN) (10 classes, labels a function of the pixels, so
 there is something to learn), in one process, alternating one epoch each for ``--rounds`` rounds
 after a warm-up epoch; the medians and their ratio are printed, then each one's training loss after
 its epochs, which must be close: the same learning. ``TF_ENABLE_ONEDNN_OPTS`` applies to both (it is
@@ -40,19 +44,22 @@ def define_flags() -> None:
     flags.DEFINE_integer("rounds", 3, "Timed epochs of each, alternating.", lower_bound=1)
     flags.DEFINE_integer("batch_size", 32, "Batch size of both.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the data and of the weights.")
+    flags.DEFINE_string("model", "fashion_cnn", "Zoo model: fashion_cnn (against the seed's), or any other.")
+    flags.DEFINE_integer("image_size", 28, "Image size (fashion_cnn: 28).", lower_bound=8)
     flags.DEFINE_boolean(
         "mixed_precision", False, "Ours with the trainer's --mixed_precision (bfloat16 on CPU); the seed stays float32."
     )
 
 
-def synthetic_data(count: int, seed: int):
-    """28x28 gray images whose class is which of 10 horizontal bands is brightest, plus noise."""
+def synthetic_data(count: int, seed: int, size: int = 28, channels: int = 1):
+    """Images whose class is which of 10 horizontal bands is brightest, plus noise."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, count)
-    images = rng.normal(100, 30, (count, 28, 28, 1))
+    images = rng.normal(100, 30, (count, size, size, channels)).astype("float32")
+    band = max(size // 14, 1)
     for index, label in enumerate(labels):
-        top = 2 + int(label) * 2
-        images[index, top : top + 3] += 90
+        top = band + int(label) * band
+        images[index, top : top + band + band // 2 + 1] += 90
     return np.clip(images, 0, 255).astype("float32"), labels
 
 
@@ -87,28 +94,46 @@ def main(argv):
     from trainers import steps
     from trainers.config import TrainConfig
 
-    images, labels = synthetic_data(FLAGS.examples, FLAGS.seed)
+    fashion = FLAGS.model == "fashion_cnn"
+    if FLAGS.model not in zoo.names():
+        print(f"error: --model={FLAGS.model}: accepted: {', '.join(zoo.names())}", file=sys.stderr)
+        return 2
+    size, channels = (28, 1) if fashion else (FLAGS.image_size, 3)
+    images, labels = synthetic_data(FLAGS.examples, FLAGS.seed, size, channels)
     keras.utils.set_random_seed(FLAGS.seed)
 
-    # (a) the seed
-    mean, std = images.mean(axis=0, keepdims=True), images.std(axis=0, keepdims=True) + 1e-7
-    standardized = (images - mean) / std
-    seed = seed_model()
-    seed.compile(loss="sparse_categorical_crossentropy", optimizer="nadam", metrics=["accuracy"])
+    if fashion:
+        # (a) the seed
+        mean, std = images.mean(axis=0, keepdims=True), images.std(axis=0, keepdims=True) + 1e-7
+        inputs = (images - mean) / std
+        seed = seed_model()
+        seed.compile(loss="sparse_categorical_crossentropy", optimizer="nadam", metrics=["accuracy"])
+        config = TrainConfig(
+            model="fashion_cnn",
+            optimizer="nadam",
+            learning_rate=0.001,
+            batch_size=FLAGS.batch_size,
+            mixed_precision=FLAGS.mixed_precision,
+        )
+    else:
+        # (a) plain Keras: the same zoo model, compiled with the same optimizer, fit on NumPy
+        inputs = images
+        seed = zoo.build(FLAGS.model, num_classes=10, input_shape=(size, size, channels))
+        seed.compile(
+            loss="sparse_categorical_crossentropy",
+            optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+            metrics=["accuracy"],
+        )
+        config = TrainConfig(
+            model=FLAGS.model, batch_size=FLAGS.batch_size, image_size=size, mixed_precision=FLAGS.mixed_precision
+        )
 
     def seed_epoch():
-        return seed.fit(standardized, labels, batch_size=FLAGS.batch_size, epochs=1, verbose=0).history["loss"][-1]
+        return seed.fit(inputs, labels, batch_size=FLAGS.batch_size, epochs=1, verbose=0).history["loss"][-1]
 
     # (b) ours: the trainer's model, normalization, compile step and a tf.data pipeline
-    config = TrainConfig(
-        model="fashion_cnn",
-        optimizer="nadam",
-        learning_rate=0.001,
-        batch_size=FLAGS.batch_size,
-        mixed_precision=FLAGS.mixed_precision,
-    )
     strategy = steps.make_strategy(config)  # the trainer's precision policy, before the model is built
-    ours = zoo.build("fashion_cnn", num_classes=10, input_shape=(28, 28, 1))
+    ours = zoo.build(FLAGS.model, num_classes=10, input_shape=(size, size, channels))
     with warnings.catch_warnings():  # Keras warns that an array is not a dict of one named input
         warnings.simplefilter("ignore")
         zoo.adapt_normalization(ours, images)
@@ -143,7 +168,8 @@ def main(argv):
             rates[name].append(FLAGS.examples / (time.perf_counter() - start))
         print(f"round {round_index + 1}: seed {rates['seed'][-1]:.0f}, ours {rates['ours'][-1]:.0f} examples/s")
     seed_rate, our_rate = statistics.median(rates["seed"]), statistics.median(rates["ours"])
-    print(f"seed (Sequential, fit on NumPy): {seed_rate:.0f} examples/s")
+    baseline = "seed (Sequential, fit on NumPy)" if fashion else f"plain fit on NumPy ({FLAGS.model})"
+    print(f"{baseline}: {seed_rate:.0f} examples/s")
     print(f"ours (trainer's steps, tf.data):  {our_rate:.0f} examples/s")
     print(f"ours / seed: {our_rate / seed_rate:.2f}x")
     epochs = FLAGS.rounds + 1

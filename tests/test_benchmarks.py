@@ -160,6 +160,25 @@ def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     assert re.search(r"^ours / seed: [\d.]+x$", out, re.M), out
     losses = re.search(r"^training loss after 2 epochs: seed ([\d.]+), ours ([\d.]+)$", out, re.M)
     assert losses and all(float(v) > 0 for v in losses.groups()), out
+    # Another zoo model: the same model through plain `fit` on NumPy against the trainer's steps.
+    other = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "benchmarks", "train_speed.py"),
+            "--model=resnet18",
+            "--image_size=32",
+            "--examples=64",
+            "--rounds=1",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert re.search(r"^plain fit on NumPy \(resnet18\): \d+ examples/s$", other.stdout, re.M), other.stdout
+    assert re.search(r"^ours / seed: [\d.]+x$", other.stdout, re.M), other.stdout
     bad = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--rounds=0"],
         cwd=REPO,

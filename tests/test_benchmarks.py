@@ -15,15 +15,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
-def run_pipeline_benchmark(*args):
+def run_benchmark(script, *args, **env):
+    """``python benchmarks/<script> *args`` from the repository, TensorFlow quiet, ``env`` added."""
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "pipeline.py"), *args],
+        [sys.executable, os.path.join(REPO, "benchmarks", script), *args],
         cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def run_pipeline_benchmark(*args):
+    return run_benchmark("pipeline.py", *args)
 
 
 def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
@@ -67,20 +72,7 @@ def test_pipeline_benchmark_refuses_a_folder_without_jpegs(tmp_path):
 
 
 def test_jpeg_decode_benchmark_times_every_window():
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "benchmarks", "jpeg_decode.py"),
-            "--num_files=5",
-            "--images=32",
-            "--repeats=1",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_benchmark("jpeg_decode.py", "--num_files=5", "--images=32", "--repeats=1")
     assert result.returncode == 0, result.stderr[-3000:]
     for name in (
         "full decode",
@@ -98,14 +90,7 @@ def test_jpeg_decode_benchmark_times_every_window():
 
 
 def run_resize_flip_benchmark(*args, **env):
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "resize_flip.py"), *args],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_benchmark("resize_flip.py", *args, **env)
 
 
 def test_resize_flip_benchmark_times_the_kernel_against_the_tf_ops():
@@ -145,14 +130,7 @@ def test_replicated_benchmark_folders_count_every_link(tmp_path):
 
 
 def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--examples=128", "--rounds=1"],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_benchmark("train_speed.py", "--examples=128", "--rounds=1")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert re.search(r"^seed \(Sequential, fit on NumPy\): \d+ examples/s$", out, re.M), out
@@ -161,44 +139,19 @@ def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     losses = re.search(r"^training loss after 2 epochs: seed ([\d.]+), ours ([\d.]+)$", out, re.M)
     assert losses and all(float(v) > 0 for v in losses.groups()), out
     # Another zoo model: the same model through plain `fit` on NumPy against the trainer's steps.
-    other = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "benchmarks", "train_speed.py"),
-            "--model=resnet18",
-            "--image_size=32",
-            "--examples=64",
-            "--rounds=1",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    other = run_benchmark("train_speed.py", "--model=resnet18", "--image_size=32", "--examples=64", "--rounds=1")
     assert other.returncode == 0, other.stderr[-3000:]
     assert re.search(r"^plain fit on NumPy \(resnet18\): \d+ examples/s$", other.stdout, re.M), other.stdout
     assert re.search(r"^ours / seed: [\d.]+x$", other.stdout, re.M), other.stdout
-    bad = subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", "train_speed.py"), "--rounds=0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_benchmark("train_speed.py", "--rounds=0")
     assert bad.returncode != 0 and "--rounds" in bad.stderr
 
 
 def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_path):
     out = tmp_path / "results.jsonl"
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "train_step.py"), "--batch_size=2", "--steps=2"]
-    result = subprocess.run(
-        [*command, "--models=fashion_cnn,resnet18", "--image_size=32", "--sweep", f"--out={out}"],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    tiny = ("--batch_size=2", "--steps=2")
+    result = run_benchmark(
+        "train_step.py", *tiny, "--models=fashion_cnn,resnet18", "--image_size=32", "--sweep", f"--out={out}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -216,25 +169,13 @@ def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_pa
     for row in rows:
         assert row["backend"] == "tensorflow" and row["images_per_s"] > 0 and row["first_step_s"] > 0
         assert re.search(rf"^{row['model']} .* images/s", result.stdout, re.M)
-    unknown = subprocess.run([*command, "--models=resnet99"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    unknown = run_benchmark("train_step.py", *tiny, "--models=resnet99")
     assert unknown.returncode == 2 and "error: --models: unknown resnet99; accepted: fashion_cnn" in unknown.stderr
 
 
 def test_folder_memory_benchmark_trains_on_n_and_10n_images_and_prints_both_peaks(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "benchmarks", "folder_memory.py"),
-            "--images=20",
-            "--image_size=16",
-            "--batch_size=4",
-            f"--work_dir={tmp_path}",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_benchmark(
+        "folder_memory.py", "--images=20", "--image_size=16", "--batch_size=4", f"--work_dir={tmp_path}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^  N:     20 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout

@@ -63,9 +63,7 @@ def device_name() -> str:
 
             return jax.devices()[0].device_kind
         if backend == "torch":
-            import torch
-
-            return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+            return torch_device_name()
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
@@ -85,10 +83,19 @@ def set_tf32(allowed: bool) -> None:
 
         tf.config.experimental.enable_tensor_float_32_execution(allowed)
     else:
-        import torch
+        set_torch_tf32(allowed)
 
-        torch.backends.cuda.matmul.allow_tf32 = allowed
-        torch.backends.cudnn.allow_tf32 = allowed
+
+def set_torch_tf32(allowed: bool) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+
+
+def torch_device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def measure(name: str, setting: dict) -> dict:
@@ -156,7 +163,7 @@ def torchvision_baseline(name: str, setting: dict) -> dict | None:
     if not hasattr(torchvision.models, name):
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = setting["tf32"]
+    set_torch_tf32(setting["tf32"])
     torch.backends.cudnn.benchmark = True
     model = getattr(torchvision.models, name)(num_classes=10).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -188,7 +195,7 @@ def torchvision_baseline(name: str, setting: dict) -> dict | None:
     return dict(
         model=f"torchvision.{name}",
         backend="torch eager",
-        device=device_name_torch(),
+        device=torch_device_name(),
         batch_size=batch,
         image_size=size,
         **setting,
@@ -197,12 +204,6 @@ def torchvision_baseline(name: str, setting: dict) -> dict | None:
         images_per_s=batch / median,
         loss=float(loss),
     )
-
-
-def device_name_torch() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def report(result: dict) -> None:

@@ -76,8 +76,8 @@ class TrialFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """Hyperband's share of a trial: train up to ``epochs``, continuing from the weights trial
-    ``parent`` ended with after ``initial_epoch`` epochs (None: from scratch)."""
+    """Hyperband's share of a trial: train up to ``epochs``, continuing from the weights the
+    trial in folder ``parent`` ended with after ``initial_epoch`` epochs (None: from scratch)."""
 
     epochs: int
     initial_epoch: int = 0
@@ -102,10 +102,6 @@ def declared_space(declare: Callable, onto=None):
     hp = onto.copy() if onto is not None else kt.HyperParameters()
     declare(hp)
     return hp
-
-
-def _names(hp) -> list[str]:
-    return [p.name for p in hp.space]
 
 
 def _parse(declared, text: str, setting: str, whole: str):
@@ -337,12 +333,6 @@ def run_in_child(function, args) -> dict:
     return payload
 
 
-def _base_tuner():
-    from keras_tuner.engine import base_tuner
-
-    return base_tuner.BaseTuner
-
-
 def make_oracle(
     tuner: str, *, objective, overrides, max_trials: int, max_epochs: int, factor: int, seed: int, max_failed: int
 ):
@@ -374,7 +364,10 @@ def make_oracle(
 
 
 def _tuner_class():
-    class TrialTuner(_base_tuner()):
+    """The tuner class, made on demand: importing this module does not import keras-tuner."""
+    from keras_tuner.engine import base_tuner
+
+    class TrialTuner(base_tuner.BaseTuner):
         """A keras-tuner tuner whose trials are run by a function of the caller."""
 
         def __init__(self, oracle, declare, run_trial, directory, executions, metrics, isolate, **kwargs):
@@ -391,7 +384,9 @@ def _tuner_class():
             values = trial.hyperparameters.values
             budget = None
             if "tuner/epochs" in values:
-                budget = Budget(values["tuner/epochs"], values["tuner/initial_epoch"], values.get("tuner/trial_id"))
+                parent = values.get("tuner/trial_id")
+                parent = os.path.join(self.trials_dir, parent) if parent is not None else None
+                budget = Budget(values["tuner/epochs"], values["tuner/initial_epoch"], parent)
             session = os.path.join(self.trials_dir, trial.trial_id)
             write_session(session, trial)
             runs = []
@@ -416,12 +411,13 @@ def _tuner_class():
             except RuntimeError as error:  # the oracle's "consecutive failures exceeded" check
                 raise SearchStopped(str(error).splitlines()[0] + f"; last: {_last_line(trial.message)}") from None
             finally:
-                # Trials run in this process (trial_process=False) leave their models and datasets
-                # to Keras's session: drop them (memory still grows, by ~20 MiB a trial; BUILD.md).
-                import keras
+                if not self.isolate:
+                    # Trials run in this process leave their models and datasets to Keras's
+                    # session: drop them (memory still grows, by ~20 MiB a trial; BUILD.md).
+                    import keras
 
-                keras.backend.clear_session()
-                gc.collect()
+                    keras.backend.clear_session()
+                    gc.collect()
 
     return TrialTuner
 

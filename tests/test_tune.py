@@ -20,17 +20,17 @@ from trainers.config import TrainConfig, search_space
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny search: 16-pixel shapes, 64 training images, 2 epochs of 2 steps per trial.
-TINY = [
-    "--model=fashion_cnn",
-    "--image_size=16",
-    "--train_split=train[:64]",
-    "--validation_split=validation[:32]",
-    "--batch_size=16",
-    "--epochs=2",
-    "--steps_per_epoch=2",
-    "--adapt_steps=1",
-    "--early_stopping_patience=0",
-]
+TINY_TRIALS = dict(
+    model="fashion_cnn",
+    image_size=16,
+    train_split="train[:64]",
+    validation_split="validation[:32]",
+    batch_size=16,
+    epochs=2,
+    steps_per_epoch=2,
+    adapt_steps=1,
+)
+TINY = [*(f"--{name}={value}" for name, value in TINY_TRIALS.items()), "--early_stopping_patience=0"]
 
 
 def run_tune(*args, timeout=300, **environment):
@@ -55,21 +55,6 @@ def hparams_records(directory):
                     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                     found.setdefault(os.path.relpath(os.path.dirname(path), directory), []).append(data)
     return found
-
-
-def _tiny_config() -> dict:
-    """TINY's trial settings as TrainConfig fields."""
-    flags = dict(arg[2:].split("=", 1) for arg in TINY if not arg.startswith("--early_stopping"))
-    return dict(
-        model=flags["model"],
-        image_size=int(flags["image_size"]),
-        train_split=flags["train_split"],
-        validation_split=flags["validation_split"],
-        batch_size=int(flags["batch_size"]),
-        epochs=int(flags["epochs"]),
-        steps_per_epoch=int(flags["steps_per_epoch"]),
-        adapt_steps=int(flags["adapt_steps"]),
-    )
 
 
 def config(tmp_path, **overrides):
@@ -240,7 +225,7 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
 
     # Other settings on the same folder are refused, naming the first that differs.
     other = tune.make_search(
-        TrainConfig(**_tiny_config(), model_dir=str(search)),
+        TrainConfig(**TINY_TRIALS, model_dir=str(search)),
         tune.TuneConfig(tuner="bayesian", max_trials=2, space=("dropout=0.1..0.3",), early_stopping_patience=0),
     )
     with pytest.raises(tuning.SearchError, match="holds a search with tuner='random'; rerun with the same settings"):

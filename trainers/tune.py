@@ -99,7 +99,7 @@ def trial_config(config: TrainConfig, settings: dict, directory: str, budget, ex
         return trial
     epochs = budget.epochs - budget.initial_epoch
     if budget.parent is not None:
-        parent = RunDir(os.path.join(os.path.dirname(os.path.dirname(directory)), budget.parent, "execution0"))
+        parent = RunDir(os.path.join(budget.parent, "execution0"))
         last_phase = steps.phases(trial)[-1].name
         trial = dataclasses.replace(trial, weights=parent.completed_weights(last_phase))
         if trial.two_phase:
@@ -121,7 +121,9 @@ def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, 
     callbacks = []
     if patience:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitored, patience=patience, mode="min" if "loss" in monitored else "max")
+            keras.callbacks.EarlyStopping(
+                monitored, patience=patience, mode="min" if task.lower_is_better(monitored) else "max"
+            )
         )
     try:
         result = train(trial_config(config, settings, directory, budget, execution), callbacks=callbacks, export=False)

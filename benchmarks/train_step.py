@@ -13,10 +13,11 @@ way Keras runs several steps per call), one epoch being one call.
 
 ``--sweep`` measures, on the first model, the settings the trainer controls, one at a time from
 the defaults: precision (float32 / mixed bfloat16 or float16), float32 matmul precision (TF32 on or
-off), XLA (TensorFlow backend; JAX always compiles), steps per execution (1 vs 8), and the optimizer
+off), XLA (on vs off, under TensorFlow and JAX), steps per execution (1 vs 8), and the optimizer
 update (SGD with momentum vs AdamW). ``--baseline`` adds torchvision's model of the same name
 (resnet18/34/50) trained in PyTorch eager mode with the same batch, precision and SGD, in this
-process, and prints ours / torchvision.
+process, and prints ours / torchvision. ``--phase=frozen|finetune`` trains a transfer model's
+heads only, or its backbone too with BatchNormalization frozen, as the trainer's two phases do.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def define_flags() -> None:
     flags.DEFINE_boolean("tf32", True, "Allow TF32 for float32 matmuls and convolutions.")
     flags.DEFINE_boolean("sweep", False, "Measure each setting the trainer controls, on the first model.")
     flags.DEFINE_boolean("baseline", False, "Also torchvision's model of the same name in PyTorch eager mode.")
+    flags.DEFINE_enum(
+        "phase",
+        "all",
+        ["all", "frozen", "finetune"],
+        "Transfer models: train everything (all), the heads only (frozen), or fine-tune as the trainer's "
+        "second phase does (backbone trainable, BatchNormalization kept frozen).",
+    )
     flags.DEFINE_string("out", None, "Append each result to this file as a JSON line.")
 
 
@@ -109,6 +117,10 @@ def measure(name: str, setting: dict) -> dict:
     channels = 1 if name == "fashion_cnn" else 3
     batch = FLAGS.batch_size
     model = zoo.build(name, num_classes=10, input_shape=(size, size, channels))
+    if FLAGS.phase == "frozen":
+        zoo.freeze_backbone(model)
+    elif FLAGS.phase == "finetune":
+        zoo.unfreeze_backbone(model, keep_batchnorm_frozen=True)
     optimizer = (
         keras.optimizers.SGD(0.01, momentum=0.9) if setting["optimizer"] == "sgd" else keras.optimizers.AdamW(1e-3)
     )
@@ -119,7 +131,13 @@ def measure(name: str, setting: dict) -> dict:
     images = rng.uniform(0, 255, (batch, size, size, channels)).astype("float32")
     labels = rng.integers(0, 10, batch).astype("int32")
     result = dict(
-        model=name, backend=keras.backend.backend(), device=device_name(), batch_size=batch, image_size=size, **setting
+        model=name,
+        backend=keras.backend.backend(),
+        device=device_name(),
+        batch_size=batch,
+        image_size=size,
+        phase=FLAGS.phase,
+        **setting,
     )
     if spe == 1:
         x, y = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(labels)  # on the device once
@@ -209,6 +227,8 @@ def torchvision_baseline(name: str, setting: dict) -> dict | None:
 def report(result: dict) -> None:
     keys = ("precision", "tf32", "jit_compile", "steps_per_execution", "optimizer")
     setting = " ".join(f"{k}={result[k]}" for k in keys)
+    if result.get("phase", "all") != "all":
+        setting += f" phase={result['phase']}"
     print(
         f"{result['model']:<22} {result['backend']:<11} {setting:<86} first step {result['first_step_s']:7.2f} s  "
         f"step {result['step_ms']:8.2f} ms  {result['images_per_s']:9.1f} images/s{'  ' + result.get('note', '')}",
@@ -254,8 +274,13 @@ def main(argv):
             dict(steps_per_execution=8 if FLAGS.steps_per_execution == 1 else 1),
             dict(optimizer="adamw" if FLAGS.optimizer == "sgd" else "sgd"),
         ]
-        if keras.backend.backend() == "tensorflow":
-            variations.append(dict(jit_compile="true" if FLAGS.jit_compile != "true" else "false"))
+        # XLA: Keras's "auto" is off for TensorFlow on CPU and on under JAX, so flip what "auto" does.
+        xla_by_default = keras.backend.backend() == "jax" or (
+            keras.backend.backend() == "tensorflow" and device_name() != "cpu"
+        )
+        if keras.backend.backend() in ("tensorflow", "jax"):
+            on = FLAGS.jit_compile == "true" or (FLAGS.jit_compile == "auto" and xla_by_default)
+            variations.append(dict(jit_compile="false" if on else "true"))
         settings += [{**default, **change} for change in variations]
     ours = {}
     for index, name in enumerate(names):

@@ -15,6 +15,7 @@ _EXPORTS = {
     "AUGMENTATIONS": "ops",
     "DataError": "sources",
     "DatasetInfo": "core",
+    "dataset_options": "core",
     "decode": "ops",
     "distribute": "core",
     "load": "core",

@@ -68,6 +68,7 @@ class _Plan:
     shuffle_buffer: int | None
     resize_to: tuple[int, int] | None
     repeat: bool = False
+    autotune: bool = False
 
 
 def load(
@@ -89,6 +90,7 @@ def load(
     repeat: bool = False,
     download: bool = True,
     validation_holdout: float = 0.0,
+    autotune: bool = False,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
@@ -124,6 +126,11 @@ def load(
         with train/ and test/ only, a TFDS set with train and test): split ``"validation"`` is
         this fraction of ``"train"``, stratified by class and deterministic, and ``"train"`` is
         the rest. 0 (default): no holdout.
+      autotune: tf.data's model-based autotuning (``options.autotune.enabled``). Off by default:
+        its optimizer thread makes the end of each iterator (each `fit`, each validation pass)
+        wait for its next wake-up, which cost a 4-epoch run here 20% (BUILD.md, "Training
+        speed"). Off, ``AUTOTUNE`` parallelism is min(16, CPU cores) and prefetch buffers still
+        grow as needed.
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(
@@ -144,6 +151,7 @@ def load(
         repeat=repeat,
         download=download,
         validation_holdout=validation_holdout,
+        autotune=autotune,
     )
     return _build(plan, input_context), plan.info
 
@@ -204,6 +212,7 @@ def _resolve(
     repeat=False,
     download=True,
     validation_holdout=0.0,
+    autotune=False,
 ) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
@@ -262,6 +271,7 @@ def _resolve(
         shuffle_buffer=shuffle_buffer,
         resize_to=resize_to,
         repeat=repeat,
+        autotune=bool(autotune),
     )
 
 
@@ -307,7 +317,18 @@ def permuted_rows(
     return pass_seeds.batch(2, drop_remainder=True).take(1).flat_map(one_pass)
 
 
+def dataset_options(autotune: bool = False) -> tf.data.Options:
+    """The `tf.data.Options` every pipeline of `load` gets (see its ``autotune``)."""
+    options = tf.data.Options()
+    options.autotune.enabled = autotune
+    return options
+
+
 def _build(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    return _batches(plan, input_context).with_options(dataset_options(plan.autotune))
+
+
+def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
     info, source = plan.info, plan.source
     channels = info.image_shape[-1]
     batch_size = info.batch_size

@@ -138,6 +138,8 @@ def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     assert re.search(r"^ours / seed: [\d.]+x$", out, re.M), out
     losses = re.search(r"^training loss after 2 epochs: seed ([\d.]+), ours ([\d.]+)$", out, re.M)
     assert losses and all(float(v) > 0 for v in losses.groups()), out
+    held_out = r"^held-out \(\d+ images\): seed loss [\d.]+ accuracy [\d.]+, ours loss [\d.]+ accuracy [\d.]+$"
+    assert re.search(held_out, out, re.M), out
     # Another zoo model: the same model through plain `fit` on NumPy against the trainer's steps.
     other = run_benchmark("train_speed.py", "--model=resnet18", "--image_size=32", "--examples=64", "--rounds=1")
     assert other.returncode == 0, other.stderr[-3000:]
@@ -169,6 +171,13 @@ def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_pa
     for row in rows:
         assert row["backend"] == "tensorflow" and row["images_per_s"] > 0 and row["first_step_s"] > 0
         assert re.search(rf"^{row['model']} .* images/s", result.stdout, re.M)
+    # A transfer phase: the heads only (frozen backbone).
+    frozen = run_benchmark(
+        "train_step.py", *tiny, "--models=resnet18", "--image_size=32", "--phase=frozen", f"--out={out}"
+    )
+    assert frozen.returncode == 0, frozen.stderr[-3000:]
+    row = json.loads(out.read_text().splitlines()[-1])
+    assert row["phase"] == "frozen" and row["images_per_s"] > 0 and "phase=frozen" in frozen.stdout
     unknown = run_benchmark("train_step.py", *tiny, "--models=resnet99")
     assert unknown.returncode == 2 and "error: --models: unknown resnet99; accepted: fashion_cnn" in unknown.stderr
 
@@ -181,3 +190,14 @@ def test_folder_memory_benchmark_trains_on_n_and_10n_images_and_prints_both_peak
     assert re.search(r"^  N:     20 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
     assert re.search(r"^10N:    200 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
     assert re.search(r"^10N / N peak memory: [\d.]+x$", result.stdout, re.M), result.stdout
+
+
+def test_data_autotune_benchmark_times_the_same_training_both_ways():
+    result = run_benchmark("data_autotune.py", "--epochs=1", "--rounds=1", "--image_size=16", "--train_examples=64")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert re.search(r"^autotune off \(the trainer's default\): [\d.]+ s$", out, re.M), out
+    assert re.search(r"^autotune on: +[\d.]+ s$", out, re.M), out
+    assert re.search(r"^on / off: [\d.]+x$", out, re.M), out
+    accuracies = re.search(r"^test accuracy: off ([\d.]+), on ([\d.]+)$", out, re.M)
+    assert accuracies and accuracies.group(1) == accuracies.group(2), out  # same data, same seed: same run

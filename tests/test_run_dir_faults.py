@@ -289,7 +289,9 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_w
     if memory is None or tf.config.list_logical_devices("GPU"):
         pytest.skip("the memory check runs on CPU machines whose RAM the OS reports")
     per_pixel = steps.activation_count(zoo.build("resnet18", num_classes=3, input_shape=(64, 64, 3))) / 64**2
-    size = int(math.sqrt(2 * memory / (per_pixel * 16 * 4)))  # twice this machine's memory, at batch 16
+    # Twice this machine's memory at batch 16 in 16-bit activations (mixed precision, the default
+    # where the hardware has it), four times in float32.
+    size = int(math.sqrt(4 * memory / (per_pixel * 16 * 4)))
     with pytest.raises(ConfigError, match=rf"^image_size={size}: with batch_size=16, one batch of resnet18 needs at"):
         trainers.train.train(config_for(tmp_path / "run", model="resnet18", image_size=size))
     # A model whose weights grow with the image (Flatten, then Dense) cannot even be built.

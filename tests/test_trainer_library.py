@@ -338,3 +338,41 @@ def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
     standardize = result.model.get_layer("backbone").get_layer("standardize")
     assert standardize.dtype_policy.compute_dtype == "float32"
     assert float(np.asarray(standardize.variance).mean()) != 1.0  # adapted
+
+
+def test_mixed_precision_by_default_only_where_the_hardware_computes_it(tmp_path, monkeypatch):
+    from trainers import distribute
+
+    flags_line = "flags\t\t: fpu sse2 avx2 avx512f {}\n"
+    for present, expected in (("avx512_bf16", True), ("amx_bf16", True), ("avx512_vnni", False)):
+        (tmp_path / "cpuinfo").write_text("processor\t: 0\n" + flags_line.format(present))
+        assert distribute.cpu_has_bfloat16(str(tmp_path / "cpuinfo")) is expected
+    assert distribute.cpu_has_bfloat16(str(tmp_path / "absent")) is False  # not Linux: no claim
+
+    # CPU: the user's choice stands; by default bfloat16 only with the instructions for it.
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(distribute, "cpu_has_bfloat16", lambda has=has_bf16: has)
+        assert distribute.precision_policy(None) == ("mixed_bfloat16" if has_bf16 else "float32")
+        assert distribute.precision_policy(True) == "mixed_bfloat16"
+        assert distribute.precision_policy(False) == "float32"
+    # GPU: float16 (Keras adds loss scaling); by default only with tensor cores (7.0 and up).
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    for capability, default in (((9, 0), "mixed_float16"), ((7, 0), "mixed_float16"), ((6, 1), "float32")):
+        details = {"compute_capability": capability}
+        monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu, d=details: d)
+        assert distribute.precision_policy(None) == default
+        assert distribute.precision_policy(True) == "mixed_float16"
+        assert distribute.precision_policy(False) == "float32"
+
+
+def test_the_trainers_pipelines_leave_tf_data_autotuning_off_unless_asked(tmp_path):
+    import pipelines
+
+    config = TrainConfig(model="fashion_cnn", **TINY)
+    assert steps.data_args(config)["autotune"] is False
+    for autotune in (False, True):
+        args = steps.training_data_args(dataclasses.replace(config, data_autotune=autotune))
+        dataset, _ = pipelines.load(config.dataset, config.train_split, **args)
+        assert dataset.options().autotune.enabled is autotune
+    assert "--data_autotune" in dataclasses.replace(config, data_autotune=True).flag_lines()

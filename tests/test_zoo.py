@@ -80,3 +80,23 @@ def test_model_forward_train_save_load(name, head, tmp_path):
     else:
         for key in ("class", "bbox"):
             np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "fashion_cnn"])
+def test_a_mixed_precision_model_reloads_and_predicts_in_a_float32_process(name, tmp_path):
+    # The trainer turns mixed precision on by default where the hardware has it; the model is then
+    # loaded (evaluate, predict, show) where the global policy is float32. Each layer, nested ones
+    # included, keeps the policy it was saved with.
+    shape = tiny_shape(name)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = zoo.build(name, num_classes=NUM_CLASSES, input_shape=shape)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.save(tmp_path / "mixed.keras")
+    reloaded = keras.models.load_model(tmp_path / "mixed.keras", safe_mode=True)
+    images = raw_images(shape)
+    np.testing.assert_allclose(predict(reloaded, images), predict(model, images), rtol=1e-2, atol=1e-2)
+    nested = [layer for layer in reloaded._flatten_layers(include_self=False, recursive=True)]
+    units = [layer for layer in nested if isinstance(layer, zoo.layers.ResidualUnit)]
+    assert all(sub.dtype_policy.name == "mixed_bfloat16" for unit in units for sub in (unit.conv1, unit.bn2))

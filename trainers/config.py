@@ -109,6 +109,12 @@ class TrainConfig:
         (), "Training augmentations, from pipelines.ops.AUGMENTATIONS: crop, flip.", kind="list", choices=_augmentations
     )
     cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
+    data_autotune: bool = option(
+        False,
+        "tf.data's model-based autotuning. Off by default: the end of each iterator (each fit, each "
+        "validation pass) waits for its tuner's next wake-up (measured: BUILD.md).",
+        kind="boolean",
+    )
     skip_bad_files: bool = option(False, "Skip unreadable image files (with a warning).", kind="boolean")
     download: bool = option(
         True, "Download and prepare a TFDS dataset on first use (--nodownload: prepared data only).", kind="boolean"
@@ -182,7 +188,12 @@ class TrainConfig:
     logical_cpus: int = option(
         1, "Split the CPU into N logical devices (multi-replica without GPUs).", kind="integer", lower_bound=1
     )
-    mixed_precision: bool = option(False, "Mixed precision (float16 on GPU, bfloat16 on CPU).", kind="boolean")
+    mixed_precision: bool | None = option(
+        None,
+        "Mixed precision (float16 on GPU, bfloat16 on CPU; float32 weights and outputs). Default: on for GPUs "
+        "with tensor cores and CPUs with bfloat16 instructions (measured faster: BUILD.md).",
+        kind="boolean",
+    )
     jit_compile: bool = option(False, "Compile train steps with XLA.", kind="boolean")
     steps_per_execution: int = option(1, "Train steps per tf.function call.", kind="integer", lower_bound=1)
     seed: int = option(42, "Seed for weights, shuffling and augmentation.", kind="integer")

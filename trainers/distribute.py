@@ -37,6 +37,43 @@ def split_cpu(count: int) -> None:
         logging.warning("TensorFlow devices are already initialized; --logical_cpus ignored")
 
 
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX; read from Linux's cpuinfo).
+
+    Elsewhere, and on CPUs without them, bfloat16 is emulated, which is slower than float32."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
+    return False
+
+
+def precision_policy(mixed_precision: bool | None) -> str:
+    """The Keras dtype policy for ``--mixed_precision``: True, False, or None (by the hardware).
+
+    GPUs: ``mixed_float16`` (Keras adds loss scaling); by default only on GPUs with tensor cores
+    (compute capability 7.0 and up). CPUs: ``mixed_bfloat16``; by default only where the CPU has
+    bfloat16 instructions. Measured: BUILD.md, "Training speed".
+    """
+    import tensorflow as tf
+
+    if mixed_precision is False:
+        return "float32"
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if mixed_precision:
+            return "mixed_float16"
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "mixed_float16" if tuple(details.get("compute_capability") or (0, 0)) >= (7, 0) else "float32"
+    if mixed_precision or cpu_has_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def make_strategy(name: str, peer_timeout: float = 300):
     """``auto``: MirroredStrategy over the GPUs when there are several, else the default.
 

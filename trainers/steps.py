@@ -42,12 +42,13 @@ class TrainingError(RuntimeError):
 def make_strategy(config: TrainConfig):
     """Devices, precision policy, strategy and seeds, in the order TensorFlow needs them."""
     import keras
-    import tensorflow as tf
 
     distribute.split_cpu(config.logical_cpus)
-    if config.mixed_precision:
-        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    policy = distribute.precision_policy(config.mixed_precision)
+    if policy != keras.mixed_precision.global_policy().name:
         keras.mixed_precision.set_global_policy(policy)
+    if config.mixed_precision is None:
+        logging.info("precision: %s (by this hardware; --nomixed_precision or --mixed_precision to choose)", policy)
     try:
         strategy = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
     except distribute.StrategyError as error:
@@ -112,6 +113,7 @@ def data_args(config: TrainConfig, **overrides) -> dict:
         seed=config.seed,
         skip_bad_files=config.skip_bad_files,
         download=config.download,
+        autotune=config.data_autotune,
         # The default validation split of a source that has none is carved from train.
         validation_holdout=VALIDATION_HOLDOUT if config.validation_split == "validation" else 0.0,
     )

@@ -28,19 +28,23 @@ class ResidualUnit(layers.Layer):
         self.strides = strides
         self.activation = keras.activations.get(activation)
         self._activation_name = activation
-        conv = dict(kernel_size=3, padding="same", use_bias=False)
+        # The unit's own dtype policy, not the global one: a unit reloaded from a mixed-precision
+        # model in a float32 process must compute its main path and shortcut in the same dtype.
+        conv = dict(kernel_size=3, padding="same", use_bias=False, dtype=self.dtype_policy)
         self.conv1 = layers.Conv2D(filters, strides=strides, name="conv1", **conv)
-        self.bn1 = layers.BatchNormalization(name="bn1")
+        self.bn1 = layers.BatchNormalization(name="bn1", dtype=self.dtype_policy)
         self.conv2 = layers.Conv2D(filters, strides=1, name="conv2", **conv)
-        self.bn2 = layers.BatchNormalization(name="bn2")
+        self.bn2 = layers.BatchNormalization(name="bn2", dtype=self.dtype_policy)
         self.projection = None
         self.projection_bn = None
 
     def build(self, input_shape):
         in_filters = input_shape[-1]
         if self.strides != 1 or in_filters != self.filters:
-            self.projection = layers.Conv2D(self.filters, 1, strides=self.strides, use_bias=False, name="projection")
-            self.projection_bn = layers.BatchNormalization(name="projection_bn")
+            self.projection = layers.Conv2D(
+                self.filters, 1, strides=self.strides, use_bias=False, name="projection", dtype=self.dtype_policy
+            )
+            self.projection_bn = layers.BatchNormalization(name="projection_bn", dtype=self.dtype_policy)
             self.projection.build(input_shape)
             self.projection_bn.build(self.projection.compute_output_shape(input_shape))
         self.conv1.build(input_shape)

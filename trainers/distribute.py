@@ -52,12 +52,20 @@ def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels: as ``TF_ENABLE_ONEDNN_OPTS`` says, which
+    `trainers` sets on x86 CPUs unless the user chose. Without them bfloat16 convolutions fall
+    back to emulation (14x slower than float32 here: BUILD.md)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("1", "true")
+
+
 def precision_policy(mixed_precision: bool | None) -> str:
     """The Keras dtype policy for ``--mixed_precision``: True, False, or None (by the hardware).
 
     GPUs: ``mixed_float16`` (Keras adds loss scaling); by default only on GPUs with tensor cores
     (compute capability 7.0 and up). CPUs: ``mixed_bfloat16``; by default only where the CPU has
-    bfloat16 instructions. Measured: BUILD.md, "Training speed".
+    bfloat16 instructions and TensorFlow's oneDNN kernels are on. Measured: BUILD.md, "Training
+    speed".
     """
     import tensorflow as tf
 
@@ -69,9 +77,13 @@ def precision_policy(mixed_precision: bool | None) -> str:
             return "mixed_float16"
         details = tf.config.experimental.get_device_details(gpus[0])
         return "mixed_float16" if tuple(details.get("compute_capability") or (0, 0)) >= (7, 0) else "float32"
-    if mixed_precision or cpu_has_bfloat16():
-        return "mixed_bfloat16"
-    return "float32"
+    native = cpu_has_bfloat16() and onednn_enabled()
+    if mixed_precision and not native:
+        logging.warning(
+            "--mixed_precision: this CPU has no bfloat16 instructions or TF_ENABLE_ONEDNN_OPTS is off, so "
+            "bfloat16 is emulated and slower than float32"
+        )
+    return "mixed_bfloat16" if mixed_precision or native else "float32"
 
 
 def make_strategy(name: str, peer_timeout: float = 300):

@@ -1,6 +1,7 @@
 """Wall-clock of one short training with tf.data's autotuning off (the trainer's default) and on.
 
     python benchmarks/data_autotune.py [--epochs=4] [--rounds=2] [--image_size=32] [--train_examples=4000]
+                                       [--nomixed_precision]
 
 Each round trains the Fashion CNN on the shapes set through `trainers.train.train` twice, in this
 process, alternating: ``--nodata_autotune`` then ``--data_autotune``, each in a fresh run directory,
@@ -32,6 +33,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("rounds", 2, "Runs of each setting, alternating.", lower_bound=1)
     flags.DEFINE_integer("image_size", 32, "Image size.", lower_bound=8)
     flags.DEFINE_integer("train_examples", 4000, "Training examples (of the shapes set's 10,000).", lower_bound=32)
+    flags.DEFINE_boolean("mixed_precision", None, "The trainer's --mixed_precision (default: by the hardware).")
 
 
 def main(argv):
@@ -54,6 +56,7 @@ def main(argv):
                     train_split=f"train[:{FLAGS.train_examples}]",
                     epochs=FLAGS.epochs,
                     data_autotune=autotune,
+                    mixed_precision=FLAGS.mixed_precision,
                 )
                 start = time.perf_counter()
                 result = trainers.train.train(config, export=False)

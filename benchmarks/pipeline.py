@@ -8,7 +8,7 @@
     sequential map too, as TFDS would hand it decoded images);
 (b) ours: `pipelines.load("dir:...", training=True, augment=("crop", "flip"), image_size=224)`,
     with the fused resize+flip kernel (`pipelines.fused`, when built) and (b') with TF's ops
-    (``ZOO_FUSED_OPS=0``);
+    (``ZOO_FUSED_OPS=0``), and (b'') with tf.data's autotuning on (``autotune=True``);
 (c) the floor: read + decode every JPEG in a parallel map, nothing else;
 (c') decode + resize only: the middle crop window decoded, cast and resized by TF's ops in a
     parallel map, no shuffle and no random op: the fixed work of the job at its leanest in TF ops;
@@ -117,7 +117,7 @@ def decode_and_resize(paths, size, batch_size):
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def ours(root, size, batch_size):
+def ours(root, size, batch_size, autotune=False):
     dataset, _ = pipelines.load(
         f"dir:{root}",
         "train+validation+test",
@@ -126,6 +126,7 @@ def ours(root, size, batch_size):
         training=True,
         augment=("crop", "flip"),
         seed=0,
+        autotune=autotune,
     )
     return dataset.repeat()
 
@@ -205,6 +206,7 @@ def main(argv):
             "seed, no auto-parallel": lambda: seed_pipeline(paths, labels, size, batch, False),
             "pipelines.load": lambda: ours(root, size, batch),
             "pipelines.load, TF ops": lambda: ours_tf_ops(root, size, batch),
+            "pipelines.load, autotune": lambda: ours(root, size, batch, autotune=True),
             "decode only (floor)": lambda: decode_only(paths, batch),
             "decode + resize only": lambda: decode_and_resize(paths, size, batch),
         }
@@ -233,6 +235,10 @@ def main(argv):
             f"{median['pipelines.load, TF ops'] / median['decode only (floor)']:.0%}"
         )
         print(f"fused kernel / TF ops (both ours): {median['pipelines.load'] / median['pipelines.load, TF ops']:.2f}x")
+        print(
+            f"ours (tf.data autotuning off, the default) / ours with autotune=True: "
+            f"{median['pipelines.load'] / median['pipelines.load, autotune']:.2f}x"
+        )
         print(
             f"decode + resize only / decode-only floor: "
             f"{median['decode + resize only'] / median['decode only (floor)']:.0%} "

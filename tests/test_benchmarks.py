@@ -40,6 +40,7 @@ def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
         "seed, no auto-parallel",
         "pipelines.load",
         "pipelines.load, TF ops",
+        "pipelines.load, autotune",
         "decode only (floor)",
         "decode + resize only",
         "pipelines.load, cache=True",
@@ -53,6 +54,7 @@ def test_pipeline_benchmark_measures_every_candidate_and_prints_the_ratios():
         "ours / decode-only floor, round by round (measured seconds apart, so drift cancels): median ",
         "ours with cache=True / seed pipeline: ",
         "fused kernel / TF ops (both ours): ",
+        "ours (tf.data autotuning off, the default) / ours with autotune=True: ",
         "ours with TF ops instead of the fused kernel / decode-only floor: ",
     ):
         assert ratio in out

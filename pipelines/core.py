@@ -127,10 +127,10 @@ def load(
         this fraction of ``"train"``, stratified by class and deterministic, and ``"train"`` is
         the rest. 0 (default): no holdout.
       autotune: tf.data's model-based autotuning (``options.autotune.enabled``). Off by default:
-        its optimizer thread makes the end of each iterator (each `fit`, each validation pass)
-        wait for its next wake-up, which cost a 4-epoch run here 20% (BUILD.md, "Training
-        speed"). Off, ``AUTOTUNE`` parallelism is min(16, CPU cores) and prefetch buffers still
-        grow as needed.
+        its tuner thread can hold the end of an iterator (of a `fit`, an evaluation) for seconds,
+        and turning it off cost the pipeline nothing measurable (BUILD.md, "Training speed").
+        Off, ``AUTOTUNE`` parallelism is min(16, CPU cores) and prefetch buffers still grow as
+        needed.
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(

@@ -7,8 +7,9 @@ Each round trains the Fashion CNN on the shapes set through `trainers.train.trai
 process, alternating: ``--nodata_autotune`` then ``--data_autotune``, each in a fresh run directory,
 with a validation pass every epoch and a test evaluation at the end (export off). It prints each
 run's seconds, the medians, their ratio, and both runs' test accuracy (the same data and seed: the
-same learning). With autotuning on, tf.data's tuner thread makes the end of each iterator (the
-end of `fit`, each epoch's validation pass, the evaluation) wait for the tuner's next wake-up.
+same learning). With autotuning on, tf.data's tuner thread can hold the end of an iterator (the
+end of `fit`, a validation pass, the evaluation) for seconds; whether a whole run notices is what
+this measures.
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ def measure(name: str, setting: dict) -> dict:
         image_size=size,
         phase=FLAGS.phase,
         **setting,
+        xla=bool(model.jit_compile),  # what Keras made of jit_compile ("auto": off for TF on CPU, on for JAX)
     )
     if spe == 1:
         x, y = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(labels)  # on the device once
@@ -224,6 +225,22 @@ def torchvision_baseline(name: str, setting: dict) -> dict | None:
     )
 
 
+def sweep_changes(default: dict) -> list[dict]:
+    """The settings ``--sweep`` tries, each one change from the ``default`` run's."""
+    backend = keras.backend.backend()
+    mixed = "mixed_float16" if backend == "tensorflow" and device_name() != "cpu" else "mixed_bfloat16"
+    changes = [
+        dict(precision="float32" if FLAGS.precision != "float32" else mixed),
+        dict(tf32=not FLAGS.tf32),
+        dict(steps_per_execution=8 if FLAGS.steps_per_execution == 1 else 1),
+        dict(optimizer="adamw" if FLAGS.optimizer == "sgd" else "sgd"),
+    ]
+    if backend in ("tensorflow", "jax"):
+        # XLA the other way from what the default run got (Keras resolved its "auto").
+        changes.append(dict(jit_compile="false" if default["xla"] else "true"))
+    return changes
+
+
 def report(result: dict) -> None:
     keys = ("precision", "tf32", "jit_compile", "steps_per_execution", "optimizer")
     setting = " ".join(f"{k}={result[k]}" for k in keys)
@@ -261,33 +278,13 @@ def main(argv):
         optimizer=FLAGS.optimizer,
     )
     print(f"backend {keras.backend.backend()}, device {device_name()}, batch {FLAGS.batch_size}", flush=True)
-    settings = [default]
-    if FLAGS.sweep:
-        mixed = (
-            "mixed_float16"
-            if keras.backend.backend() == "tensorflow" and device_name() != "cpu"
-            else ("mixed_bfloat16")
-        )
-        variations = [
-            dict(precision="float32" if FLAGS.precision != "float32" else mixed),
-            dict(tf32=not FLAGS.tf32),
-            dict(steps_per_execution=8 if FLAGS.steps_per_execution == 1 else 1),
-            dict(optimizer="adamw" if FLAGS.optimizer == "sgd" else "sgd"),
-        ]
-        # XLA: Keras's "auto" is off for TensorFlow on CPU and on under JAX, so flip what "auto" does.
-        xla_by_default = keras.backend.backend() == "jax" or (
-            keras.backend.backend() == "tensorflow" and device_name() != "cpu"
-        )
-        if keras.backend.backend() in ("tensorflow", "jax"):
-            on = FLAGS.jit_compile == "true" or (FLAGS.jit_compile == "auto" and xla_by_default)
-            variations.append(dict(jit_compile="false" if on else "true"))
-        settings += [{**default, **change} for change in variations]
     ours = {}
     for index, name in enumerate(names):
-        for setting in settings if index == 0 else [default]:
-            result = measure(name, setting)
-            report(result)
-            ours.setdefault(name, result)
+        ours[name] = result = measure(name, default)
+        report(result)
+        if index == 0 and FLAGS.sweep:
+            for change in sweep_changes(result):
+                report(measure(name, {**default, **change}))
     if FLAGS.baseline:
         for name, result in ours.items():
             base = torchvision_baseline(name, default)

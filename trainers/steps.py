@@ -45,8 +45,7 @@ def make_strategy(config: TrainConfig):
 
     distribute.split_cpu(config.logical_cpus)
     policy = distribute.precision_policy(config.mixed_precision)
-    if policy != keras.mixed_precision.global_policy().name:
-        keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(policy)
     if config.mixed_precision is None:
         logging.info("precision: %s (by this hardware; --nomixed_precision or --mixed_precision to choose)", policy)
     try:

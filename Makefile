@@ -34,7 +34,7 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 	$(BIN)/python -m pipelines.fused build --optional
 	@touch $(FUSED)
 
-# Two pytest-xdist workers, work-stealing: the whole suite takes 9-10 min on 2 cores this way.
+# Two pytest-xdist workers, work-stealing: the whole suite takes 9-11 min on 2 cores this way.
 PYTEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -164,6 +165,14 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
     # The test-time crop follows training's random crop, for every split a run evaluates.
     assert steps.eval_data_args(again)["central_crop"] is True
     assert steps.eval_data_args(dataclasses.replace(again, augment=("flip",)))["central_crop"] is False
+    # predict crops as evaluate does: the run's crop on its own model; on a bare copy of model.keras
+    # (no flags.txt beside it), evaluate's default for a bare file, which is no crop.
+    assert trainers.predict.central_crop_for(run.model_file, model) is True
+    os.makedirs(tmp_path / "elsewhere")
+    bare = str(tmp_path / "elsewhere" / "model.keras")
+    shutil.copy(run.model_file, bare)
+    assert steps.eval_data_args(trainers.evaluate.run_config(bare, model))["central_crop"] is False
+    assert trainers.predict.central_crop_for(bare, model) is False
     # Unweighted, the loss differs: the run's loss weights matter.
     plain = trainers.evaluate.evaluate_model(model, dataclasses.replace(again, loss_weights=(1.0, 1.0)), "test[:32]")
     assert plain["loss"] != pytest.approx(saved["loss"], abs=1e-5)

@@ -5,8 +5,10 @@
 
 For each image, prints the top-K classes with their probabilities, the way the seed prints
 `decode_predictions`, and the box ([ymin, xmin, ymax, xmax], normalized) for localize models.
-Images are decoded, central-cropped (--central_crop; for a run directory, as the run evaluated)
-and resized to the model's input size; the model does its own pixel scaling.
+Images are decoded, central-cropped or not, and resized to the model's input size; the model does
+its own pixel scaling. The crop (--central_crop) defaults to what `trainers.evaluate` does with the
+same model: for a run directory, the run's test-time crop (on if it trained on random crops); for a
+bare .keras file, the trainer's default (off); for --model=resnet50, on, as the seed predicts.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from absl import flags
 
 from trainers import cli, task
 from trainers.cli import UserError
-from trainers.config import TrainConfig
-from trainers.rundir import run_dir_of
+from trainers.config import ConfigError
 
 FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
@@ -39,7 +40,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("top_k", 3, "Classes to print per image.", lower_bound=1)
     flags.DEFINE_string("class_names", None, "JSON list of class names (default: class_names.json beside the model).")
     flags.DEFINE_boolean(
-        "central_crop", None, "Central-crop towards a square before resizing (default: as the run evaluated; else yes)."
+        "central_crop",
+        None,
+        "Central-crop towards a square before resizing (default: as evaluate does with the model: a run's "
+        "test-time crop, off for a bare .keras file; on for --model=resnet50).",
     )
 
 
@@ -83,6 +87,14 @@ def check_image_paths(paths) -> None:
             raise UserError(f"image {path!r} {problem}")
 
 
+def central_crop_for(model_path: str, model) -> bool:
+    """The test-time crop `trainers.evaluate` applies to this model: its run's (flags.txt), or the
+    trainer's default for a bare .keras file. Raises ConfigError for a flags.txt that does not parse."""
+    from trainers.evaluate import run_config
+
+    return task.test_time_preprocessing(run_config(model_path, model))["central_crop"]
+
+
 def load_images(paths, size, channels, central_crop: bool):
     import tensorflow as tf
 
@@ -121,16 +133,18 @@ def main(argv):
     check_image_paths(paths)  # before any model is loaded or downloaded
     import numpy as np
 
-    central_crop = True if FLAGS.central_crop is None else FLAGS.central_crop
+    central_crop = FLAGS.central_crop
     if FLAGS.model_path:
         model_path, model = cli.open_model(FLAGS.model_path)
-        run = run_dir_of(model_path)
-        if run is not None and FLAGS.central_crop is None:
-            # The run's own test-time preprocessing: what its metrics were measured with.
-            central_crop = task.test_time_preprocessing(TrainConfig.from_flagfile(run.flags_file))["central_crop"]
+        if central_crop is None:  # as evaluate measured the model: the same images give the same answers
+            try:
+                central_crop = central_crop_for(model_path, model)
+            except ConfigError as error:
+                raise UserError(error.flag_message()) from None
     else:
         model_path = None
         model = build_pretrained()
+        central_crop = True if central_crop is None else central_crop  # the seed's ImageNet prediction
     height, width, channels = model.input_shape[1:]
     images = load_images(paths, (height, width), channels, central_crop)
     outputs = model.predict(images, verbose=0)

@@ -13,12 +13,13 @@ import importlib
 # their module once, as __main__, instead of after the package has already imported it.
 _EXPORTS = {
     "AUGMENTATIONS": "ops",
-    "DataError": "sources",
+    "DataError": "errors",
     "DatasetInfo": "core",
     "dataset_options": "core",
     "decode": "ops",
     "distribute": "core",
     "load": "core",
+    "SettingError": "errors",
     "undecodable": "core",
 }
 

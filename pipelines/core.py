@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from pipelines import ops, sources
+from pipelines.errors import DataError
 from pipelines.ops import decode, decode_random_crop
-from pipelines.sources import DataError
 from zoo.checks import is_int, positive_int
 from zoo.registry import HEADS
 

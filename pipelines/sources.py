@@ -22,12 +22,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import shapes
+from pipelines.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A data problem the user must fix (bad split, unreadable file, empty folder, ...)."""
 
 
 @dataclasses.dataclass

@@ -48,22 +48,16 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
+from pipelines.errors import SettingError
+
 TUNERS = ("random", "bayesian", "hyperband")
 SETTINGS_FILE = "search.json"
 TUNER_DIR = "tuner"
 TRIALS_DIR = "trials"
 
 
-class SearchError(ValueError):
+class SearchError(SettingError):
     """A setting of the search that cannot be used: names the setting, the value, what is accepted."""
-
-    def __init__(self, setting: str, value, reason: str):
-        self.setting, self.value, self.reason = setting, value, reason
-        super().__init__(f"{setting}={value!r}: {reason}")
-
-    def flag_message(self) -> str:
-        value = ",".join(map(str, self.value)) if isinstance(self.value, (list, tuple)) else self.value
-        return f"--{self.setting}={value}: {self.reason}"
 
 
 class SearchStopped(RuntimeError):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
 
+from pipelines.errors import SettingError
 from trainers.distribute import STRATEGIES
 
 OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
@@ -37,17 +37,8 @@ IDENTITY_FIELDS = (
 UNRECORDED_FIELDS = ("overwrite",)
 
 
-class ConfigError(ValueError):
-    """A setting that cannot be used, naming the field, the value and what is accepted."""
-
-    def __init__(self, field: str, value: Any, reason: str):
-        self.field, self.value, self.reason = field, value, reason
-        super().__init__(f"{field}={value!r}: {reason}")
-
-    def flag_message(self) -> str:
-        """The same, spelled as the command-line flag."""
-        value = ",".join(map(str, self.value)) if isinstance(self.value, tuple) else self.value
-        return f"--{self.field}={'' if value is None else value}: {self.reason}"
+class ConfigError(SettingError):
+    """A `TrainConfig` setting that cannot be used, naming the field, the value and what is accepted."""
 
 
 def option(default, help: str, *, kind: str, choices=None, lower_bound=None, upper_bound=None):

@@ -153,6 +153,82 @@ def test_repair_backup_restores_the_previous_epoch(tmp_path):
     assert repair_backup(str(backup)) == "ok"
 
 
+def write_backup(folder, model, latest, previous=None, whole=True):
+    """A BackupAndRestore folder: ``latest`` epoch (its weights cut off unless ``whole``) and the
+    ``previous`` epoch's .bkp copies."""
+    folder.mkdir(parents=True)
+    model.save_weights(str(folder / "w.weights.h5"))
+    weights = (folder / "w.weights.h5").read_bytes()
+    if previous is not None:
+        (folder / "latest.weights.h5.bkp").write_bytes(weights)
+        (folder / "training_metadata.json.bkp").write_text(json.dumps({"epoch": previous, "batch": 0}))
+    (folder / "latest.weights.h5").write_bytes(weights if whole else weights[:100])
+    (folder / "training_metadata.json").write_text(json.dumps({"epoch": latest, "batch": 0}))
+    os.remove(folder / "w.weights.h5")
+
+
+@pytest.mark.parametrize("order", [("chief", "worker1", "worker2"), ("worker2", "worker1", "chief")])
+def test_workers_repair_their_backups_to_one_common_epoch(tmp_path, order):
+    # The cluster was killed while the chief was writing epoch 2's backup: the others had written
+    # theirs. Resuming from its own folder, each worker would start from another epoch.
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    roles = ("chief", "worker1", "worker2")
+    runs = {
+        role: RunDir(str(tmp_path), is_chief=role == "chief", task_id=index, multi_worker=True, roles=roles)
+        for index, role in enumerate(roles)
+    }
+    for role in roles:
+        write_backup(tmp_path / "backup" / "train" / role, model, latest=2, previous=1, whole=role != "chief")
+    assert runs["worker1"].peer_backups("train") == [
+        str(tmp_path / "backup" / "train" / "chief"),
+        str(tmp_path / "backup" / "train" / "worker2"),
+    ]
+    for role in order:
+        run = runs[role]
+        assert repair_backup(run.backup("train"), run.peer_backups("train")) == "previous", role
+    for role, run in runs.items():
+        assert json.load(open(os.path.join(run.backup("train"), "training_metadata.json")))["epoch"] == 1, role
+        assert readable_weights(os.path.join(run.backup("train"), "latest.weights.h5")), role
+        assert repair_backup(run.backup("train"), run.peer_backups("train")) == "ok"
+    # A worker that never wrote a backup can only start the phase: so must the others.
+    (tmp_path / "backup" / "train" / "worker2").rename(tmp_path / "gone")
+    assert repair_backup(runs["chief"].backup("train"), runs["chief"].peer_backups("train")) == "removed"
+    assert not os.path.exists(runs["chief"].backup("train"))
+    # One worker alone repairs as before: its own latest whole backup is kept.
+    alone = RunDir(str(tmp_path / "single"))
+    write_backup(tmp_path / "single" / "backup" / "train", model, latest=3, previous=2)
+    assert alone.peer_backups("train") == []
+    assert repair_backup(alone.backup("train"), alone.peer_backups("train")) == "ok"
+
+
+@pytest.mark.parametrize(
+    "cluster, expected",
+    [
+        ({"worker": ["a:1", "b:1", "c:1"]}, ("chief", "worker1", "worker2")),
+        ({"chief": ["a:1"], "worker": ["b:1", "c:1"]}, ("chief", "worker0", "worker1")),
+        ({}, ()),
+    ],
+)
+def test_every_worker_knows_every_workers_name(cluster, expected):
+    from types import SimpleNamespace
+
+    from trainers import distribute
+
+    for job, tasks in cluster.items():
+        for index in range(len(tasks)):
+            resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+                tf.train.ClusterSpec(cluster), task_type=job, task_id=index
+            )
+            strategy = SimpleNamespace(cluster_resolver=resolver)
+            assert distribute.worker_roles(strategy) == expected
+            is_chief, task_id = distribute.worker_info(strategy)
+            run = RunDir("/tmp/unused", is_chief=is_chief, task_id=task_id, multi_worker=True, roles=expected)
+            assert run.role in expected and (run.role == "chief") == is_chief
+    assert distribute.worker_roles(tf.distribute.get_strategy()) == ()
+
+
 @pytest.mark.parametrize("damaged", ["state.json", "checkpoint", "flags.txt"])
 def test_damaged_run_files_are_rebuilt_and_the_run_finishes(tmp_path, damaged, caplog):
     root = tmp_path / "run"

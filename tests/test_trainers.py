@@ -280,7 +280,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_local_workers_finish_with_identical_weights(tmp_path):
+def run_two_workers(model_dir, *args, timeout=300, **extra_env):
+    """Two local `trainers.train` workers of one multi-worker run: their exit codes and outputs."""
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -288,31 +289,54 @@ def test_two_local_workers_finish_with_identical_weights(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "trainers.train",
-                    f"--model_dir={tmp_path / 'run'}",
-                    "--model=fashion_cnn",
-                    "--epochs=2",
-                    "--strategy=multi_worker",
-                    *TINY,
-                ],
+                [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", "--strategy=multi_worker", *args],
                 cwd=REPO,
-                env=env(TF_CONFIG=tf_config),
+                env=env(TF_CONFIG=tf_config, **extra_env),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         )
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    checksums = [
-        line.rsplit(" ", 1)[-1] for out in outputs for line in out.splitlines() if "final weights checksum" in line
-    ]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:  # out of step: one waits for the other forever
+                p.kill()
+                p.communicate()
+    return [p.returncode for p in processes], outputs
+
+
+def final_checksums(outputs):
+    return [line.rsplit(" ", 1)[-1] for out in outputs for line in out.splitlines() if "final weights checksum" in line]
+
+
+def test_two_local_workers_finish_with_identical_weights(tmp_path):
+    codes, outputs = run_two_workers(tmp_path / "run", "--model=fashion_cnn", "--epochs=2", *TINY)
+    assert codes == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    checksums = final_checksums(outputs)
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert "chief: True" in outputs[0] and "chief: False" in outputs[1]
     assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_killed_workers_resume_in_step_when_one_backup_is_damaged(tmp_path):
+    # Both workers die after their first epoch's backup; the chief's was cut off mid-write. Each
+    # resuming from its own folder, the chief would restart the phase while worker 1 went on from
+    # epoch 2, and they would wait on each other for ever. They restart the phase together.
+    run = tmp_path / "run"
+    settings = ("--model=fashion_cnn", "--epochs=2", *TINY)
+    codes, outputs = run_two_workers(run, *settings, ZOO_FAULT_POINT="first_backup")
+    assert codes == [-signal.SIGKILL, -signal.SIGKILL], outputs[0][-2000:] + outputs[1][-2000:]
+    chief_weights = run / "backup" / "train" / "chief" / "latest.weights.h5"
+    assert (run / "backup" / "train" / "worker1" / "latest.weights.h5").exists()
+    chief_weights.write_bytes(chief_weights.read_bytes()[:100])
+    codes, outputs = run_two_workers(run, *settings, timeout=120)
+    assert codes == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    for out in outputs:
+        assert "hold no point every worker can resume from; restarting the phase" in out
+    checksums = final_checksums(outputs)
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
 
 
 def test_a_worker_that_never_starts_is_named_after_peer_timeout(tmp_path):

@@ -225,16 +225,40 @@ def _multi_worker_strategy():
     return MultiWorkerMirroredStrategy()
 
 
+def _cluster(strategy) -> dict:
+    """The multi-worker cluster spec as a dict of job -> tasks; {} on one machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return {}
+    return resolver.cluster_spec().as_dict()
+
+
+def _role(cluster: dict, task_type: str | None, task_id: int) -> str:
+    """A task's name: "chief" (the chief task, or worker 0 of a cluster without one), or "worker<i>"."""
+    if task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster):
+        return "chief"
+    return f"worker{task_id}"
+
+
 def worker_info(strategy) -> tuple[bool, int]:
     """(is this the chief, task index). Single-machine strategies: always the chief."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
+    cluster = _cluster(strategy)
+    if not cluster:
         return True, 0
-    task_type, task_id = resolver.task_type, resolver.task_id
-    is_chief = task_type == "chief" or (
-        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
-    )
-    return is_chief, int(task_id or 0)
+    resolver = strategy.cluster_resolver
+    task_id = int(resolver.task_id or 0)
+    return _role(cluster, resolver.task_type, task_id) == "chief", task_id
+
+
+def worker_roles(strategy) -> tuple[str, ...]:
+    """Every training task's name (as `_role` gives it: "chief", "worker1", ...); () on one machine."""
+    cluster = _cluster(strategy)
+    roles = []
+    for job in ("chief", "worker"):
+        tasks = cluster.get(job, ())
+        indices = sorted(tasks) if isinstance(tasks, dict) else range(len(tasks))  # sparse specs are dicts
+        roles += [_role(cluster, job, int(index)) for index in indices]
+    return tuple(roles)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 
 from absl import logging
 
@@ -178,11 +179,21 @@ class RunDir:
     # Everything a run writes at its top level.
     OWNED = (FLAGS, STATE, CLASS_NAMES, METRICS, MODEL, EXPORT, LOGS, BACKUP, CHECKPOINTS)
 
-    def __init__(self, root: str, *, is_chief: bool = True, task_id: int = 0, multi_worker: bool = False):
+    def __init__(
+        self,
+        root: str,
+        *,
+        is_chief: bool = True,
+        task_id: int = 0,
+        multi_worker: bool = False,
+        roles: Sequence[str] = (),
+    ):
         self.root = root
         self.is_chief = is_chief
         self.task_id = task_id
         self.multi_worker = multi_worker
+        # Multi-worker: every worker's name (`distribute.worker_roles`), as its backup folder is named.
+        self.roles = tuple(roles)
         self.scratch = root if is_chief else tempfile.mkdtemp(prefix=f"worker{task_id}-")
 
     def path(self, *parts: str) -> str:
@@ -233,12 +244,23 @@ class RunDir:
         """Where this worker saves a finished phase's weights (non-chief workers: scratch)."""
         return self.completed_weights(phase) if self.is_chief else self.output(f"{phase}.weights.h5")
 
+    @property
+    def role(self) -> str:
+        """This worker's name among `roles`: "chief", or "worker<task index>"."""
+        return "chief" if self.is_chief else f"worker{self.task_id}"
+
     def backup(self, phase: str) -> str:
         # Every worker must restore its own state to resume in step, so backups persist per worker,
         # in sibling folders (each worker's BackupAndRestore deletes its own when the phase ends).
         if not self.multi_worker:
             return self.path(self.BACKUP, phase)
-        return self.path(self.BACKUP, phase, "chief" if self.is_chief else f"worker{self.task_id}")
+        return self.path(self.BACKUP, phase, self.role)
+
+    def peer_backups(self, phase: str) -> list[str]:
+        """The other workers' backup folders of ``phase`` (multi-worker; none otherwise)."""
+        if not self.multi_worker:
+            return []
+        return [self.path(self.BACKUP, phase, role) for role in self.roles if role != self.role]
 
     # --- ownership and locking
 
@@ -435,29 +457,49 @@ def readable_weights(path: str) -> bool:
         return False
 
 
-def repair_backup(directory: str) -> str:
+def repair_backup(directory: str, peers: Sequence[str] = ()) -> str:
     """Make a `keras.callbacks.BackupAndRestore` folder loadable, or remove it.
 
     Keras writes ``latest.weights.h5`` and ``training_metadata.json`` (and, with
     ``double_checkpoint``, ``.bkp`` copies of the previous ones) in place, so a kill or a full disk
-    mid-write leaves a truncated file that Keras then fails to load on every rerun. Returns
-    "ok" (nothing to do, or nothing there), "previous" (the previous epoch's copy restored) or
-    "removed" (no good copy: the phase restarts).
+    mid-write leaves a truncated file that Keras then fails to load on every rerun.
+
+    ``peers`` are the other workers' folders of the same phase (multi-worker). Workers must resume
+    from the same point, or their collective steps fall out of step, and a cluster killed at once
+    can leave one worker's last backup whole and another's cut off. So the folder is brought to
+    the latest point every worker can resume from (a missing or unusable folder can only start the
+    phase again). Each worker changes only its own folder, and only towards that common point, so
+    workers repairing at the same time all reach the same one.
+
+    Returns "ok" (nothing to do, or nothing there), "previous" (the previous backup restored) or
+    "removed" (the phase restarts).
     """
-    weights = os.path.join(directory, "latest.weights.h5")
-    metadata = os.path.join(directory, "training_metadata.json")
     if not os.path.isdir(directory) or not os.listdir(directory):
         return "ok"
-
-    def good(weights_path, metadata_path):
-        return readable_weights(weights_path) and _has_key(read_json(metadata_path), "epoch")
-
-    if good(weights, metadata):
+    own = _resumable(directory)
+    common = set(own)
+    for peer in peers:
+        common &= set(_resumable(peer))
+    if not common:
+        shutil.rmtree(directory, ignore_errors=True)
+        return "removed"
+    suffix = own[max(common)]
+    if not suffix:
         return "ok"
-    if good(weights + ".bkp", metadata + ".bkp"):
-        for name in (weights, metadata):
-            with atomic_path(name) as temporary:
-                shutil.copyfile(name + ".bkp", temporary)
-        return "previous"
-    shutil.rmtree(directory, ignore_errors=True)
-    return "removed"
+    for name in ("latest.weights.h5", "training_metadata.json"):
+        path = os.path.join(directory, name)
+        with atomic_path(path) as temporary:
+            shutil.copyfile(path + suffix, temporary)
+    return "previous"
+
+
+def _resumable(directory: str) -> dict[tuple[int, int], str]:
+    """The points a BackupAndRestore folder can resume from, (epoch, batch) -> the files' suffix:
+    its latest files ("") and, when whole, their previous copies (".bkp")."""
+    points = {}
+    for suffix in (".bkp", ""):  # the latest files win when both hold the same point
+        metadata = read_json(os.path.join(directory, "training_metadata.json" + suffix))
+        weights = os.path.join(directory, "latest.weights.h5" + suffix)
+        if _has_key(metadata, "epoch") and readable_weights(weights):
+            points[(int(metadata["epoch"]), int(metadata.get("batch") or 0))] = suffix
+    return points

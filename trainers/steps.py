@@ -462,11 +462,16 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
         if model is None:
             model = resume_from_completed_phase(build, run, state)
         compile_for_phase(model, config, phase, data.steps_per_epoch, strategy)
-        repaired = repair_backup(run.backup(phase.name))
+        peers = run.peer_backups(phase.name)
+        repaired = repair_backup(run.backup(phase.name), peers)
         if repaired == "previous":
-            logging.warning("the last backup of phase %s was unreadable; resuming from the one before", phase.name)
+            where = " here or on another worker (all resume together)" if peers else ""
+            logging.warning(
+                "the last backup of phase %s is unreadable%s; resuming from the one before", phase.name, where
+            )
         elif repaired == "removed":
-            logging.warning("the backup of phase %s was unreadable; restarting the phase", phase.name)
+            why = "no point every worker can resume from" if peers else "nothing readable"
+            logging.warning("the backups of phase %s hold %s; restarting the phase", phase.name, why)
         fit_phase(model, config, phase, data, run, extra_callbacks)
         with atomic_path(run.checkpoint(phase.name)) as temporary:
             model.save_weights(temporary)

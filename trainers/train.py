@@ -87,7 +87,13 @@ def open_run_dir(config: TrainConfig, strategy) -> RunDir:
     logging.info(
         "strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief
     )
-    run = RunDir(config.model_dir, is_chief=is_chief, task_id=task_id, multi_worker=config.strategy == "multi_worker")
+    run = RunDir(
+        config.model_dir,
+        is_chief=is_chief,
+        task_id=task_id,
+        multi_worker=config.strategy == "multi_worker",
+        roles=distribute.worker_roles(strategy),
+    )
     if is_chief:
         run.check_ownership()  # nothing is written into a folder that is not a run directory
     if os.path.exists(run.flags_file) and not config.overwrite:

@@ -14,6 +14,8 @@ import logging
 import os
 import random
 import re
+import socket
+import urllib.parse
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -622,6 +624,34 @@ def _find_features(features):
     return label_key, box_key, objects_key
 
 
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def _unresolved_hosts(builder) -> list[str]:
+    """The hosts of ``builder``'s download URLs (from its checksums file) that do not resolve.
+
+    Offline, TFDS retries each URL ten times with a growing wait, about 3.5 minutes, before it
+    fails; a name lookup fails at once. Nothing is checked behind a proxy (it resolves the names),
+    when the URLs are unknown (no checksums file: a dataset that downloads by hand), or when
+    ``download_and_prepare`` is not TFDS's own (a builder's override, or mocked in tests).
+    """
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return []
+    if not type(builder).download_and_prepare.__module__.startswith("tensorflow_datasets.core"):
+        return []  # not TFDS's own download (tfds.testing.mock_data makes it a no-op): nothing to look up
+    try:
+        urls = builder.url_infos or {}
+    except Exception:  # a checksums file that does not parse: leave it to TFDS
+        return []
+    unresolved = []
+    for host in sorted({urllib.parse.urlsplit(url).hostname for url in urls} - {None}):
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError):  # no such name, or no resolver reachable
+            unresolved.append(host)
+    return unresolved
+
+
 def _prepare(builder, name: str, data_dir: str | None, download: bool) -> None:
     """Download and prepare ``builder``'s data on first use, as `tfds.load` does; DataError naming
     the dataset, the folder and the command that prepares it by hand when that cannot happen."""
@@ -635,6 +665,12 @@ def _prepare(builder, name: str, data_dir: str | None, download: bool) -> None:
             f"`{by_hand}` (needs network access), or allow downloading"
         )
     log.warning("dataset %s is not in %s yet: downloading and preparing it (first use only)", name, root)
+    unresolved = _unresolved_hosts(builder)
+    if unresolved:  # TFDS would retry each URL for about 3.5 minutes before failing
+        raise DataError(
+            f"dataset {name!r} could not be downloaded and prepared into {root} (cannot resolve "
+            f"{', '.join(unresolved)}: no network access?); with network access run `{by_hand}`, then rerun"
+        )
     try:
         builder.download_and_prepare()
     except Exception as error:  # no network, a checksum mismatch, a full disk, a gated dataset...

@@ -58,6 +58,46 @@ def test_a_download_that_fails_is_one_line_naming_the_dataset_folder_and_command
     assert message.endswith(f"run `tfds build zoo_unreachable_images --data_dir={data_dir}`, then rerun")
 
 
+def test_an_offline_download_fails_at_once_naming_the_host_it_cannot_resolve(tmp_path, monkeypatch):
+    # Offline, TFDS retries each URL for about 3.5 minutes before failing; a lookup of the hosts in
+    # the dataset's checksums file fails at once. Behind a proxy (which resolves names) TFDS tries.
+    import socket
+
+    import tensorflow_datasets as tfds
+
+    from pipelines.sources import PROXY_VARIABLES
+
+    data_dir = str(tmp_path / "tfds")
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+    def no_such_name(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    downloads = []
+
+    def download(manager, urls, *args, **kwargs):  # where TFDS's own download_and_prepare fetches
+        downloads.append(urls)
+        raise ConnectionError("HTTPSConnectionPool: Max retries exceeded")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", download)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    with pytest.raises(DataError) as offline:
+        pipelines.load("fashion_mnist", "train", data_dir=data_dir)
+    assert str(offline.value) == (
+        f"dataset 'fashion_mnist' could not be downloaded and prepared into {data_dir} (cannot resolve "
+        f"fashion-mnist.s3-website.eu-central-1.amazonaws.com: no network access?); with network access run "
+        f"`tfds build fashion_mnist --data_dir={data_dir}`, then rerun"
+    )
+    assert downloads == []
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    with pytest.raises(DataError, match=r"\(ConnectionError: HTTPSConnectionPool: Max retries exceeded\)"):
+        pipelines.load("fashion_mnist", "train", data_dir=data_dir)
+    assert len(downloads) == 1 and "fashion-mnist" in str(downloads[0])
+
+
 # ------------------------------------------------------------------------------------- carved validation
 
 

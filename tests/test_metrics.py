@@ -154,6 +154,17 @@ def test_coco_ap_agrees_with_pycocotools_on_random_cases():
         checked += 1
 
 
+def test_a_tie_goes_to_the_last_true_box_as_in_pycocotools():
+    # The first detection overlaps two true boxes equally (IoU 1/3). pycocotools gives it the last
+    # one, which leaves the first to the second detection: two hits. The first box would leave one.
+    truth = [{"boxes": [[0, 0, 1, 0.5], [0, 0.5, 1, 1]], "classes": [0, 0]}]
+    found = [{"boxes": [[0, 0.25, 1, 0.75], [0, 0, 1, 0.5]], "classes": [0, 0], "scores": [0.9, 0.8]}]
+    result = mean_average_precision(truth, found, iou_thresholds=(0.3,), recall_points=None)
+    np.testing.assert_allclose(result.recall[0], [0.5, 1.0])
+    np.testing.assert_allclose(result.precision[0], [1.0, 1.0])
+    assert result.mean == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     "ground_truth, detections, kwargs, message",
     [

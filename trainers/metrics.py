@@ -161,7 +161,7 @@ def _match(true_boxes, boxes, threshold):
     threshold = min(threshold, 1 - 1e-10)
     for d in range(len(boxes)):
         best, best_iou = -1, threshold
-        for g in range(len(true_boxes)):
+        for g in range(len(true_boxes)):  # of equal overlaps the last wins, as in pycocotools
             if not taken[g] and ious[d, g] >= best_iou:
                 best, best_iou = g, ious[d, g]
         if best >= 0:
@@ -174,8 +174,7 @@ def _average_precision(precision, recall, recall_points):
     if recall_points is None:  # VOC 2010+: the area under the precision envelope
         envelope = np.concatenate([[0.0], precision, [0.0]])
         steps = np.concatenate([[0.0], recall, [1.0]])
-        for i in range(len(envelope) - 2, -1, -1):
-            envelope[i] = max(envelope[i], envelope[i + 1])
+        envelope = np.maximum.accumulate(envelope[::-1])[::-1]  # the best precision at any higher recall
         changes = np.flatnonzero(steps[1:] != steps[:-1])
         return float(np.sum((steps[changes + 1] - steps[changes]) * envelope[changes + 1])), envelope[1:-1]
     thresholds = np.linspace(0.0, 1.0, recall_points)

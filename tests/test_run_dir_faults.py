@@ -201,6 +201,8 @@ def test_workers_repair_their_backups_to_one_common_epoch(tmp_path, order):
     write_backup(tmp_path / "single" / "backup" / "train", model, latest=3, previous=2)
     assert alone.peer_backups("train") == []
     assert repair_backup(alone.backup("train"), alone.peer_backups("train")) == "ok"
+    (tmp_path / "single" / "backup" / "train" / "training_metadata.json").write_text('{"epoch": "three"}')
+    assert repair_backup(alone.backup("train")) == "previous"  # a damaged epoch is no point to resume from
 
 
 @pytest.mark.parametrize(

@@ -500,6 +500,10 @@ def _resumable(directory: str) -> dict[tuple[int, int], str]:
     for suffix in (".bkp", ""):  # the latest files win when both hold the same point
         metadata = read_json(os.path.join(directory, "training_metadata.json" + suffix))
         weights = os.path.join(directory, "latest.weights.h5" + suffix)
-        if _has_key(metadata, "epoch") and readable_weights(weights):
-            points[(int(metadata["epoch"]), int(metadata.get("batch") or 0))] = suffix
+        try:
+            point = (int(metadata["epoch"]), int(metadata.get("batch") or 0))
+        except (TypeError, ValueError, KeyError, AttributeError):  # missing, damaged, not a dict
+            continue
+        if readable_weights(weights):
+            points[point] = suffix
     return points

@@ -74,6 +74,16 @@ def test_every_config_field_is_a_flag_defined_on_demand():
     assert (config.model, config.augment, config.epochs, config.two_phase) == ("resnet18", ("crop",), None, True)
 
 
+def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_them():
+    # absl's --help shows the main module's own flags: defined through trainers.cli, they must be
+    # the calling program's (here this test module), not trainers.cli's (shown by --helpfull only).
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(flag_values, names=("model", "epochs"))
+    assert {flag.name for flag in flag_values.get_key_flags_for_module(__name__)} == {"model", "epochs"}
+    assert flag_values.get_key_flags_for_module(cli) == []
+    assert "--epochs:" in flag_values.module_help(__name__)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

@@ -415,6 +415,19 @@ def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path):
     assert not any(os.path.exists(tmp_path / f"run{i}") for i in range(len(BAD_FLAGS)))
 
 
+def test_help_shows_the_programs_doc_and_flags_as_a_module_and_as_an_installed_script():
+    # absl's --help lists the __main__ module's own flags: the config flags defined through
+    # trainers.cli belong to the program, and the installed script runs the program as -m does.
+    as_module = run("evaluate", "--help", check=False)
+    for text in ("Evaluate a saved model on a split", "--model_path:", "--dataset:", "--batch_size:"):
+        assert text in as_module.stdout, text
+    script = os.path.join(os.path.dirname(sys.executable), "zoo-evaluate")
+    if not os.path.exists(script):
+        pytest.skip(f"{script} is not installed (pip install -e . installs it)")
+    as_script = subprocess.run([script, "--help"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert as_script.stdout.split("flags:", 1)[1] == as_module.stdout.split("flags:", 1)[1]
+
+
 def test_other_programs_reject_bad_input_in_one_line(tmp_path):
     missing = run("evaluate", "--model_path=/no/such/run", check=False)
     assert missing.returncode == 2 and "error: --model_path=/no/such/run: no such model file" in missing.stderr

@@ -42,6 +42,9 @@ def define_config_flags(
     differently (evaluate's ``--dataset`` defaults to the run's own). Names already defined in
     ``flag_values`` are left as they are, so calling this twice is harmless.
     """
+    # The flags belong to the program that asks for them, so its --help lists them (absl shows the
+    # main module's own flags); without this they would all be this module's, shown by --helpfull only.
+    flags.disclaim_key_flags()
     defaults, helps = defaults or {}, helps or {}
     defined = []
     for field in dataclasses.fields(TrainConfig):
@@ -148,8 +151,15 @@ def parse_flags(argv):
 def run(main, define_flags):
     """Define the program's flags, then `app.run` with our parser.
 
-    `UserError` -> one line, exit 2; Ctrl-C -> one line, exit 130.
+    `UserError` -> one line, exit 2; Ctrl-C -> one line, exit 130. From an installed console script
+    (``zoo-train``...), the program's module is run as ``python -m`` runs it: absl's --help shows the
+    ``__main__`` module's docstring and flags, which would otherwise be the script's (none).
     """
+    if main.__module__ != "__main__":
+        import runpy
+
+        runpy.run_module(main.__module__, run_name="__main__", alter_sys=True)
+        return
     define_flags()
 
     def guarded(argv):

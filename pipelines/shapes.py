@@ -126,11 +126,22 @@ def write_samples(directory: str, count: int = 4, *, size: int = DEFAULT_SIZE, s
     return paths
 
 
-if __name__ == "__main__":
-    # python -m pipelines.shapes OUT_DIR [COUNT]: sample images to try `trainers.predict` on.
-    import sys
+def main(argv=None) -> int:
+    """``python -m pipelines.shapes OUT_DIR [COUNT]``: sample images to try `trainers.predict` on."""
+    import argparse
 
-    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and not sys.argv[2].isdigit()):
-        sys.exit("usage: python -m pipelines.shapes OUT_DIR [COUNT]")
-    for written in write_samples(sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 4):
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.shapes", description="Write test images of the shapes set as PNG files."
+    )
+    parser.add_argument("out_dir", help="folder to write them into (created)")
+    parser.add_argument("count", nargs="?", type=int, default=4, help="how many (default: 4)")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error(f"count must be at least 1, received {args.count}")
+    for written in write_samples(args.out_dir, args.count):
         print(written)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

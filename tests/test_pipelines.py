@@ -55,6 +55,18 @@ def test_shapes_samples_are_written_as_pngs_named_after_their_class(tmp_path):
         np.testing.assert_allclose(decoded, np.round(example["image"].numpy()), atol=0.5)
 
 
+def test_the_samples_program_takes_a_folder_and_a_count_and_help_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert shapes.main(["out", "2"]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["test0_square.png", "test1_circle.png"]
+    for argv, status in ((["--help"], 0), ([], 2), (["out", "0"], 2), (["out", "two"], 2)):
+        with pytest.raises(SystemExit) as exited:
+            shapes.main(argv)
+        assert exited.value.code == status, argv
+    assert os.listdir(tmp_path) == ["out"]  # --help was once taken for the folder to write into
+    assert "count must be at least 1, received 0" in capsys.readouterr().err
+
+
 def test_shapes_any_size_gray_or_rgb():
     dataset, info = pipelines.load("shapes", "train[:4]", image_size=(24, 40), channels=1, batch_size=4)
     assert info.image_shape == (24, 40, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import random
 import re
@@ -306,7 +307,7 @@ def _each_file(function: Callable, paths: Sequence[str], threads: int):
     with futures.ThreadPoolExecutor(max_workers=threads) as pool:
         for start in range(0, len(paths), _CHECK_CHUNK):
             chunk = paths[start : start + _CHECK_CHUNK]
-            step = max(1, -(-len(chunk) // (4 * threads)))  # about 4 runs per thread: uneven files even out
+            step = math.ceil(len(chunk) / (4 * threads))  # about 4 runs per thread: uneven files even out
             runs = [chunk[i : i + step] for i in range(0, len(chunk), step)]
             yield from zip(chunk, (answer for answers in pool.map(each, runs) for answer in answers))
 

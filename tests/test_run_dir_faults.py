@@ -175,10 +175,7 @@ def test_workers_repair_their_backups_to_one_common_epoch(tmp_path, order):
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     roles = ("chief", "worker1", "worker2")
-    runs = {
-        role: RunDir(str(tmp_path), is_chief=role == "chief", task_id=index, multi_worker=True, roles=roles)
-        for index, role in enumerate(roles)
-    }
+    runs = {role: RunDir(str(tmp_path), role=role, roles=roles) for role in roles}
     for role in roles:
         write_backup(tmp_path / "backup" / "train" / role, model, latest=2, previous=1, whole=role != "chief")
     assert runs["worker1"].peer_backups("train") == [
@@ -225,9 +222,9 @@ def test_every_worker_knows_every_workers_name(cluster, expected):
             )
             strategy = SimpleNamespace(cluster_resolver=resolver)
             assert distribute.worker_roles(strategy) == expected
-            is_chief, task_id = distribute.worker_info(strategy)
-            run = RunDir("/tmp/unused", is_chief=is_chief, task_id=task_id, multi_worker=True, roles=expected)
-            assert run.role in expected and (run.role == "chief") == is_chief
+            run = RunDir("/tmp/unused", role=distribute.worker_role(strategy), roles=expected)
+            chief = job == "chief" or (job == "worker" and index == 0 and "chief" not in cluster)
+            assert run.role in expected and run.is_chief == chief
     assert distribute.worker_roles(tf.distribute.get_strategy()) == ()
 
 

@@ -240,14 +240,13 @@ def _role(cluster: dict, task_type: str | None, task_id: int) -> str:
     return f"worker{task_id}"
 
 
-def worker_info(strategy) -> tuple[bool, int]:
-    """(is this the chief, task index). Single-machine strategies: always the chief."""
+def worker_role(strategy) -> str:
+    """This task's name among `worker_roles`: "chief" (always, on one machine) or "worker<i>"."""
     cluster = _cluster(strategy)
     if not cluster:
-        return True, 0
+        return "chief"
     resolver = strategy.cluster_resolver
-    task_id = int(resolver.task_id or 0)
-    return _role(cluster, resolver.task_type, task_id) == "chief", task_id
+    return _role(cluster, resolver.task_type, int(resolver.task_id or 0))
 
 
 def worker_roles(strategy) -> tuple[str, ...]:

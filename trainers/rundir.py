@@ -179,22 +179,15 @@ class RunDir:
     # Everything a run writes at its top level.
     OWNED = (FLAGS, STATE, CLASS_NAMES, METRICS, MODEL, EXPORT, LOGS, BACKUP, CHECKPOINTS)
 
-    def __init__(
-        self,
-        root: str,
-        *,
-        is_chief: bool = True,
-        task_id: int = 0,
-        multi_worker: bool = False,
-        roles: Sequence[str] = (),
-    ):
+    def __init__(self, root: str, *, role: str = "chief", roles: Sequence[str] = ()):
+        """``role``: this worker's name ("chief", or "worker<i>": `distribute.worker_role`).
+        ``roles``: with several workers, every worker's name (`distribute.worker_roles`); each keeps
+        its backups in a folder of that name. Empty on one machine."""
         self.root = root
-        self.is_chief = is_chief
-        self.task_id = task_id
-        self.multi_worker = multi_worker
-        # Multi-worker: every worker's name (`distribute.worker_roles`), as its backup folder is named.
+        self.role = role
         self.roles = tuple(roles)
-        self.scratch = root if is_chief else tempfile.mkdtemp(prefix=f"worker{task_id}-")
+        self.is_chief = role == "chief"
+        self.scratch = root if self.is_chief else tempfile.mkdtemp(prefix=f"{role}-")
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -244,22 +237,15 @@ class RunDir:
         """Where this worker saves a finished phase's weights (non-chief workers: scratch)."""
         return self.completed_weights(phase) if self.is_chief else self.output(f"{phase}.weights.h5")
 
-    @property
-    def role(self) -> str:
-        """This worker's name among `roles`: "chief", or "worker<task index>"."""
-        return "chief" if self.is_chief else f"worker{self.task_id}"
-
     def backup(self, phase: str) -> str:
         # Every worker must restore its own state to resume in step, so backups persist per worker,
         # in sibling folders (each worker's BackupAndRestore deletes its own when the phase ends).
-        if not self.multi_worker:
+        if not self.roles:
             return self.path(self.BACKUP, phase)
         return self.path(self.BACKUP, phase, self.role)
 
     def peer_backups(self, phase: str) -> list[str]:
         """The other workers' backup folders of ``phase`` (multi-worker; none otherwise)."""
-        if not self.multi_worker:
-            return []
         return [self.path(self.BACKUP, phase, role) for role in self.roles if role != self.role]
 
     # --- ownership and locking

@@ -83,18 +83,19 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
 
 def open_run_dir(config: TrainConfig, strategy) -> RunDir:
     """This worker's view of the run directory; refuses one trained with other defining settings."""
-    is_chief, task_id = distribute.worker_info(strategy)
-    logging.info(
-        "strategy %s with %d replica(s); chief: %s", type(strategy).__name__, strategy.num_replicas_in_sync, is_chief
-    )
+    multi_worker = config.strategy == "multi_worker"
     run = RunDir(
         config.model_dir,
-        is_chief=is_chief,
-        task_id=task_id,
-        multi_worker=config.strategy == "multi_worker",
-        roles=distribute.worker_roles(strategy),
+        role=distribute.worker_role(strategy),
+        roles=distribute.worker_roles(strategy) if multi_worker else (),
     )
-    if is_chief:
+    logging.info(
+        "strategy %s with %d replica(s); chief: %s",
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        run.is_chief,
+    )
+    if run.is_chief:
         run.check_ownership()  # nothing is written into a folder that is not a run directory
     if os.path.exists(run.flags_file) and not config.overwrite:
         try:

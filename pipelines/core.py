@@ -21,12 +21,9 @@ import tensorflow as tf
 from pipelines import ops, sources
 from pipelines.errors import DataError
 from pipelines.ops import decode, decode_random_crop
-from zoo.checks import is_int, positive_int
-from zoo.registry import HEADS
+from zoo.common import HEADS as TASKS  # one vocabulary: a pipeline's task is the model's head
+from zoo.common import MIN_IMAGE_SIZE, is_int, positive_int
 
-# One vocabulary: a pipeline's task is the head the model will have.
-TASKS = HEADS
-MIN_IMAGE_SIZE = 8
 DEFAULT_SHUFFLE_BUFFER = 2048  # encoded records: bounded, whatever the dataset's size
 
 
@@ -106,7 +103,7 @@ def load(
         (shapes: 64) and is an error for sources whose images differ in size.
       batch_size: the global batch size (split across replicas under ``input_context``).
       training: shuffle, drop the last partial batch, and apply ``augment``.
-      augment: names from `pipelines.ops.AUGMENTATIONS` ("crop", "flip"), or "crop,flip".
+      augment: names from `zoo.common.AUGMENTATIONS`, as a sequence or comma-separated.
       seed: seeds shuffling and augmentation; None for a random run. (The shapes set is the
         same whatever the seed.)
       data_dir: TFDS data directory (pre-downloaded data).

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from pipelines import fused
+from zoo import common
 
 RANDOM_CROP_FRACTION = 0.9  # the seed's random_crop keeps 90% of the shorter side
 
@@ -268,6 +269,9 @@ AUGMENTATIONS: dict[str, Augmentation] = {
         Augmentation("flip", random_flip, mirror=flip_decision),
     )
 }
+# The names are the shared vocabulary's (flags and configs check against it without TensorFlow).
+if tuple(AUGMENTATIONS) != common.AUGMENTATIONS:
+    raise ImportError(f"pipelines.ops registers {tuple(AUGMENTATIONS)}, zoo.common names {common.AUGMENTATIONS}")
 
 
 def crops_at_evaluation(augment) -> bool:

@@ -7,26 +7,38 @@
                       head="localize", weights="imagenet")
 
 Every model takes raw pixels in [0, 255] and scales them itself.
+
+The names below load on first use (PEP 562): ``import zoo.common`` (the shared vocabulary) or
+``python -m zoo`` imports no Keras until a model is asked for, and the registry imports the model
+families (`zoo.registry.FAMILIES`) on its first lookup.
 """
 
-# Importing a model family registers its builders.
-from zoo import applications, fashion_cnn, resnet  # noqa: E402,F401  (registration side effect)
-from zoo.layers import ImageNetPreprocessing, ResidualUnit
-from zoo.registry import Backbone, ModelSpec, build, names, register, spec
-from zoo.transfer import adapt_normalization, backbone_layer_index, backbone_of, freeze_backbone, unfreeze_backbone
+import importlib
 
-__all__ = [
-    "Backbone",
-    "ImageNetPreprocessing",
-    "ModelSpec",
-    "ResidualUnit",
-    "adapt_normalization",
-    "backbone_layer_index",
-    "backbone_of",
-    "build",
-    "freeze_backbone",
-    "names",
-    "register",
-    "spec",
-    "unfreeze_backbone",
-]
+_EXPORTS = {
+    "Backbone": "registry",
+    "ImageNetPreprocessing": "layers",
+    "ModelSpec": "registry",
+    "ResidualUnit": "layers",
+    "adapt_normalization": "transfer",
+    "backbone_layer_index": "transfer",
+    "backbone_of": "transfer",
+    "build": "registry",
+    "freeze_backbone": "transfer",
+    "names": "registry",
+    "register": "registry",
+    "spec": "registry",
+    "unfreeze_backbone": "transfer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"zoo.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,19 +9,16 @@ weights: nothing is downloaded.
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
     """This program's flags; defined when it runs, so importing the module defines nothing."""
-    from zoo.registry import HEADS
+    from zoo.common import HEADS
 
     flags.DEFINE_integer("num_classes", 10, "Classes of the head.", lower_bound=2)
     flags.DEFINE_enum("head", "classify", list(HEADS), "Head to put on the backbone.")
@@ -77,5 +74,8 @@ def print_backbone_layers(name, model) -> None:
 
 
 if __name__ == "__main__":
+    from zoo import compat
+
+    compat.start_tensorflow_quietly()
     define_flags()
     app.run(main)

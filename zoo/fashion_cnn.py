@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from zoo.checks import positive_ints
+from zoo.common import MIN_IMAGE_SIZE, positive_ints
 from zoo.registry import Backbone, register
 
 
@@ -23,7 +23,7 @@ def search_space(hp) -> dict:
     }
 
 
-@register("fashion_cnn", min_size=8, search_space=search_space)
+@register("fashion_cnn", min_size=MIN_IMAGE_SIZE, search_space=search_space)
 def fashion_cnn(
     input_shape,
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from zoo.checks import is_int, positive_int
+from zoo.common import is_int, positive_int
 
 PADDINGS = ("SAME", "VALID")
 

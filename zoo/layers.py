@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from zoo.checks import positive_int
+from zoo.common import positive_int
 
 PACKAGE = "zoo"
 

@@ -11,15 +11,18 @@ the head, so every model in the zoo has the same outside shape:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import os
 from collections.abc import Callable, Sequence
 
 import keras
 
-from zoo.checks import positive_int, positive_ints
+from zoo.common import HEADS, positive_int, positive_ints
 
-HEADS = ("classify", "localize")
+# The modules whose builders register themselves (timm's one file per family); imported on the
+# first lookup, so that importing the registry (or `zoo.common`) builds nothing.
+FAMILIES = ("zoo.applications", "zoo.fashion_cnn", "zoo.resnet")
 PRETRAINED_WEIGHTS = "imagenet"
 # Keras 3 native weights of a whole zoo model (`model.save_weights`). Any other existing file is
 # handed to the Keras Applications base of a pretrained model (e.g. the ImageNet `.h5` that Keras
@@ -110,16 +113,24 @@ def register(
     return decorator
 
 
+def _registry() -> dict[str, ModelSpec]:
+    """The registry, with every family's builders registered."""
+    for family in FAMILIES:
+        importlib.import_module(family)  # cached after the first time
+    return _REGISTRY
+
+
 def names() -> list[str]:
     """Every registered model name, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def spec(name: str) -> ModelSpec:
     """The registration record of ``name``; raises ValueError listing the known names."""
-    if not isinstance(name, str) or name not in _REGISTRY:
+    registry = _registry()
+    if not isinstance(name, str) or name not in registry:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(names())}")
-    return _REGISTRY[name]
+    return registry[name]
 
 
 def build(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from zoo.checks import positive_ints
+from zoo.common import positive_ints
 from zoo.layers import ResidualUnit
 from zoo.registry import Backbone, register
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from zoo.checks import positive_int
+from zoo.common import positive_int
 
 
 def insert_zeros(images, strides: int) -> tf.Tensor:

@@ -1,6 +1,18 @@
-"""Argument checks shared by the zoo and the pipelines: one place for "a positive integer"."""
+"""The vocabulary zoo, pipelines and trainers share, and its argument checks.
+
+Imports no framework, and importing it builds no model registry: ``import zoo.common`` is cheap,
+so a data pipeline or a flag definition can use these words without loading Keras.
+"""
 
 from __future__ import annotations
+
+# A model's head is also the task of the data it is trained on (`pipelines.load(task=...)`).
+HEADS = ("classify", "localize")
+# The smallest side, in pixels, of an image a pipeline makes or a model takes.
+MIN_IMAGE_SIZE = 8
+# The random training ops, by the names `--augment` takes (`pipelines.ops.AUGMENTATIONS` holds
+# each one's implementation under the same name).
+AUGMENTATIONS = ("crop", "flip")
 
 
 def is_int(value) -> bool:

@@ -9,16 +9,24 @@ folder, _ = pipelines.load("dir:photos", "train[:80%]", image_size=128)
 
 import importlib
 
+from zoo import compat
+
+# Every pipeline is TensorFlow: start it quietly (TF_CPP_MIN_LOG_LEVEL obeyed), before a module
+# of this package imports it.
+compat.start_tensorflow_quietly()
+
 # Loaded on first use (PEP 562), so `python -m pipelines.shapes` / `python -m pipelines.fused` run
 # their module once, as __main__, instead of after the package has already imported it.
 _EXPORTS = {
     "AUGMENTATIONS": "ops",
+    "check_image_paths": "images",
     "DataError": "errors",
     "DatasetInfo": "core",
     "dataset_options": "core",
     "decode": "ops",
     "distribute": "core",
     "load": "core",
+    "load_images": "images",
     "SettingError": "errors",
     "undecodable": "core",
 }

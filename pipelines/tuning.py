@@ -49,6 +49,7 @@ from collections.abc import Callable, Sequence
 from absl import logging
 
 from pipelines.errors import SettingError
+from zoo import compat
 
 TUNERS = ("random", "bayesian", "hyperband")
 SETTINGS_FILE = "search.json"
@@ -217,10 +218,7 @@ def describe(hp) -> list[str]:
 
 def _hparams(hp) -> dict:
     """keras-tuner's own conversion: each hyperparameter with its declared domain -> its value."""
-    from keras_tuner.src.engine import tuner_utils
-    from tensorboard.plugins.hparams import api as hparams_api
-
-    return tuner_utils.convert_hyperparams_to_hparams(hp, hparams_api)
+    return compat.hparams_of(hp)
 
 
 def write_experiment(logdir: str, space, metrics: Sequence[str]) -> None:
@@ -270,6 +268,7 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         pass
     from absl import flags as absl_flags
 
+    compat.start_tensorflow_quietly()  # as the search's own process started
     absl_flags.FLAGS.mark_as_parsed()  # no "logging before flag parsing" line: the parent parsed them
     absl_logging.use_absl_handler()  # the parent's log format
     absl_logging.set_verbosity(verbosity)
@@ -296,15 +295,7 @@ def run_in_child(function, args) -> dict:
     receiver, sender = context.Pipe(duplex=False)
     tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
     process = context.Process(target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level))
-    # TensorFlow's start-up lines (oneDNN, CUDA) were printed once by the search; not again per trial.
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    if quiet:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
-    try:
-        process.start()
-    finally:
-        if quiet:
-            del os.environ["TF_CPP_MIN_LOG_LEVEL"]
+    process.start()
     sender.close()
     try:
         outcome = receiver.recv()
@@ -540,10 +531,12 @@ class Search:
         mark the folder as its search, and for its oracle, rather than keras-tuner's hour."""
         import time
 
-        from keras_tuner.src.distribute import oracle_client
-
-        oracle_client.TIMEOUT = self.peer_timeout  # seconds each request waits for the chief
+        compat.set_oracle_timeout(self.peer_timeout)  # seconds each request waits for the chief
         path = os.path.join(self.directory, SETTINGS_FILE)
+        if not os.path.exists(path):
+            logging.info(
+                "waiting up to %g s for the chief to start the search in %s", self.peer_timeout, self.directory
+            )
         deadline = time.monotonic() + self.peer_timeout
         while not os.path.exists(path):
             if time.monotonic() > deadline:

@@ -1,10 +1,15 @@
-"""Shared test setup: quiet TensorFlow, two logical CPU devices, deterministic seeds."""
+"""Shared test setup: quiet TensorFlow, two logical CPU devices, deterministic seeds, and the
+tiny training settings and helpers every test file builds on."""
 
 import glob
 import os
+import socket
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from zoo import compat  # noqa: E402
+
+compat.start_tensorflow_quietly()  # TF_CPP_MIN_LOG_LEVEL=2 unless set; no CUDA probe's error line
 
 import tensorflow as tf  # noqa: E402
 
@@ -17,6 +22,37 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A tiny training run on the shapes set: the settings every test that trains starts from (and
+# narrows: `tiny(image_size=16, ...)`), as `TrainConfig` fields.
+TINY = dict(
+    dataset="shapes",
+    train_split="train[:64]",
+    validation_split="validation[:32]",
+    test_split="test[:32]",
+    image_size=32,
+    batch_size=16,
+)
+
+
+def tiny(**overrides) -> dict:
+    """`TINY` with ``overrides``."""
+    return {**TINY, **overrides}
+
+
+def as_flags(settings: dict) -> list[str]:
+    """``TrainConfig`` fields as the command line spells them."""
+    return [f"--{name}={value}" for name, value in settings.items()]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 FLOWERS_SAMPLE = os.path.abspath(os.path.join(SHARED_DATA, "flowers-sample"))

@@ -13,6 +13,8 @@ import sys
 
 from absl import logging
 
+from zoo import compat
+
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 
 
@@ -104,7 +106,7 @@ def make_strategy(name: str, peer_timeout: float = 300):
             )
         config = check_tf_config(os.environ["TF_CONFIG"])
         with wait_for_peers(config, peer_timeout):
-            return _multi_worker_strategy()
+            return compat.multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
@@ -193,36 +195,6 @@ def _watch(parent: int, timeout: float, config: dict) -> None:
     )
     sys.stderr.flush()
     os.kill(parent, signal.SIGKILL)
-
-
-def _multi_worker_strategy():
-    import tensorflow as tf
-
-    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-        """`reduce` that takes what Keras 3's `fit` gives it under this strategy.
-
-        Keras 3 calls `strategy.reduce` with a nested (x, y) batch (to build the model) and with
-        scalar metrics along ``axis=0``; the collective strategy takes one value, of rank >= 1
-        when an axis is given, so `fit` fails under MultiWorkerMirroredStrategy
-        (keras-team/keras#20585). Reducing leaf by leaf, a scalar across replicas only, is what
-        those calls mean.
-        """
-
-        def reduce(self, reduce_op, value, axis=None):
-            parent = super()
-
-            def reduce_leaf(leaf):
-                local = (
-                    self.experimental_local_results(leaf)[0]
-                    if isinstance(leaf, tf.distribute.DistributedValues)
-                    else leaf
-                )
-                leaf_axis = None if axis is not None and local.shape.rank == 0 else axis
-                return parent.reduce(reduce_op, leaf, leaf_axis)
-
-            return tf.nest.map_structure(reduce_leaf, value)
-
-    return MultiWorkerMirroredStrategy()
 
 
 def _cluster(strategy) -> dict:

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 from absl import logging
 
+from zoo import compat
+
 # Fault injection for the crash-consistency tests (tests/test_run_dir_faults.py):
 # ZOO_FAULT_POINT=NAME kills the trainer with SIGKILL when it reaches the named point.
 FAULT_POINT_VARIABLE = "ZOO_FAULT_POINT"
@@ -187,7 +189,15 @@ class RunDir:
         self.role = role
         self.roles = tuple(roles)
         self.is_chief = role == "chief"
-        self.scratch = root if self.is_chief else tempfile.mkdtemp(prefix=f"{role}-")
+        self._scratch = root if self.is_chief else None
+
+    @property
+    def scratch(self) -> str:
+        """Where this worker's outputs go: the run directory for the chief; for the others a
+        temporary folder, made on first use and removed by `cleanup`."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix=f"{self.role}-")
+        return self._scratch
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -406,24 +416,9 @@ class RunDir:
             folders[:] = [f for f in folders if not self._TEMPORARY.match(f)]
 
     def cleanup(self) -> None:
-        if not self.is_chief:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def find_model(path: str) -> str:
-    """A ``.keras`` file, or the model of a run directory; raises FileNotFoundError naming both."""
-    original = path
-    if os.path.isdir(path):
-        path = os.path.join(path, RunDir.MODEL)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such model file ({path})" if path != original else "no such model file")
-    return path
-
-
-def run_dir_of(model_path: str) -> RunDir | None:
-    """The run directory a model file belongs to (it holds flags.txt beside it), else None."""
-    root = os.path.dirname(os.path.abspath(model_path))
-    return RunDir(root) if os.path.isfile(os.path.join(root, RunDir.FLAGS)) else None
+        if not self.is_chief and self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 # ------------------------------------------------------------------------------------- crash recovery
@@ -472,7 +467,7 @@ def repair_backup(directory: str, peers: Sequence[str] = ()) -> str:
     suffix = own[max(common)]
     if not suffix:
         return "ok"
-    for name in ("latest.weights.h5", "training_metadata.json"):
+    for name in (compat.BACKUP_WEIGHTS, compat.BACKUP_METADATA):
         path = os.path.join(directory, name)
         with atomic_path(path) as temporary:
             shutil.copyfile(path + suffix, temporary)
@@ -483,9 +478,9 @@ def _resumable(directory: str) -> dict[tuple[int, int], str]:
     """The points a BackupAndRestore folder can resume from, (epoch, batch) -> the files' suffix:
     its latest files ("") and, when whole, their previous copies (".bkp")."""
     points = {}
-    for suffix in (".bkp", ""):  # the latest files win when both hold the same point
-        metadata = read_json(os.path.join(directory, "training_metadata.json" + suffix))
-        weights = os.path.join(directory, "latest.weights.h5" + suffix)
+    for suffix in (compat.BACKUP_PREVIOUS, ""):  # the latest files win when both hold the same point
+        metadata = read_json(os.path.join(directory, compat.BACKUP_METADATA + suffix))
+        weights = os.path.join(directory, compat.BACKUP_WEIGHTS + suffix)
         try:
             point = (int(metadata["epoch"]), int(metadata.get("batch") or 0))
         except (TypeError, ValueError, KeyError, AttributeError):  # missing, damaged, not a dict

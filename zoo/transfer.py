@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from zoo import compat
+
 BACKBONE = "backbone"
 
 
@@ -54,17 +56,11 @@ def unfreeze_backbone(model: keras.Model, from_layer: str | None = None, keep_ba
     for index, layer in enumerate(layers):
         # Each layer nested at any depth (a ResidualUnit's BatchNormalizations) is set on its
         # own: setting a container's `trainable` does not always reach layers inside it.
-        for nested in _nested_layers(layer):
+        for nested in compat.nested_layers(layer):
             is_bn = isinstance(nested, keras.layers.BatchNormalization)
             nested.trainable = index >= start and not (keep_batchnorm_frozen and is_bn)
         unfrozen += int(bool(layer.trainable_weights))
     return unfrozen
-
-
-def _nested_layers(layer):
-    """``layer`` and every layer inside it, at any depth (Keras tracks sublayers it assigns)."""
-    # `_flatten_layers` is how Keras itself walks sublayers (for `trainable`, weights, summaries).
-    return layer._flatten_layers(include_self=True, recursive=True)
 
 
 def adapt_normalization(model: keras.Model, images, steps: int | None = None) -> int:

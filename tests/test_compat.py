@@ -1,0 +1,124 @@
+"""One test per shim of `zoo.compat`: each fails when the upstream behaviour it stands on changes,
+naming what to revisit after an upgrade of Keras, TensorFlow, TFDS or keras-tuner."""
+
+import inspect
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from zoo import compat
+
+
+def test_nested_layers_reaches_the_sublayers_a_custom_layer_assigns():
+    class Block(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = keras.Sequential([keras.layers.Dense(2), keras.layers.BatchNormalization()])
+
+        def call(self, x):
+            return self.inner(x)
+
+    block = Block()
+    found = compat.nested_layers(block)
+    assert found[0] is block
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in found) == 1
+    assert sum(isinstance(layer, keras.layers.Dense) for layer in found) == 1
+
+
+def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)
+    x, y = np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32")
+    model.fit(x, y, epochs=2, batch_size=2, callbacks=[backup], verbose=0)
+    expected = {
+        compat.BACKUP_WEIGHTS,
+        compat.BACKUP_METADATA,
+        compat.BACKUP_WEIGHTS + compat.BACKUP_PREVIOUS,
+        compat.BACKUP_METADATA + compat.BACKUP_PREVIOUS,
+    }
+    assert set(os.listdir(tmp_path)) == expected
+
+
+def test_tfds_split_syntax_resolves_against_sizes_we_give():
+    sizes = {"train": 100, "test": 10}
+    assert compat.resolve_split("train[:80%]+test", sizes) == [("train", 0, 80), ("test", 0, 10)]
+    assert compat.resolve_split("train[10:20]", sizes) == [("train", 10, 20)]
+    with pytest.raises((ValueError, AssertionError)):
+        compat.resolve_split("validation", sizes)
+
+
+def test_tfds_data_dir_and_whose_download_it_is():
+    assert isinstance(compat.tfds_data_dir(), str) and compat.tfds_data_dir()
+    assert compat.tfds_downloads_itself(tfds.builder("mnist"))
+    with tfds.testing.mock_data(num_examples=2):
+        assert not compat.tfds_downloads_itself(tfds.builder("mnist"))
+
+
+def test_keras_tuner_converts_hyperparameters_to_hparams_with_their_declared_domain():
+    import keras_tuner as kt
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    hp = kt.HyperParameters()
+    hp.Choice("optimizer", ["sgd", "adam"], default="adam")
+    hp.Float("dropout", 0.0, 0.6, step=0.3)
+    converted = compat.hparams_of(hp)
+    by_name = {hparam.name: (hparam, value) for hparam, value in converted.items()}
+    assert by_name["optimizer"][1] == "adam"
+    assert isinstance(by_name["optimizer"][0].domain, hparams_api.Discrete)
+    assert set(by_name["optimizer"][0].domain.values) == {"sgd", "adam"}
+
+
+def test_keras_tuner_client_reads_its_timeout_from_the_module_constant():
+    from keras_tuner.src.distribute import oracle_client
+
+    before = oracle_client.TIMEOUT
+    try:
+        compat.set_oracle_timeout(7)
+        assert oracle_client.TIMEOUT == 7
+        # Every request passes the module's constant: setting it is what reaches the calls.
+        assert "timeout=TIMEOUT" in inspect.getsource(oracle_client.OracleClient)
+    finally:
+        oracle_client.TIMEOUT = before
+
+
+def test_keras_tuner_chief_server_never_stops_by_itself():
+    # If keras-tuner stops its gRPC server once the search ends, exit_after_tuner_chief can go.
+    from keras_tuner.src.distribute import oracle_chief
+
+    source = inspect.getsource(oracle_chief.start_server)
+    assert "server.start()" in source and "server.stop(" not in source
+
+
+def test_tensorflows_start_up_noise_is_hidden_and_everything_else_passes():
+    lines = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1796050187.182724    5587 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n",
+        "I0000 00:00:1796050187.264030    5587 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n",
+        "E0000 00:00:1796050192.529854    5587 cuda_platform.cc:52] failed call to cuInit: INTERNAL: (303)\n",
+        "E0000 00:00:1796050192.529854    5587 some_op.cc:52] a real error\n",
+        "a line of the program's own\n",
+    ]
+    assert compat._start_up_noise(lines) == [True, True, True, True, True, False, False]
+
+
+def test_a_program_starts_without_tensorflows_start_up_lines(tmp_path):
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.shapes", str(tmp_path), "1"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        env=environment,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr == ""

@@ -1,0 +1,196 @@
+"""Every private or version-bound upstream API the project relies on, in one place.
+
+Each shim says which upstream behaviour it depends on (and the upstream issue, where there is
+one), and `tests/test_compat.py` has a test for each that fails when upstream changes: after an
+upgrade of Keras, TensorFlow, TFDS or keras-tuner, its failures name exactly what to revisit.
+
+It imports each upstream package inside the function that needs it, so importing this module
+loads no framework. It lives in `zoo`, the bottom package, so that zoo, pipelines and trainers
+can all reach it (BUILD.md, "Layout").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# ------------------------------------------------------------------------------------- TensorFlow
+
+# What TensorFlow's C++ side prints while it starts, before ``absl::InitializeLog()``: such lines
+# ignore TF_CPP_MIN_LOG_LEVEL (TF >= 2.18), and the CUDA probe prints an ERROR ("failed call to
+# cuInit") on every machine without an NVIDIA driver, in every process (each search trial too).
+_LOG_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_LOG_LINE = re.compile(r"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d\d")  # absl's prefix
+_NO_GPU = "failed call to cuInit"
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices with the start-up lines TF_CPP_MIN_LOG_LEVEL asks
+    to hide hidden: its INFO and WARNING lines, and the CUDA probe's error on a machine without a
+    GPU driver. Everything else it prints passes. TF_CPP_MIN_LOG_LEVEL=0 or 1 shows them all.
+
+    Unless the user chose a level, it becomes 2 (TensorFlow's C++ INFO and WARNING lines, device
+    set-up and CUDA probing, drown the programs' own); set before the first TensorFlow import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        return
+
+    with _filtered_stderr(_start_up_noise):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe
+
+
+def _start_up_noise(lines: list[str]) -> list[bool]:
+    """Which of TensorFlow's start-up lines to hide: INFO and WARNING, the CUDA probe's error, the
+    preamble, and the lines that continue a hidden one (no log prefix of their own)."""
+    hide, previous = [], False
+    for line in lines:
+        match = _LOG_LINE.match(line)
+        if match:
+            previous = match["severity"] in "IW" or _NO_GPU in line
+        elif line.startswith(_LOG_PREAMBLE):
+            previous = True
+        hide.append(previous)
+    return hide
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise):
+    """Capture file descriptor 2 (C++ writes there, not to `sys.stderr`), then pass on the lines
+    that ``noise`` does not mark -- also when the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line, hidden in zip(lines, noise(lines)) if not hidden))
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------------- Keras
+
+
+def nested_layers(layer) -> list:
+    """``layer`` and every layer inside it, at any depth.
+
+    Keras 3 has no public walk over sublayers: `Layer._flatten_layers` is how Keras itself visits
+    them (for ``trainable``, weights and summaries), including the sublayers a custom layer
+    assigns as attributes, which ``model.layers`` does not list.
+    """
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+# `keras.callbacks.BackupAndRestore`'s files in its backup folder (keras/src/callbacks/
+# backup_and_restore.py): the weights and the epoch/batch reached, written in place, and with
+# ``double_checkpoint=True`` the previous pair under the same names plus this suffix. The run
+# directory repairs a half-written pair from them (`trainers.rundir.repair_backup`).
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
+BACKUP_PREVIOUS = ".bkp"
+
+
+def multi_worker_strategy():
+    """`tf.distribute.MultiWorkerMirroredStrategy` whose ``reduce`` takes what Keras 3's `fit` gives it.
+
+    Keras 3 calls ``strategy.reduce`` with a nested (x, y) batch (to build the model) and with
+    scalar metrics along ``axis=0``; the collective strategy takes one value, of rank >= 1 when an
+    axis is given, so `fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+    Reducing leaf by leaf, a scalar across replicas only, is what those calls mean.
+    """
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            parent = super()
+
+            def reduce_leaf(leaf):
+                local = (
+                    self.experimental_local_results(leaf)[0]
+                    if isinstance(leaf, tf.distribute.DistributedValues)
+                    else leaf
+                )
+                leaf_axis = None if axis is not None and local.shape.rank == 0 else axis
+                return parent.reduce(reduce_op, leaf, leaf_axis)
+
+            return tf.nest.map_structure(reduce_leaf, value)
+
+    return MultiWorkerMirroredStrategy()
+
+
+# ------------------------------------------------------------------------------------- TFDS
+
+
+def resolve_split(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
+    """TFDS's split syntax (``"train[:80%]+validation"``) resolved against split sizes, for any
+    source: ``[(split name, start, stop), ...]``. ValueError or AssertionError for a bad split.
+
+    TFDS resolves its syntax only for its own builders; `tfds.core.ReadInstruction` and
+    `tfds.core.SplitInfo` (``shard_lengths``, ``num_bytes``) do it for sizes we give them.
+    """
+    import tensorflow_datasets as tfds
+
+    infos = {name: tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0) for name, size in sizes.items()}
+    instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
+    return [(i.splitname, i.from_ or 0, sizes[i.splitname] if i.to is None else i.to) for i in instructions]
+
+
+def tfds_data_dir() -> str:
+    """Where TFDS keeps prepared datasets when no data_dir is given (``tfds.core.constants``)."""
+    import tensorflow_datasets as tfds
+
+    return tfds.core.constants.DATA_DIR
+
+
+def tfds_downloads_itself(builder) -> bool:
+    """Whether ``builder.download_and_prepare`` is TFDS's own (which retries each URL of
+    ``builder.url_infos`` ten times with backoff, about 3.5 minutes offline; its ``MAX_RETRIES`` is
+    a private constant), not a builder's override or `tfds.testing.mock_data`'s stand-in."""
+    return type(builder).download_and_prepare.__module__.startswith("tensorflow_datasets.core")
+
+
+# ------------------------------------------------------------------------------------- keras-tuner
+
+
+def hparams_of(hyperparameters) -> dict:
+    """keras-tuner's own conversion of `HyperParameters` to TensorBoard's HParams (each with the
+    domain it was declared with) -> value: ``keras_tuner.src.engine.tuner_utils``, not exported."""
+    from keras_tuner.src.engine import tuner_utils
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    return tuner_utils.convert_hyperparams_to_hparams(hyperparameters, hparams_api)
+
+
+def set_oracle_timeout(seconds: float) -> None:
+    """How long a distributed search's worker waits on each request to the chief's oracle.
+
+    keras-tuner's client passes the module constant ``oracle_client.TIMEOUT`` (an hour) to every
+    gRPC call and offers no setting: a worker whose chief never starts would wait that long.
+    """
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = seconds
+
+
+def exit_after_tuner_chief(status: int = 0) -> None:
+    """End a distributed search's chief process now, output flushed.
+
+    keras-tuner's chief leaves its gRPC server running (``oracle_chief.start_server`` never stops
+    it) and the server's threads would keep the process alive after the program returns.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

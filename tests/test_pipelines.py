@@ -48,6 +48,7 @@ def test_shapes_are_deterministic_and_splits_differ():
 
 def test_shapes_samples_are_written_as_pngs_named_after_their_class(tmp_path):
     paths = shapes.write_samples(str(tmp_path), count=3, size=32)
+    assert len(paths) == 3
     for index, path in enumerate(paths):
         example = shapes.render(index, height=32, width=32, split="test")
         assert os.path.basename(path) == f"test{index}_{shapes.CLASS_NAMES[int(example['label'])]}.png"
@@ -118,11 +119,14 @@ def test_augmented_training_batches_have_boxes_inside_the_image():
         seed=0,
         image_size=32,
     )
+    batches = 0
     for images, targets in dataset:
         boxes = targets["bbox"].numpy()
         assert images.shape == (16, 32, 32, 3)
         assert (boxes >= 0).all() and (boxes <= 1).all()
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        batches += 1
+    assert batches == 4
 
 
 # ----------------------------------------------------------------------------------- folders
@@ -336,9 +340,9 @@ def test_folder_of_real_photos_needs_an_image_size(flowers_sample):
     ],
 )
 def test_bad_files_are_named_or_skipped(tmp_path, damage, message, images_left, caplog, monkeypatch):
-    from pipelines import sources
+    from pipelines.sources import folders
 
-    monkeypatch.setattr(sources, "_CHECK_CHUNK", 3)  # files are checked a few at a time
+    monkeypatch.setattr(folders, "_CHECK_CHUNK", 3)  # files are checked a few at a time
     root = make_folder(str(tmp_path / "pets"))
     damage(root)
     with pytest.raises(DataError, match=message + r".*skip_bad_files"):
@@ -443,7 +447,7 @@ def test_tfds_fashion_mnist_through_mock_data():
 
 
 def test_tfds_flowers_recipe_and_window_decoding():
-    from pipelines.sources import TRAIN_ONLY_RECIPE, _tfds_split
+    from pipelines.sources.tfds import TRAIN_ONLY_RECIPE, _tfds_split
 
     assert _tfds_split("tf_flowers", "test", []) == "train[:10%]"
     assert _tfds_split("tf_flowers", "validation", []) == "train[10%:25%]"
@@ -627,12 +631,12 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
 
 
 def test_a_folder_loaded_again_is_not_read_again_unless_a_file_changed(tmp_path, monkeypatch):
-    from pipelines import sources
+    from pipelines.sources import folders
 
     root = make_folder(str(tmp_path / "pets"), per_class=10)
     reads = []
-    original = sources.inspect_image_file
-    monkeypatch.setattr(sources, "inspect_image_file", lambda path: reads.append(path) or original(path))
+    original = folders.inspect_image_file
+    monkeypatch.setattr(folders, "inspect_image_file", lambda path: reads.append(path) or original(path))
     pipelines.load(f"dir:{root}", "train", image_size=16)
     assert len(reads) == 20  # every file's signature and end, once
     pipelines.load(f"dir:{root}", "validation", image_size=16)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import pipelines
 import tests.tiny_tfds  # noqa: F401  (registers the local TFDS builders)
-import trainers.train
+import trainers.training
 from pipelines import DataError
 from tests.conftest import logged
 from trainers import steps
@@ -65,7 +65,7 @@ def test_an_offline_download_fails_at_once_naming_the_host_it_cannot_resolve(tmp
 
     import tensorflow_datasets as tfds
 
-    from pipelines.sources import PROXY_VARIABLES
+    from pipelines.sources.tfds import PROXY_VARIABLES
 
     data_dir = str(tmp_path / "tfds")
     for variable in PROXY_VARIABLES:
@@ -133,7 +133,7 @@ def test_a_folder_with_train_and_test_only_gets_a_holdout_and_the_trainer_uses_i
     with pytest.raises(DataError, match=r"bad split 'validation'|holds no"):
         pipelines.load(f"dir:{root}", "validation", image_size=16)  # no holdout asked: no such split
     config = TrainConfig(model_dir=str(tmp_path / "run"), dataset=f"dir:{root}", image_size=16, batch_size=6, epochs=1)
-    result = trainers.train.train(config)  # validation_split="validation" (the default) is carved
+    result = trainers.training.train(config)  # validation_split="validation" (the default) is carved
     assert result.metrics["num_examples"] == 20
 
 
@@ -214,7 +214,7 @@ def test_each_recipe_trains_a_step_on_tiny_offline_data(tmp_path, name):
         overrides.update(freeze_epochs=1, finetune_epochs=1)
     else:
         overrides.update(epochs=1)
-    result = trainers.train.train(TrainConfig.from_recipe(name, **overrides, model_dir=str(tmp_path / "run")))
+    result = trainers.training.train(TrainConfig.from_recipe(name, **overrides, model_dir=str(tmp_path / "run")))
     assert np.isfinite(result.metrics["loss"]) and result.metrics["num_examples"] == 4
     if recipe.two_phase:  # the fine-tuning phase's points come after the frozen phase's
         for logs in ("train", "validation"):
@@ -272,7 +272,7 @@ def test_unfreeze_from_is_checked_before_any_training(tmp_path):
         unfreeze_from="stage9_unit1",
     )
     with pytest.raises(ConfigError) as refused:
-        trainers.train.train(config)
+        trainers.training.train(config)
     message = refused.value.flag_message()
     assert message.startswith("--unfreeze_from=stage9_unit1: 'stage9_unit1' is not a layer of the backbone")
     assert message.endswith("`python -m zoo resnet18 --layers` lists them")
@@ -306,7 +306,7 @@ def test_a_localize_run_trains_on_a_tfds_dataset_with_boxes_and_a_carved_validat
         batch_size=4,
         epochs=1,
     )
-    result = trainers.train.train(config)  # validation: 10% of train, held out
+    result = trainers.training.train(config)  # validation: 10% of train, held out
     assert result.metrics["num_examples"] == 8
     assert {"class_accuracy", "bbox_mean_iou", "map_50", "map_coco"} <= set(result.metrics)
     points = logged(str(tmp_path / "run" / "logs" / "validation"), "epoch_bbox_mean_iou")

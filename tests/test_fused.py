@@ -61,9 +61,12 @@ def test_kernel_eager_equals_tf_data_map_with_unknown_shapes(kernel):
         lambda: ((image, i % 2 == 1) for i, image in enumerate(images)),
         output_signature=(tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([], tf.bool)),
     ).map(lambda image, flip: fused.resize_flip(image, [16, 24], flip), num_parallel_calls=2)
+    count = 0
     for i, got in enumerate(dataset):
         assert got.shape == (16, 24, 3)  # static shape inference: size is a constant
         np.testing.assert_array_equal(got, fused.resize_flip(images[i], [16, 24], i % 2 == 1))
+        count += 1
+    assert count == len(images)
 
 
 def test_kernel_rejects_bad_input_with_a_message(kernel):

@@ -16,25 +16,18 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-import trainers.train
+import trainers.training
 import zoo
-from tests.conftest import logged
+from tests.conftest import logged, tiny
 from trainers import callbacks, steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
+from trainers.saved import load_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    dataset="shapes",
-    train_split="train[:32]",
-    validation_split="",
-    test_split="test[:16]",
-    image_size=16,
-    batch_size=16,
-    model="fashion_cnn",
-)
+TINY = tiny(train_split="train[:32]", validation_split="", test_split="test[:16]", image_size=16, model="fashion_cnn")
 
 
 def config_for(root, **settings):
@@ -61,17 +54,17 @@ def test_a_folder_that_is_not_a_run_directory_is_refused_and_left_alone(tmp_path
     before = tree(root)
     for overwrite in (False, True):
         with pytest.raises(ConfigError, match=r"model_dir=.*holds files that no run of this trainer wrote"):
-            trainers.train.train(config_for(root, overwrite=overwrite))
+            trainers.training.train(config_for(root, overwrite=overwrite))
         assert tree(root) == before
 
 
 def test_overwrite_removes_only_what_the_run_wrote(tmp_path):
     root = tmp_path / "run"
-    trainers.train.train(config_for(root))
+    trainers.training.train(config_for(root))
     (root / "notes.txt").write_text("mine")
     (root / "data").mkdir()
     (root / "data" / "labels.csv").write_text("a,b")
-    result = trainers.train.train(config_for(root, overwrite=True))
+    result = trainers.training.train(config_for(root, overwrite=True))
     assert not result.already_finished
     assert (root / "notes.txt").read_text() == "mine" and (root / "data" / "labels.csv").read_text() == "a,b"
     manifest = json.load(open(root / RunDir.MANIFEST))
@@ -86,13 +79,13 @@ def test_a_second_trainer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
         lock = {"host": __import__("socket").gethostname(), "pid": holder.pid, "since": 0}
         (root / RunDir.LOCK).write_text(json.dumps(lock))
         with pytest.raises(ConfigError, match=rf"in use by another trainer \(pid {holder.pid} on "):
-            trainers.train.train(config_for(root))
+            trainers.training.train(config_for(root))
         assert not (root / RunDir.MANIFEST).exists()  # nothing written
     finally:
         holder.kill()
         holder.wait()
     # The holder is gone (as after kill -9): its lock is stale and taken over.
-    result = trainers.train.train(config_for(root))
+    result = trainers.training.train(config_for(root))
     assert result.metrics["num_examples"] == 16 and not (root / RunDir.LOCK).exists()
 
 
@@ -105,7 +98,7 @@ def interrupted_after_first_epoch(root, monkeypatch, **settings):
     with monkeypatch.context() as patch:
         patch.setattr(callbacks.EpochSummary, "on_epoch_end", die)
         with pytest.raises(KeyboardInterrupt):
-            trainers.train.train(config_for(root, epochs=2, **settings))
+            trainers.training.train(config_for(root, epochs=2, **settings))
     backup = root / "backup" / "train"
     assert (backup / "latest.weights.h5").exists()
     return backup
@@ -114,7 +107,7 @@ def interrupted_after_first_epoch(root, monkeypatch, **settings):
 def test_resuming_with_a_new_learning_rate_applies_it(tmp_path, monkeypatch, caplog):
     root = tmp_path / "run"
     interrupted_after_first_epoch(root, monkeypatch, optimizer="sgd", learning_rate=0.05)
-    trainers.train.train(config_for(root, epochs=2, optimizer="sgd", learning_rate=0.001))
+    trainers.training.train(config_for(root, epochs=2, optimizer="sgd", learning_rate=0.001))
     assert "resuming with learning rate 0.001 (the backup had 0.05)" in caplog.text
     rates = logged(str(root / "logs" / "train"), "epoch_learning_rate")
     assert rates[-1][0] == 1 and rates[-1][1] == pytest.approx(0.001)
@@ -131,7 +124,7 @@ def test_a_damaged_backup_falls_back_or_restarts_the_phase(tmp_path, monkeypatch
         (backup / "latest.weights.h5").write_bytes(data[: len(data) // 3])
         if damage == "latest_and_previous":
             (backup / "latest.weights.h5.bkp").write_bytes(b"")
-    result = trainers.train.train(config_for(root, epochs=2))
+    result = trainers.training.train(config_for(root, epochs=2))
     assert np.isfinite(result.metrics["loss"])
     assert "restarting the phase" in caplog.text or "resuming from the one before" in caplog.text
 
@@ -210,11 +203,15 @@ def test_workers_repair_their_backups_to_one_common_epoch(tmp_path, order):
         ({}, ()),
     ],
 )
-def test_every_worker_knows_every_workers_name(cluster, expected):
+def test_every_worker_knows_every_workers_name(cluster, expected, tmp_path):
+    import glob
+    import tempfile
     from types import SimpleNamespace
 
     from trainers import distribute
 
+    scratch = os.path.join(tempfile.gettempdir(), "worker*-*")
+    before, checked = set(glob.glob(scratch)), 0
     for job, tasks in cluster.items():
         for index in range(len(tasks)):
             resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
@@ -222,16 +219,19 @@ def test_every_worker_knows_every_workers_name(cluster, expected):
             )
             strategy = SimpleNamespace(cluster_resolver=resolver)
             assert distribute.worker_roles(strategy) == expected
-            run = RunDir("/tmp/unused", role=distribute.worker_role(strategy), roles=expected)
+            run = RunDir(str(tmp_path / "unused"), role=distribute.worker_role(strategy), roles=expected)
             chief = job == "chief" or (job == "worker" and index == 0 and "chief" not in cluster)
             assert run.role in expected and run.is_chief == chief
+            checked += 1
+    assert checked == sum(len(tasks) for tasks in cluster.values())
+    assert set(glob.glob(scratch)) == before  # naming a worker's folders makes no scratch folder
     assert distribute.worker_roles(tf.distribute.get_strategy()) == ()
 
 
 @pytest.mark.parametrize("damaged", ["state.json", "checkpoint", "flags.txt"])
 def test_damaged_run_files_are_rebuilt_and_the_run_finishes(tmp_path, damaged, caplog):
     root = tmp_path / "run"
-    first = trainers.train.train(config_for(root))
+    first = trainers.training.train(config_for(root))
     # What a crash during the final steps leaves, plus one damaged file.
     os.remove(root / "model.keras")
     state = json.load(open(root / "state.json"))
@@ -243,7 +243,7 @@ def test_damaged_run_files_are_rebuilt_and_the_run_finishes(tmp_path, damaged, c
         path.write_bytes(path.read_bytes()[:500])
     else:
         (root / "flags.txt").write_text("--no_such_flag=1\n")
-    again = trainers.train.train(config_for(root))
+    again = trainers.training.train(config_for(root))
     assert (root / "model.keras").exists() and json.load(open(root / "state.json"))["finished"]
     assert np.isfinite(again.metrics["loss"])
     if damaged == "checkpoint":
@@ -265,10 +265,10 @@ def test_a_full_disk_during_export_then_the_rerun_finishes(tmp_path, monkeypatch
     with monkeypatch.context() as patch:
         patch.setattr(keras.Model, "save", full)
         with pytest.raises(OSError, match="No space left"):
-            trainers.train.train(config_for(root))
+            trainers.training.train(config_for(root))
     assert not (root / "model.keras").exists()
     assert [name for name in os.listdir(root) if ".tmp" in name or name.startswith(".model")] == []
-    result = trainers.train.train(config_for(root))  # space freed: resumes from the finished phase
+    result = trainers.training.train(config_for(root))  # space freed: resumes from the finished phase
     assert (root / "model.keras").exists() and np.isfinite(result.metrics["loss"])
 
 
@@ -301,7 +301,7 @@ def test_symlink_loops_are_followed_once(tmp_path):
 
 
 def test_a_training_split_smaller_than_the_preview_batch_trains(tmp_path):
-    result = trainers.train.train(config_for(tmp_path / "run", train_split="train[:8]", batch_size=4))
+    result = trainers.training.train(config_for(tmp_path / "run", train_split="train[:8]", batch_size=4))
     assert np.isfinite(result.metrics["loss"])
 
 
@@ -337,12 +337,12 @@ def test_a_file_that_cannot_be_decoded_is_named_wherever_it_is_met(tmp_path, whe
         dataset=f"dir:{root}", train_split="train", validation_split="validation", test_split="test", model=model
     )
     with pytest.raises(steps.TrainingError) as raised:
-        trainers.train.train(config_for(tmp_path / "run", batch_size=4, image_size=32, **settings))
+        trainers.training.train(config_for(tmp_path / "run", batch_size=4, image_size=32, **settings))
     message = str(raised.value)
     assert f"'{root / where / 'dog' / '2.jpg'}' cannot be decoded (" in message and f"met while {doing};" in message
     assert "\n" not in message
     # With skip_bad_files the file is skipped and counted: the split holds one example fewer.
-    result = trainers.train.train(
+    result = trainers.training.train(
         config_for(tmp_path / "skipping", batch_size=4, image_size=32, skip_bad_files=True, **settings)
     )
     if where == "test":
@@ -368,10 +368,10 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_w
     # where the hardware has it), four times in float32.
     size = int(math.sqrt(4 * memory / (per_pixel * 16 * 4)))
     with pytest.raises(ConfigError, match=rf"^image_size={size}: with batch_size=16, one batch of resnet18 needs at"):
-        trainers.train.train(config_for(tmp_path / "run", model="resnet18", image_size=size))
+        trainers.training.train(config_for(tmp_path / "run", model="resnet18", image_size=size))
     # A model whose weights grow with the image (Flatten, then Dense) cannot even be built.
     with pytest.raises(ConfigError, match=r"^image_size=8000: "):
-        trainers.train.train(config_for(tmp_path / "run", image_size=8000))
+        trainers.training.train(config_for(tmp_path / "run", image_size=8000))
     assert not (tmp_path / "run").exists()
 
 
@@ -452,7 +452,7 @@ def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space
 
 
 def test_files_of_the_run_are_as_readable_as_any_file_the_user_writes(tmp_path):
-    trainers.train.train(config_for(tmp_path / "run"))
+    trainers.training.train(config_for(tmp_path / "run"))
     mask = os.umask(0o022)
     os.umask(mask)
     for name in ("flags.txt", "state.json", "metrics.json", "model.keras", RunDir.MANIFEST):
@@ -468,30 +468,30 @@ def test_errors_that_say_the_disk_is_full_are_recognized():
 
 def test_a_damaged_manifest_is_refused_and_nothing_is_touched(tmp_path):
     root = tmp_path / "run"
-    trainers.train.train(config_for(root))
+    trainers.training.train(config_for(root))
     (root / RunDir.MANIFEST).write_text('{"files": ["mod')
     before = tree(root)
     for overwrite in (False, True):
         with pytest.raises(ConfigError, match=r"\.zoo-run\.json is damaged, so which files are the run's is unknown"):
-            trainers.train.train(config_for(root, overwrite=overwrite))
+            trainers.training.train(config_for(root, overwrite=overwrite))
     assert tree(root) == before
 
 
 @pytest.mark.parametrize("damaged", ["metrics.json", "class_names.json", "model.keras", RunDir.MANIFEST])
 def test_a_finished_run_with_a_damaged_file_is_reported_or_retrained_never_a_traceback(tmp_path, damaged):
     root = tmp_path / "run"
-    trainers.train.train(config_for(root))
+    trainers.training.train(config_for(root))
     data = (root / damaged).read_bytes()
     (root / damaged).write_bytes(data[: len(data) // 2])
     if damaged == RunDir.MANIFEST:  # which files are the run's is unknown: refused, nothing touched
         with pytest.raises(ConfigError, match="is damaged"):
-            trainers.train.train(config_for(root, overwrite=True))
+            trainers.training.train(config_for(root, overwrite=True))
         return
-    again = trainers.train.train(config_for(root))
+    again = trainers.training.train(config_for(root))
     assert again.already_finished  # the rerun reads nothing it cannot
-    result = trainers.train.train(config_for(root, overwrite=True))
+    result = trainers.training.train(config_for(root, overwrite=True))
     assert np.isfinite(result.metrics["loss"]) and json.load(open(root / "metrics.json"))["num_examples"] == 16
     if damaged == "model.keras":
         with pytest.raises(ValueError, match="is not a valid Keras model file"):
             (root / damaged).write_bytes(data[:100])
-            steps.load_model(str(root / damaged))
+            load_model(str(root / damaged))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import trainers.train
+import trainers.training
 import zoo
 from trainers import show
 from trainers.cli import UserError
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def tiny_run(tmp_path_factory):
     """A two-phase localize run on tiny shapes data (with TensorBoard logs of both phases)."""
     root = tmp_path_factory.mktemp("show") / "run"
-    trainers.train.train(
+    trainers.training.train(
         TrainConfig(
             model_dir=str(root),
             model="resnet18",
@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):
     (tmp_path / "empty_run").mkdir()
     cases = [
         (["filters", tmp_path / "missing.jpg"], "image '" + str(tmp_path / "missing.jpg") + "' does not exist"),
-        (["pooling", tmp_path / "notes.jpg"], "notes.jpg' cannot be decoded"),
+        (["pooling", tmp_path / "notes.jpg"], "notes.jpg' is not a JPEG, PNG, GIF or BMP image"),
         (["history", tmp_path / "empty_run"], "empty_run has no TensorBoard logs"),
         (
             ["pr", f"--model_path={classifier}", "--dataset=shapes"],

@@ -13,23 +13,20 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-import trainers.evaluate
-import trainers.predict
+import trainers.config
+import trainers.evaluate  # noqa: F401
+import trainers.predict  # noqa: F401
 import trainers.train  # noqa: F401  (all three together: none defines a flag when imported)
+import trainers.training
+from pipelines import shapes
+from tests.conftest import TINY
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
-from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_path, atomic_write, find_model
+from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
+from trainers.rundir import RunDir, atomic_path, atomic_write
+from trainers.saved import open_saved
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(
-    dataset="shapes",
-    train_split="train[:64]",
-    validation_split="validation[:32]",
-    test_split="test[:32]",
-    image_size=32,
-    batch_size=16,
-)
 
 
 def test_importing_every_module_defines_no_flag():
@@ -66,21 +63,21 @@ def test_importing_every_module_defines_no_flag():
 
 def test_every_config_field_is_a_flag_defined_on_demand():
     flag_values = flags.FlagValues()
-    defined = cli.define_config_flags(flag_values)
+    defined = define_flags(flag_values)
     assert defined == [field.name for field in dataclasses.fields(TrainConfig)]
-    assert cli.define_config_flags(flag_values) == []  # a second call defines nothing again
+    assert define_flags(flag_values) == []  # a second call defines nothing again
     flag_values(["train", "--model=resnet18", "--augment=crop", "--freeze_epochs=1", "--finetune_epochs=2"])
     config = TrainConfig.from_flags(flag_values)
     assert (config.model, config.augment, config.epochs, config.two_phase) == ("resnet18", ("crop",), None, True)
 
 
 def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_them():
-    # absl's --help shows the main module's own flags: defined through trainers.cli, they must be
-    # the calling program's (here this test module), not trainers.cli's (shown by --helpfull only).
+    # absl's --help shows the main module's own flags: defined through trainers.config, they must be
+    # the calling program's (here this test module), not trainers.config's (shown by --helpfull only).
     flag_values = flags.FlagValues()
-    cli.define_config_flags(flag_values, names=("model", "epochs"))
+    define_flags(flag_values, names=("model", "epochs"))
     assert {flag.name for flag in flag_values.get_key_flags_for_module(__name__)} == {"model", "epochs"}
-    assert flag_values.get_key_flags_for_module(cli) == []
+    assert flag_values.get_key_flags_for_module(trainers.config) == []
     assert "--epochs:" in flag_values.module_help(__name__)
 
 
@@ -144,7 +141,7 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
         learning_rate=0.001,
         **TINY,
     )
-    result = trainers.train.train(config)
+    result = trainers.training.train(config)
     run = result.run
     for path in (
         run.flags_file,
@@ -164,12 +161,13 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
         boxes = glob.glob(os.path.join(run.logs_dir, "validation_boxes", "events.out.tfevents.*"))
         assert boxes and BoxGrid.TAG in open(boxes[0], "rb").read().decode("latin-1")
 
-    # evaluate's own functions, on the saved model, with the run's settings from flags.txt: the
-    # loss weights and the central crop that follows augment=crop.
-    model = steps.load_model(find_model(run.root))
-    again = trainers.evaluate.run_config(run.model_file, model)
-    assert again == config
-    metrics = trainers.evaluate.evaluate_model(model, again, "test[:32]")
+    # The saved run read back (what evaluate, predict and show use), with the run's settings from
+    # flags.txt: the loss weights and the central crop that follows augment=crop.
+    opened = open_saved(run.root)
+    again = opened.config
+    assert again == config and opened.path == run.model_file and opened.run.root == run.root
+    assert opened.class_names() == shapes.CLASS_NAMES
+    metrics = opened.evaluate("test[:32]")
     for key in ("loss", "class_accuracy", "bbox_mse", "bbox_mean_iou", "map_50", "map_coco"):
         assert metrics[key] == pytest.approx(saved[key], abs=1e-5), key
     # The test-time crop follows training's random crop, for every split a run evaluates.
@@ -177,18 +175,20 @@ def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_pat
     assert steps.eval_data_args(dataclasses.replace(again, augment=("flip",)))["central_crop"] is False
     # predict crops as evaluate does: the run's crop on its own model; on a bare copy of model.keras
     # (no flags.txt beside it), evaluate's default for a bare file, which is no crop.
-    assert trainers.predict.central_crop_for(run.model_file, model) is True
+    assert opened.central_crop is True
     os.makedirs(tmp_path / "elsewhere")
     bare = str(tmp_path / "elsewhere" / "model.keras")
     shutil.copy(run.model_file, bare)
-    assert steps.eval_data_args(trainers.evaluate.run_config(bare, model))["central_crop"] is False
-    assert trainers.predict.central_crop_for(bare, model) is False
+    bare_opened = open_saved(bare)
+    assert bare_opened.run is None and bare_opened.class_names() is None
+    assert steps.eval_data_args(bare_opened.config)["central_crop"] is False
+    assert bare_opened.central_crop is False
     # Unweighted, the loss differs: the run's loss weights matter.
-    plain = trainers.evaluate.evaluate_model(model, dataclasses.replace(again, loss_weights=(1.0, 1.0)), "test[:32]")
+    plain = open_saved(run.root, loss_weights=(1.0, 1.0)).evaluate("test[:32]")
     assert plain["loss"] != pytest.approx(saved["loss"], abs=1e-5)
 
     # A second call on the finished run is left alone.
-    rerun = trainers.train.train(config)
+    rerun = trainers.training.train(config)
     assert rerun.already_finished and rerun.metrics["loss"] == pytest.approx(saved["loss"])
 
 
@@ -344,7 +344,7 @@ def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
     config = synthetic_run(
         tmp_path, train_split="train[:64]", validation_split="validation[:16]", logical_cpus=2, strategy="mirrored"
     )
-    result = trainers.train.train(config)
+    result = trainers.training.train(config)
     assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
 
 
@@ -352,7 +352,7 @@ def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):
     # Keras's Normalization.adapt cannot sum bfloat16 statistics into float32 ones: the zoo keeps
     # that layer in float32, so a --mixed_precision run of the Fashion CNN adapts and trains.
     config = synthetic_run(tmp_path, mixed_precision=True)
-    result = trainers.train.train(config)
+    result = trainers.training.train(config)
     assert np.isfinite(result.metrics["loss"])
     standardize = result.model.get_layer("backbone").get_layer("standardize")
     assert standardize.dtype_policy.compute_dtype == "float32"

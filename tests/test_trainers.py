@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -13,17 +12,11 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.conftest import logged
+from tests import conftest
+from tests.conftest import as_flags, free_port, logged
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--dataset=shapes",
-    "--train_split=train[:64]",
-    "--validation_split=validation[:32]",
-    "--test_split=test[:32]",
-    "--image_size=32",
-    "--batch_size=16",
-]
+TINY = as_flags(conftest.TINY)
 
 pytestmark = pytest.mark.slow
 
@@ -272,12 +265,6 @@ def test_a_crash_after_training_but_before_export_finishes_from_the_checkpoint(t
     again = run("train", *args)
     assert "resuming from" in again.stderr and "Epoch 1/1" not in again.stdout
     assert json.load(open(os.path.join(model_dir, "metrics.json")))["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_two_workers(model_dir, *args, timeout=300, **extra_env):

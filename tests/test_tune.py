@@ -4,33 +4,24 @@ import dataclasses
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import logged
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import pipelines.tuning as tuning
+from tests.conftest import as_flags, free_port, logged, tiny
 from trainers import tune
 from trainers.config import TrainConfig, search_space
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny search: 16-pixel shapes, 64 training images, 2 epochs of 2 steps per trial.
-TINY_TRIALS = dict(
-    model="fashion_cnn",
-    image_size=16,
-    train_split="train[:64]",
-    validation_split="validation[:32]",
-    batch_size=16,
-    epochs=2,
-    steps_per_epoch=2,
-    adapt_steps=1,
-)
-TINY = [*(f"--{name}={value}" for name, value in TINY_TRIALS.items()), "--early_stopping_patience=0"]
+TINY_TRIALS = tiny(model="fashion_cnn", image_size=16, epochs=2, steps_per_epoch=2, adapt_steps=1)
+del TINY_TRIALS["test_split"]  # a trial's metrics are its validation metrics
+TINY = [*as_flags(TINY_TRIALS), "--early_stopping_patience=0"]
 
 
 def run_tune(*args, timeout=300, **environment):
@@ -454,12 +445,6 @@ def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
         tune.run_trial(longer, objective, 0, "1", str(tmp_path / "1"), settings, None, 0)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(tmp_path):
     search = tmp_path / "search"
     environment = dict(
@@ -479,7 +464,8 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
         "--strategy=mirrored",  # inside each trial
         "--logical_cpus=2",
     ]
-    # The worker first: it waits for the chief to mark the folder, writing nothing before.
+    # The worker first: it waits for the chief to mark the folder, writing nothing before. The
+    # chief starts once the worker says it waits (its log line, not a sleep).
     processes = {}
     for name in ("tuner0", "chief"):
         processes[name] = subprocess.Popen(
@@ -490,7 +476,13 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1)
+        if name == "tuner0":
+            waited = ""
+            for line in iter(processes[name].stderr.readline, ""):
+                waited += line
+                if "waiting up to" in line:
+                    break
+            assert "for the chief to start the search in" in waited, waited[-3000:]
     outputs = {name: process.communicate(timeout=400) for name, process in processes.items()}
     for name, process in processes.items():
         assert process.returncode == 0, (name, outputs[name][1][-3000:])

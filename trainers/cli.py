@@ -1,15 +1,13 @@
-"""What the command-line programs share: their flags, defined on demand, and one-line errors.
+"""What the command-line programs share: parsing their flags, and one-line errors.
 
-Nothing here runs at import: each program calls the ``define_*`` functions it needs from its
-entry point (as TF Model Garden's ``define_flags()``), so every module of the project can be
-imported together, in any order, and a test can define the flags into its own `FlagValues`.
-The flags of a training run come from `TrainConfig`'s fields (name, type, default, help, bounds):
-one declaration, both the library's argument and the program's flag.
+Nothing here runs at import: each program defines its flags from its entry point (as TF Model
+Garden's ``define_flags()``; `trainers.config.define_flags` for the fields of `TrainConfig`), so
+every module of the project can be imported together, in any order, and a test can define the
+flags into its own `FlagValues`. The programs import the library and this module, never each other.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -19,10 +17,6 @@ from trainers.config import ConfigError, TrainConfig, recipe_names, recipe_path,
 
 FLAGS = flags.FLAGS
 
-# The groups the programs share: the data a model sees, and the model itself.
-DATA_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "skip_bad_files")
-MODEL_FLAGS = ("model", "head", "weights")
-
 
 class UserError(Exception):
     """A mistake in the command line or the data: reported as one line, exit status 2."""
@@ -31,50 +25,6 @@ class UserError(Exception):
 def fail(message: str, status: int = 2):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
-
-
-def define_config_flags(
-    flag_values: flags.FlagValues = FLAGS, names=None, *, defaults: dict | None = None, helps: dict | None = None
-) -> list[str]:
-    """Define `TrainConfig`'s fields (all, or ``names``) as flags; returns the names defined.
-
-    ``defaults``/``helps`` replace a field's default or help text for a program that uses the flag
-    differently (evaluate's ``--dataset`` defaults to the run's own). Names already defined in
-    ``flag_values`` are left as they are, so calling this twice is harmless.
-    """
-    # The flags belong to the program that asks for them, so its --help lists them (absl shows the
-    # main module's own flags); without this they would all be this module's, shown by --helpfull only.
-    flags.disclaim_key_flags()
-    defaults, helps = defaults or {}, helps or {}
-    defined = []
-    for field in dataclasses.fields(TrainConfig):
-        if (names is not None and field.name not in names) or field.name in flag_values:
-            continue
-        meta = field.metadata
-        default = defaults.get(field.name, field.default)
-        help_text = helps.get(field.name, meta["help"])
-        kind = meta["kind"]
-        bounds = {k: meta[k] for k in ("lower_bound", "upper_bound") if meta[k] is not None}
-        if kind == "enum":
-            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
-            flags.DEFINE_enum(field.name, default, list(choices), help_text, flag_values=flag_values)
-        elif kind == "list":
-            flags.DEFINE_list(
-                field.name,
-                [str(v) for v in default] if default is not None else None,
-                help_text,
-                flag_values=flag_values,
-            )
-        elif kind == "integer":
-            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values, **bounds)
-        elif kind == "float":
-            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values, **bounds)
-        elif kind == "boolean":
-            flags.DEFINE_boolean(field.name, default, help_text, flag_values=flag_values)
-        else:
-            flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
-        defined.append(field.name)
-    return defined
 
 
 def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> TrainConfig:
@@ -102,15 +52,15 @@ def check_flagfiles(argv, chain=()) -> None:
         check_flagfiles(lines, (*chain, path))
 
 
-def open_model(model_path: str):
-    """``(path, model)`` of --model_path (a .keras file or a run directory), loaded in safe mode;
-    UserError in one line when there is none or it is not a Keras model."""
-    from trainers import steps
-    from trainers.rundir import find_model
+def open_saved(model_path: str, **overrides):
+    """`trainers.saved.open_saved`, its errors as one line for the user: --model_path's (no
+    model there, not a Keras model) or the setting's (a flags.txt or an override that is not valid)."""
+    from trainers import saved
 
     try:
-        path = find_model(model_path)
-        return path, steps.load_model(path)
+        return saved.open_saved(model_path, **overrides)
+    except ConfigError as error:
+        raise UserError(error.flag_message()) from None
     except (FileNotFoundError, ValueError) as error:
         raise UserError(f"--model_path={model_path}: {error}") from None
 

@@ -14,8 +14,11 @@ import dataclasses
 import json
 import os
 
+from absl import flags
+
 from pipelines.errors import SettingError
 from trainers.distribute import STRATEGIES
+from zoo.common import AUGMENTATIONS, HEADS, MIN_IMAGE_SIZE
 
 OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
@@ -54,18 +57,6 @@ def _model_names():
     return tuple(zoo.names())
 
 
-def _heads():
-    from zoo.registry import HEADS
-
-    return HEADS
-
-
-def _augmentations():
-    from pipelines.ops import AUGMENTATIONS
-
-    return tuple(AUGMENTATIONS)
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run. Every field is a flag of `trainers.train` of the same name."""
@@ -73,7 +64,7 @@ class TrainConfig:
     model_dir: str | None = option(None, "Run directory (created; resumed if it holds a run).", kind="string")
     # --- model
     model: str = option("fashion_cnn", "Zoo model to train.", kind="enum", choices=_model_names)
-    head: str = option("classify", "classify, or localize (class + box).", kind="enum", choices=_heads)
+    head: str = option("classify", "classify, or localize (class + box).", kind="enum", choices=HEADS)
     weights: str | None = option(None, "None, 'imagenet' (pretrained models) or a weights file.", kind="string")
     model_options: str | None = option(
         None,
@@ -93,11 +84,11 @@ class TrainConfig:
     validation_split: str = option("validation", "Validation split; '' for none.", kind="string")
     test_split: str = option("test", "Split for the final metrics; '' for none.", kind="string")
     image_size: int | None = option(
-        None, "Square input size; default: the dataset's (shapes: 64).", kind="integer", lower_bound=8
+        None, "Square input size; default: the dataset's (shapes: 64).", kind="integer", lower_bound=MIN_IMAGE_SIZE
     )
     batch_size: int = option(32, "Global batch size, split across replicas.", kind="integer", lower_bound=1)
     augment: tuple[str, ...] = option(
-        (), "Training augmentations, from pipelines.ops.AUGMENTATIONS: crop, flip.", kind="list", choices=_augmentations
+        (), f"Training augmentations: {', '.join(AUGMENTATIONS)}.", kind="list", choices=AUGMENTATIONS
     )
     cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
     data_autotune: bool = option(
@@ -299,7 +290,7 @@ class TrainConfig:
 
     @classmethod
     def from_flags(cls, flag_values) -> TrainConfig:
-        """A config from parsed absl flags that `trainers.cli.define_config_flags` defined."""
+        """A config from parsed absl flags that `define_flags` defined."""
         values = {}
         for field in dataclasses.fields(cls):
             if field.name in flag_values:
@@ -314,14 +305,61 @@ class TrainConfig:
     @classmethod
     def from_flagfile(cls, path: str) -> TrainConfig:
         """The config a run directory's ``flags.txt`` records (flags absent there keep defaults)."""
-        from absl import flags
-
-        from trainers import cli
-
         flag_values = flags.FlagValues()
-        cli.define_config_flags(flag_values)
+        define_flags(flag_values)
         flag_values(["trainer", f"--flagfile={path}"])
         return cls.from_flags(flag_values)
+
+
+# --------------------------------------------------------------------------------------- flags
+
+# The flags of the data a model sees, which the programs that read a model back share.
+DATA_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "skip_bad_files")
+
+
+def define_flags(
+    flag_values: flags.FlagValues | None = None, names=None, *, defaults: dict | None = None, helps: dict | None = None
+) -> list[str]:
+    """Define `TrainConfig`'s fields (all, or ``names``) as flags; returns the names defined.
+
+    ``defaults``/``helps`` replace a field's default or help text for a program that uses the flag
+    differently (evaluate's ``--dataset`` defaults to the run's own). Names already defined in
+    ``flag_values`` are left as they are, so calling this twice is harmless.
+    """
+    # The flags belong to the program that asks for them, so its --help lists them (absl shows the
+    # main module's own flags); without this they would all be this module's, shown by --helpfull only.
+    flags.disclaim_key_flags()
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    defaults, helps = defaults or {}, helps or {}
+    defined = []
+    for field in dataclasses.fields(TrainConfig):
+        if (names is not None and field.name not in names) or field.name in flag_values:
+            continue
+        meta = field.metadata
+        default = defaults.get(field.name, field.default)
+        help_text = helps.get(field.name, meta["help"])
+        kind = meta["kind"]
+        bounds = {k: meta[k] for k in ("lower_bound", "upper_bound") if meta[k] is not None}
+        if kind == "enum":
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            flags.DEFINE_enum(field.name, default, list(choices), help_text, flag_values=flag_values)
+        elif kind == "list":
+            flags.DEFINE_list(
+                field.name,
+                [str(v) for v in default] if default is not None else None,
+                help_text,
+                flag_values=flag_values,
+            )
+        elif kind == "integer":
+            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values, **bounds)
+        elif kind == "float":
+            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values, **bounds)
+        elif kind == "boolean":
+            flags.DEFINE_boolean(field.name, default, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
+        defined.append(field.name)
+    return defined
 
 
 def _split(value) -> list:
@@ -397,7 +435,7 @@ def search_space(hp, config: TrainConfig) -> dict:
     }
     if config.lr_decay == 0 and config.finetune_decay == 0:  # a decay is a schedule of its own
         overrides["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=config.lr_schedule)
-    augment_on = config.augment or ("crop", "flip")
+    augment_on = config.augment or AUGMENTATIONS
     overrides["augment"] = augment_on if hp.Boolean("augment", default=bool(config.augment)) else ()
     spec = zoo.spec(config.model)
     if config.two_phase:

@@ -13,14 +13,10 @@ bare .keras file, the trainer's default (off); for --model=resnet50, on, as the 
 
 from __future__ import annotations
 
-import json
-import os
-
 from absl import flags
 
-from trainers import cli, task
+from trainers import cli, config
 from trainers.cli import UserError
-from trainers.config import ConfigError
 
 FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
@@ -28,7 +24,7 @@ IMAGENET_CLASSES = 1000
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
-    cli.define_config_flags(
+    config.define_flags(
         names=("model", "weights", "image_size"),
         defaults={"model": None, "image_size": 224},
         helps={
@@ -47,111 +43,73 @@ def define_flags() -> None:
     )
 
 
-def build_pretrained():
+def build_pretrained(model: str, weights: str | None, image_size: int):
+    """``model`` with its ImageNet classifier (``weights``: "imagenet" or a weights file);
+    UserError naming the flag when it cannot be had."""
     import zoo
 
-    if FLAGS.model != "resnet50":
+    if model != "resnet50":
         raise UserError(
-            f"--model={FLAGS.model} has no pretrained ImageNet classifier to predict with; "
+            f"--model={model} has no pretrained ImageNet classifier to predict with; "
             f"accepted: --model=resnet50 (or a trained model via --model_path)"
         )
-    if not FLAGS.weights:
+    if not weights:
         raise UserError("--model=resnet50 needs --weights=imagenet or a Keras weights file with the top")
-
     try:
-        return zoo.build(
-            FLAGS.model,
-            num_classes=IMAGENET_CLASSES,
-            input_shape=(FLAGS.image_size, FLAGS.image_size, 3),
-            weights=FLAGS.weights,
-        )
+        return zoo.build(model, num_classes=IMAGENET_CLASSES, input_shape=(image_size, image_size, 3), weights=weights)
     except ValueError as error:
-        raise UserError(f"--model={FLAGS.model}: {error}") from None
+        raise UserError(f"--model={model}: {error}") from None
     except Exception as error:  # the download of ImageNet weights fails without a network
         raise UserError(
-            f"--model={FLAGS.model} --weights={FLAGS.weights}: could not get the weights "
+            f"--model={model} --weights={weights}: could not get the weights "
             f"({str(error).splitlines()[0]}); pass a local Keras weights file with --weights=PATH"
         ) from None
 
 
-def check_image_paths(paths) -> None:
-    """UserError naming the first path that is missing, a folder, or not a whole image file."""
-    from pipelines.sources import check_image_file
-
-    for path in paths:
-        if os.path.isdir(path):
-            problem = "is a directory; give image files (e.g. DIR/*.jpg)"
-        else:
-            problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
-        if problem:
-            raise UserError(f"image {path!r} {problem}")
-
-
-def central_crop_for(model_path: str, model) -> bool:
-    """The test-time crop `trainers.evaluate` applies to this model: its run's (flags.txt), or the
-    trainer's default for a bare .keras file. Raises ConfigError for a flags.txt that does not parse."""
-    from trainers.evaluate import run_config
-
-    return task.test_time_preprocessing(run_config(model_path, model))["central_crop"]
-
-
-def load_images(paths, size, channels, central_crop: bool):
-    import tensorflow as tf
-
-    from pipelines import ops
-
-    images = []
-    for path in paths:
-        try:
-            image = ops.decode(tf.io.read_file(path), channels)
-        except tf.errors.OpError as error:
-            raise UserError(f"image {path!r} cannot be decoded ({error.message.splitlines()[0]})") from None
-        if central_crop:
-            image, _ = ops.central_crop(image)
-        image, _ = ops.resize(image, size=size)
-        images.append(image)
-    return tf.stack(images)
-
-
-def class_names_for(model_path, num_classes):
-    path = FLAGS.class_names or (os.path.join(os.path.dirname(model_path), "class_names.json") if model_path else None)
-    if path and os.path.exists(path):
-        with open(path) as f:
-            names = json.load(f)
-        if len(names) == num_classes:
-            return names
-        raise UserError(f"--class_names={path} lists {len(names)} names for a model of {num_classes} classes")
-    return None
-
-
 def main(argv):
+    import numpy as np
+
+    import pipelines
+    from trainers.saved import read_class_names
+
     paths = argv[1:]
     if not paths:
         raise UserError("give one or more image files after the flags")
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise UserError("give either --model_path=RUN_DIR_OR_FILE or --model=NAME (with --weights)")
-    check_image_paths(paths)  # before any model is loaded or downloaded
-    import numpy as np
+    try:
+        pipelines.check_image_paths(paths)  # before any model is loaded or downloaded
+    except pipelines.DataError as error:
+        raise UserError(str(error)) from None
 
     central_crop = FLAGS.central_crop
+    names = None
     if FLAGS.model_path:
-        model_path, model = cli.open_model(FLAGS.model_path)
+        saved = cli.open_saved(FLAGS.model_path)
+        model = saved.model
         if central_crop is None:  # as evaluate measured the model: the same images give the same answers
-            try:
-                central_crop = central_crop_for(model_path, model)
-            except ConfigError as error:
-                raise UserError(error.flag_message()) from None
+            central_crop = saved.central_crop
+        try:
+            names = saved.class_names(FLAGS.class_names)
+        except ValueError as error:
+            raise UserError(f"--class_names={FLAGS.class_names or ''}: {error}") from None
     else:
-        model_path = None
-        model = build_pretrained()
+        model = build_pretrained(FLAGS.model, FLAGS.weights, FLAGS.image_size)
         central_crop = True if central_crop is None else central_crop  # the seed's ImageNet prediction
+        if FLAGS.class_names:
+            try:
+                names = read_class_names(FLAGS.class_names, IMAGENET_CLASSES)
+            except ValueError as error:
+                raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
     height, width, channels = model.input_shape[1:]
-    images = load_images(paths, (height, width), channels, central_crop)
+    try:
+        images = pipelines.load_images(paths, (height, width), channels, central_crop)
+    except pipelines.DataError as error:
+        raise UserError(str(error)) from None
     outputs = model.predict(images, verbose=0)
     probabilities = outputs["class"] if isinstance(outputs, dict) else outputs
     boxes = outputs.get("bbox") if isinstance(outputs, dict) else None
     num_classes = probabilities.shape[-1]
-    names = class_names_for(model_path, num_classes)
     top_k = min(FLAGS.top_k, num_classes)
 
     decoded = None

@@ -21,6 +21,7 @@ Writes PNG files into --out and prints their paths. Needs matplotlib (`pip insta
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 
@@ -46,15 +47,39 @@ SIZES = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What the kinds of figure take besides their inputs (the flags of the same names)."""
+
+    model_path: str | None = None
+    dataset: str | None = None
+    split: str | None = None
+    data_dir: str | None = None
+    image_size: int | None = None
+    augment: tuple[str, ...] = ()
+    head: str = "classify"
+    count: int = 9
+    seed: int = 0
+
+    @classmethod
+    def from_flags(cls, flag_values) -> Options:
+        values = {field.name: flag_values[field.name].value for field in dataclasses.fields(cls)}
+        return cls(**{**values, "augment": tuple(values["augment"] or ())})
+
+
 def define_flags() -> None:
     flags.DEFINE_string("out", None, "Folder to write the PNG files into (created).")
     flags.DEFINE_string("model_path", None, "predictions, pr: a .keras file or a run directory.")
     flags.DEFINE_string("dataset", None, "dataset, predictions, pr: the source (default: the run's, else shapes).")
     flags.DEFINE_string("split", None, "dataset: default train; predictions, pr: default the run's test split.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-    flags.DEFINE_integer("image_size", None, "dataset: image size (default: the source's own).", lower_bound=8)
+    from zoo.common import HEADS, MIN_IMAGE_SIZE
+
+    flags.DEFINE_integer(
+        "image_size", None, "dataset: image size (default: the source's own).", lower_bound=MIN_IMAGE_SIZE
+    )
     flags.DEFINE_list("augment", [], "dataset: augmentations to apply as training does (default: none, raw).")
-    flags.DEFINE_enum("head", "classify", ["classify", "localize"], "dataset: localize draws the boxes.")
+    flags.DEFINE_enum("head", "classify", list(HEADS), "dataset: localize draws the boxes.")
     flags.DEFINE_integer("count", 9, "Images in a grid.", lower_bound=1, upper_bound=64)
     flags.DEFINE_integer("seed", 0, "Seed of the augmentation.")
     flags.mark_flag_as_required("out")
@@ -105,19 +130,18 @@ def read_images(paths, size: int = 192) -> list[tuple[str, np.ndarray]]:
     """``(name, RGB float image in [0, 1], size x size)`` for each path, checked and decoded as
     `trainers.predict` decodes them (UserError naming a bad file). Without paths, one built-in
     example: a shape from the synthetic set."""
-    from trainers.predict import load_images
+    import pipelines
 
     if not paths:
         from pipelines import shapes
 
         example = shapes.render(3, height=size, width=size, split="test")
         return [("built-in example", np.asarray(example["image"], np.float32) / 255.0)]
-    for path in paths:
-        if os.path.isdir(path):
-            raise UserError(f"image {path!r} is a directory; give image files")
-        if not os.path.exists(path):
-            raise UserError(f"image {path!r} does not exist")
-    images = np.asarray(load_images(paths, (size, size), channels=3, central_crop=False)) / 255.0
+    try:
+        pipelines.check_image_paths(paths)
+        images = np.asarray(pipelines.load_images(paths, (size, size), channels=3, central_crop=False)) / 255.0
+    except pipelines.DataError as error:
+        raise UserError(str(error)) from None
     return [(os.path.basename(path), image) for path, image in zip(paths, images)]
 
 
@@ -154,7 +178,7 @@ def _normalized(maps: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------- the kinds
 
 
-def show_filters(out: str, inputs) -> list[str]:
+def show_filters(out: str, inputs, options: Options) -> list[str]:
     """The seed's filters: each image, and its feature maps for the vertical and horizontal line."""
     from zoo.filters import apply_filters, line_filters
 
@@ -177,7 +201,7 @@ def show_filters(out: str, inputs) -> list[str]:
     return paths
 
 
-def show_pooling(out: str, inputs) -> list[str]:
+def show_pooling(out: str, inputs, options: Options) -> list[str]:
     """Max and average pooling (2x2, stride 2), depthwise max pooling, global average pooling."""
     import keras
 
@@ -204,7 +228,7 @@ def show_pooling(out: str, inputs) -> list[str]:
     return [_save(figure, out, "pooling")]
 
 
-def show_transpose(out: str, inputs) -> list[str]:
+def show_transpose(out: str, inputs, options: Options) -> list[str]:
     """The seed's transposed convolution, spelled out: spread the pixels, then convolve."""
     import tensorflow as tf
 
@@ -236,30 +260,30 @@ def show_transpose(out: str, inputs) -> list[str]:
     return [_save(figure, out, "transpose")]
 
 
-def show_dataset(out: str, inputs) -> list[str]:
+def show_dataset(out: str, inputs, options: Options) -> list[str]:
     """One batch of a source, raw or augmented as training sees it, with names and boxes."""
     import pipelines
 
-    source = FLAGS.dataset or "shapes"
-    split = FLAGS.split or "train"
+    source = options.dataset or "shapes"
+    split = options.split or "train"
     try:
         dataset, info = pipelines.load(
             source,
             split,
-            task=FLAGS.head,
-            image_size=FLAGS.image_size,
-            batch_size=FLAGS.count,
-            training=bool(FLAGS.augment),
-            augment=FLAGS.augment,
-            seed=FLAGS.seed,
-            data_dir=FLAGS.data_dir,
+            task=options.head,
+            image_size=options.image_size,
+            batch_size=options.count,
+            training=bool(options.augment),
+            augment=options.augment,
+            seed=options.seed,
+            data_dir=options.data_dir,
             channels=3,
         )
         images, targets = next(iter(dataset))
     except pipelines.DataError as error:
         raise UserError(f"--dataset={source} --split={split}: {error}") from None
     except StopIteration:
-        raise UserError(f"--dataset={source} --split={split}: fewer than --count={FLAGS.count} images") from None
+        raise UserError(f"--dataset={source} --split={split}: fewer than --count={options.count} images") from None
     labels = targets["class"] if isinstance(targets, dict) else targets
     figure = _figure("dataset")
     rows, columns = _grid_shape(len(images))
@@ -269,31 +293,31 @@ def show_dataset(out: str, inputs) -> list[str]:
         _show(axis, image, info.class_names[int(labels[index])])
         if isinstance(targets, dict):
             _box(axis, targets["bbox"][index], image.shape[0], image.shape[1], "lime")
-    augmented = f", augmented: {', '.join(FLAGS.augment)}" if FLAGS.augment else ", raw"
+    augmented = f", augmented: {', '.join(options.augment)}" if options.augment else ", raw"
     figure.suptitle(f"{source} {split}{augmented}")
     return [_save(figure, out, "dataset")]
 
 
-def _model_and_data():
+def _model_and_data(options: Options):
     """The model of --model_path, and one split of its data as its run evaluated it."""
     import pipelines
-    from trainers import evaluate
 
-    if not FLAGS.model_path:
+    if not options.model_path:
         raise UserError("--model_path is required: a .keras file or a run directory")
-    path, model = cli.open_model(FLAGS.model_path)
-    config = evaluate.run_config(path, model, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, batch_size=FLAGS.count)
-    split = FLAGS.split or config.test_split or "test"
+    saved = cli.open_saved(
+        options.model_path, dataset=options.dataset, data_dir=options.data_dir, batch_size=options.count
+    )
+    split = options.split or saved.config.test_split or "test"
     try:
-        dataset, info = evaluate.evaluation_data(model, config, split)
+        dataset, info = saved.evaluation_data(split)
     except pipelines.DataError as error:
-        raise UserError(f"--dataset={config.dataset} --split={split}: {error}") from None
-    return model, dataset, info, split
+        raise UserError(f"--dataset={saved.config.dataset} --split={split}: {error}") from None
+    return saved.model, dataset, info, split
 
 
-def show_predictions(out: str, inputs) -> list[str]:
+def show_predictions(out: str, inputs, options: Options) -> list[str]:
     """A saved model's top class on a grid of images (and its box, beside the true one)."""
-    model, dataset, info, split = _model_and_data()
+    model, dataset, info, split = _model_and_data(options)
     images, targets = next(iter(dataset))
     predicted = model.predict_on_batch(images)
     localize = isinstance(predicted, dict)
@@ -320,13 +344,13 @@ def show_predictions(out: str, inputs) -> list[str]:
     return [_save(figure, out, "predictions")]
 
 
-def show_pr(out: str, inputs) -> list[str]:
+def show_pr(out: str, inputs, options: Options) -> list[str]:
     """The seed's mAP figure, from real detections: precision/recall and 11-point max precisions."""
     from trainers.metrics import mean_average_precision, single_object_detections
 
-    model, dataset, info, split = _model_and_data()
+    model, dataset, info, split = _model_and_data(options)
     if not isinstance(model.output, dict):
-        raise UserError(f"--model_path={FLAGS.model_path}: the model has no box head; pr needs a localize model")
+        raise UserError(f"--model_path={options.model_path}: the model has no box head; pr needs a localize model")
     truth, found = single_object_detections(model, dataset)
     result = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
     figure = _figure("pr")
@@ -367,7 +391,7 @@ def _scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points.items()) for tag, points in found.items()}
 
 
-def show_history(out: str, inputs) -> list[str]:
+def show_history(out: str, inputs, options: Options) -> list[str]:
     """Loss and accuracy per epoch of one or more run directories, training and validation."""
     from trainers.config import TrainConfig
     from trainers.rundir import RunDir
@@ -419,12 +443,12 @@ KINDS = {
 }
 
 
-def show(kind: str, out: str, inputs=()) -> list[str]:
+def show(kind: str, out: str, inputs=(), options: Options | None = None) -> list[str]:
     """Write the figures of ``kind`` into ``out``; returns their paths."""
     if kind not in KINDS:
         raise UserError(f"unknown figure {kind!r}; accepted: {', '.join(KINDS)}")
     _pyplot()  # says which package to install before any work
-    return KINDS[kind](out, list(inputs))
+    return KINDS[kind](out, list(inputs), options or Options())
 
 
 def main(argv):
@@ -432,7 +456,7 @@ def main(argv):
         raise UserError(
             f"give the figure to draw: python -m trainers.show KIND --out=DIR; KIND is one of {', '.join(KINDS)}"
         )
-    for path in show(argv[1], FLAGS.out, argv[2:]):
+    for path in show(argv[1], FLAGS.out, argv[2:], Options.from_flags(FLAGS)):
         print(path)
     return 0
 

@@ -2,12 +2,13 @@
 
     strategy = make_strategy(config)
     data = load_data(config, strategy)
+    run = Run(config, strategy, run_dir, data, phases(config))    # the run, resolved once
     model = build_model(config, data.info, strategy)
-    model = run_phases(config, strategy, data, run, build)        # compile_for_phase + fit, resumable
+    model = run_phases(run, build)                                 # compile_for_phase + fit, resumable
     metrics = evaluate(model, *data.test)
-    export(model, run)
+    export(model, run_dir)
 
-`trainers.train.train` runs them in that order; `tune` and `evaluate` call the same functions.
+`trainers.training.train` runs them in that order; `tune` and `evaluate` call the same functions.
 Errors a user can fix are `ValueError`s naming the setting (`ConfigError`, `pipelines.DataError`);
 a run that cannot go on raises `TrainingError`.
 """
@@ -303,7 +304,7 @@ def write_image_grid(path: str, config: TrainConfig, num_examples: int | None = 
     writer.close()
 
 
-# ------------------------------------------------------------------------------------- phases
+# ------------------------------------------------------------------------------------- the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,6 +342,17 @@ def phases(config: TrainConfig) -> list[Phase]:
             result.append(Phase(name, epochs, rate, decay, first_epoch, momentum, nesterov))
             first_epoch += epochs
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run, resolved once (by `trainers.training.train`) and handed to the steps."""
+
+    config: TrainConfig
+    strategy: object
+    directory: RunDir  # this worker's view of the run directory
+    data: Data
+    phases: tuple[Phase, ...]
 
 
 def make_learning_rate(config: TrainConfig, phase: Phase, steps_per_epoch: int):
@@ -394,27 +406,28 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
         )
 
 
-def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir, extra_callbacks=()) -> None:
+def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     """Train one phase, resumably: BackupAndRestore picks up from the last finished epoch.
 
     ``extra_callbacks`` run after the trainer's own (a search's early stopping)."""
     import keras
 
+    config, data, directory = run.config, run.data, run.directory
     fit_callbacks = [
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
         # written: a kill in between must not lose the finished phase.
-        keras.callbacks.BackupAndRestore(run.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(directory.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 0 and fault_point("first_backup")),
         callbacks.ApplyLearningRate(make_learning_rate(config, phase, data.steps_per_epoch)),
         callbacks.NanGuard(),
-        keras.callbacks.TensorBoard(run.logs_dir),
+        keras.callbacks.TensorBoard(directory.logs_dir),
         callbacks.EpochSummary(phase.name),
         *extra_callbacks,
     ]
     if config.head == "localize" and data.validation is not None:
         images, targets = next(iter(data.validation))
         fit_callbacks.append(
-            callbacks.BoxGrid(images[:9], targets["bbox"][:9], os.path.join(run.logs_dir, "validation_boxes"))
+            callbacks.BoxGrid(images[:9], targets["bbox"][:9], os.path.join(directory.logs_dir, "validation_boxes"))
         )
     logging.info(
         "phase %s: epochs %d..%d at learning rate %g",
@@ -437,20 +450,20 @@ def fit_phase(model, config: TrainConfig, phase: Phase, data: Data, run: RunDir,
             )
         except callbacks.NonFiniteLoss as error:
             raise TrainingError(
-                f"{error}; stopped, keeping the last good checkpoint in {run.backup(phase.name)} "
+                f"{error}; stopped, keeping the last good checkpoint in {directory.backup(phase.name)} "
                 f"(rerunning resumes from it); try a lower learning_rate"
             ) from None
 
 
-def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, model=None, extra_callbacks=()) -> object:
-    """Run every phase not yet completed in ``run``; returns the trained model.
+def run_phases(run: Run, build, model=None, extra_callbacks=()) -> object:
+    """Run every phase not yet completed in the run directory; returns the trained model.
 
     ``model`` (fresh from ``build()``) is trained from scratch, after adapting its normalization,
     when no phase has completed yet; otherwise ``build()`` makes the model that resumes from the
     last completed phase's checkpoint.
     """
-    planned = phases(config)
-    state = run.read_state([phase.name for phase in planned])
+    config, strategy, data, directory, planned = run.config, run.strategy, run.data, run.directory, run.phases
+    state = directory.read_state([phase.name for phase in planned])
     if state["completed_phases"]:
         model = None
     else:
@@ -460,10 +473,10 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
         if phase.name in state["completed_phases"]:
             continue
         if model is None:
-            model = resume_from_completed_phase(build, run, state)
+            model = resume_from_completed_phase(build, directory, state)
         compile_for_phase(model, config, phase, data.steps_per_epoch, strategy)
-        peers = run.peer_backups(phase.name)
-        repaired = repair_backup(run.backup(phase.name), peers)
+        peers = directory.peer_backups(phase.name)
+        repaired = repair_backup(directory.backup(phase.name), peers)
         if repaired == "previous":
             where = " here or on another worker (all resume together)" if peers else ""
             logging.warning(
@@ -472,24 +485,24 @@ def run_phases(config: TrainConfig, strategy, data: Data, run: RunDir, build, mo
         elif repaired == "removed":
             why = "no point every worker can resume from" if peers else "nothing readable"
             logging.warning("the backups of phase %s hold %s; restarting the phase", phase.name, why)
-        fit_phase(model, config, phase, data, run, extra_callbacks)
-        with atomic_path(run.checkpoint(phase.name)) as temporary:
+        fit_phase(model, run, phase, extra_callbacks)
+        with atomic_path(directory.checkpoint(phase.name)) as temporary:
             model.save_weights(temporary)
         fault_point("phase_checkpoint")
         state["completed_phases"].append(phase.name)
-        run.write_state(state)
+        directory.write_state(state)
         fault_point("phase_switch")
-        shutil.rmtree(run.backup(phase.name), ignore_errors=True)
+        shutil.rmtree(directory.backup(phase.name), ignore_errors=True)
     if model is None:
         # Every phase had finished before a crash during the final steps: start from the last one.
-        model = resume_from_completed_phase(build, run, state)
+        model = resume_from_completed_phase(build, directory, state)
         compile_for_phase(model, config, planned[-1], data.steps_per_epoch, strategy)  # for the metrics only
     return model
 
 
-def resume_from_completed_phase(build, run: RunDir, state: dict):
+def resume_from_completed_phase(build, directory: RunDir, state: dict):
     """A fresh model holding the weights the last completed phase ended with (the chief's file)."""
-    previous = run.completed_weights(state["completed_phases"][-1])
+    previous = directory.completed_weights(state["completed_phases"][-1])
     logging.info("resuming from %s", previous)
     model = build()
     # The file also holds that phase's optimizer state, which a new phase (fresh optimizer) skips.
@@ -515,14 +528,14 @@ def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
     return metrics
 
 
-def export(model, run: RunDir, saved_model: bool = True) -> None:
+def export(model, directory: RunDir, saved_model: bool = True) -> None:
     """``model.keras`` and the SavedModel, each replacing the old one whole."""
-    with atomic_path(run.model_file) as temporary:
+    with atomic_path(directory.model_file) as temporary:
         model.save(temporary)
     fault_point("model_saved")
     if not saved_model:
         return
-    with atomic_path(run.export_dir, directory=True) as temporary:
+    with atomic_path(directory.export_dir, directory=True) as temporary:
         model.export(temporary, verbose=False)
     fault_point("exported")
 
@@ -533,14 +546,3 @@ def weights_checksum(model) -> str:
     for weight in model.weights:
         digest.update(weight.numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def load_model(path: str):
-    """A saved zoo model (safe mode: no code is loaded); ValueError when the file is not one."""
-    import keras
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as error:  # a file that is not a Keras model: several exception types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path} is not a valid Keras model file ({reason})") from None

@@ -1,13 +1,10 @@
 """Train a zoo model on a pipelines source.
 
-    python -m trainers.train --model_dir=runs/x [flags]              # the program
-    trainers.train.train(TrainConfig(model_dir="runs/x", ...))        # the same, in process
+    python -m trainers.train --model_dir=runs/x [flags]                 # the program
+    trainers.training.train(TrainConfig(model_dir="runs/x", ...))        # the same, in process
 
-`train(config)` reads as the steps it runs: strategy -> run directory check -> data -> model ->
-run directory (created only once settings, data and model are known to be good) -> phases (one,
-or frozen then fine-tuned; resumable) -> test metrics -> export.
-
-Everything lands in the run directory (`trainers.rundir`): flags.txt (rerunnable with --flagfile),
+Every `TrainConfig` field is a flag of the same name; `--recipe=NAME` starts from a shipped flag
+file. Everything lands in the run directory (`trainers.rundir`): flags.txt (rerunnable with --flagfile),
 TensorBoard logs, backups for resuming, per-phase weights, model.keras, a SavedModel in export/,
 metrics.json and class_names.json. Rerunning the same command after a crash or kill -9 resumes
 from the last finished epoch; a finished run is left alone unless --overwrite is given.
@@ -15,164 +12,34 @@ from the last finished epoch; a finished run is left alone unless --overwrite is
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import functools
 import os
-import shutil
 import sys
 
-from absl import logging
+from absl import flags
 
-from trainers import cli, distribute, steps
-from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
-from trainers.rundir import RunDir, RunDirError, atomic_write, read_json, write_json
+from trainers import cli, config, steps
+from trainers.config import ConfigError
+from trainers.training import TrainResult, disk_full, train
 
-
-@dataclasses.dataclass
-class TrainResult:
-    run: RunDir
-    metrics: dict  # the test metrics (metrics.json), empty without a test split
-    model: object | None  # the trained model (None when the run had already finished)
-    already_finished: bool = False
-
-
-def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainResult:
-    """Train, evaluate and export as ``config`` says; resume the run in ``config.model_dir``.
-
-    ``callbacks`` are added to every phase's `fit` (a search's early stopping); ``export=False``
-    saves model.keras but no SavedModel (a search's trials).
-    """
-    import keras
-
-    if not config.model_dir:
-        raise ConfigError("model_dir", config.model_dir, "is required: the run directory to write to")
-    policy = keras.mixed_precision.global_policy()
-    run = None
-    try:
-        strategy = steps.make_strategy(config)
-        run = open_run_dir(config, strategy)
-        if run.read_state().get("finished") and not config.overwrite:
-            metrics = {k: v for k, v in read_json(run.metrics_file, {}).items() if k != "split"}
-            return TrainResult(run, metrics, model=None, already_finished=True)
-        data = steps.load_data(config, strategy)
-        build = functools.partial(steps.build_model, config, data.info, strategy)
-        model = build()  # before any file is written: a model that cannot be built stops here
-        steps.check_memory(model, config)
-        steps.check_unfreeze_from(model, config)
-        prepare_run_dir(config, run, data)
-        model = steps.run_phases(config, strategy, data, run, build, model, callbacks)
-        metrics = steps.evaluate(model, *data.test) if data.test else {}
-        if metrics:
-            logging.info("test metrics (%s): %s", config.test_split, metrics)
-        logging.info("final weights checksum: %s", steps.weights_checksum(model))
-        run.record(RunDir.MODEL, *([RunDir.EXPORT] if export else []), RunDir.METRICS)  # listed before they exist
-        steps.export(model, run, saved_model=export)
-        finish_run_dir(config, run, metrics)
-        return TrainResult(run, metrics, model)
-    except RunDirError as error:
-        raise ConfigError("model_dir", config.model_dir, str(error)) from None
-    finally:
-        if run is not None:
-            run.release_lock()
-        keras.mixed_precision.set_global_policy(policy)
-
-
-# ------------------------------------------------------------------------------------- run directory
-
-
-def open_run_dir(config: TrainConfig, strategy) -> RunDir:
-    """This worker's view of the run directory; refuses one trained with other defining settings."""
-    multi_worker = config.strategy == "multi_worker"
-    run = RunDir(
-        config.model_dir,
-        role=distribute.worker_role(strategy),
-        roles=distribute.worker_roles(strategy) if multi_worker else (),
-    )
-    logging.info(
-        "strategy %s with %d replica(s); chief: %s",
-        type(strategy).__name__,
-        strategy.num_replicas_in_sync,
-        run.is_chief,
-    )
-    if run.is_chief:
-        run.check_ownership()  # nothing is written into a folder that is not a run directory
-    if os.path.exists(run.flags_file) and not config.overwrite:
-        try:
-            previous = TrainConfig.from_flagfile(run.flags_file)
-        except Exception as error:  # damaged or from another version: absl and ConfigError
-            logging.warning("%s is unreadable (%s); it will be rewritten", run.flags_file, error)
-            return run
-        for name in IDENTITY_FIELDS:
-            if getattr(previous, name) != getattr(config, name):
-                raise ConfigError(
-                    name,
-                    getattr(config, name),
-                    f"{run.root} holds a run with {name}={getattr(previous, name)!r}; use another model_dir, or "
-                    f"overwrite to replace it",
-                )
-    return run
-
-
-def prepare_run_dir(config: TrainConfig, run: RunDir, data: steps.Data) -> None:
-    """Lock the run directory, mark it as ours, and record the run's settings.
-
-    With overwrite, first remove what the manifest says an earlier run wrote (nothing else).
-    """
-    os.makedirs(run.root, exist_ok=True)
-    if not run.is_chief:
-        return
-    run.acquire_lock()
-    run.remove_temporaries()
-    if config.overwrite:
-        run.remove_owned()
-    run.record(RunDir.FLAGS, RunDir.CLASS_NAMES, RunDir.STATE, RunDir.LOGS, RunDir.CHECKPOINTS, RunDir.BACKUP)
-    atomic_write(run.flags_file, "\n".join(config.flag_lines()) + "\n")
-    write_json(run.class_names_file, list(data.info.class_names))
-    if not run.read_state()["completed_phases"] and not os.path.exists(run.train_images_dir):
-        steps.write_image_grid(run.train_images_dir, config, data.info.num_examples)
-
-
-def finish_run_dir(config: TrainConfig, run: RunDir, metrics: dict) -> None:
-    if run.is_chief:
-        write_json(run.metrics_file, {"split": config.test_split, **metrics})
-        run.write_state({"completed_phases": [phase.name for phase in steps.phases(config)], "finished": True})
-        shutil.rmtree(run.path(RunDir.BACKUP), ignore_errors=True)
-    run.cleanup()
-
-
-# ------------------------------------------------------------------------------------- program
+__all__ = ["TrainResult", "train"]  # the library's, for `trainers.train.train` callers
 
 
 def define_flags() -> None:
     """The flags of `python -m trainers.train`: every `TrainConfig` field."""
-    from absl import flags
-
-    cli.define_config_flags()
+    config.define_flags()
     flags.DEFINE_string(
         "recipe", None, "A shipped flag file (trainers/recipes/NAME.flags); flags given here override it; 'list'."
     )
     flags.mark_flag_as_required("model_dir")
 
 
-def disk_full(error: BaseException) -> bool:
-    """Whether ``error`` says the disk (or quota) is full: an OSError from Python or h5py, or a
-    TensorFlow error (SavedModel, TensorBoard) whose message says so."""
-    import tensorflow as tf
-
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(error, (OSError, tf.errors.OpError)) and any(
-        text in str(error) for text in ("No space left on device", "Disk quota exceeded")
-    )
-
-
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
-    config = cli.config_from_flags()
+    run_config = cli.config_from_flags()
     try:
-        result = train(config)
+        result = train(run_config)
     except ConfigError as error:
         raise cli.UserError(error.flag_message()) from None
     except steps.TrainingError as error:
@@ -181,7 +48,7 @@ def main(argv):
         if not disk_full(error):
             raise
         print(
-            f"error: disk full writing the run in {config.model_dir} ({os.strerror(errno.ENOSPC)}); free space and "
+            f"error: disk full writing the run in {run_config.model_dir} ({os.strerror(errno.ENOSPC)}); free space and "
             f"rerun the same command: it resumes from the last finished epoch",
             file=sys.stderr,
             flush=True,

@@ -8,7 +8,7 @@
 Every flag of `trainers.train` sets the trials' common settings (``--model_dir`` is the search's
 folder); ``--fix=NAME=VALUE`` and ``--space=NAME=LOW..HIGH`` / ``--space=NAME=A,B`` pin or narrow
 what the model (`zoo`) and the trainer (`trainers.config.search_space`) declare. Each execution of
-a trial is a `trainers.train.train` run in ``trials/<id>/execution<k>``, in this process, judged on
+a trial is a `trainers.training.train` run in ``trials/<id>/execution<k>``, in this process, judged on
 the validation split. A killed search resumes when the command is rerun. At the end: the best
 trials, and ``best.flags`` with the best settings for `trainers.train --flagfile`.
 """
@@ -19,14 +19,15 @@ import dataclasses
 import functools
 import math
 import os
-import sys
 
 from absl import flags, logging
 
 import pipelines.tuning as tuning
 from trainers import cli, steps, task
 from trainers.config import ConfigError, TrainConfig, search_space
+from trainers.config import define_flags as define_config_flags
 from trainers.rundir import RunDir, atomic_write
+from zoo import compat
 
 FLAGS = flags.FLAGS
 BEST_FLAGS = "best.flags"
@@ -114,7 +115,7 @@ def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, 
     import keras
     import tensorflow as tf
 
-    from trainers.train import train
+    from trainers.training import train
 
     directory = os.path.join(session, f"execution{execution}")
     monitored = objective.name if objective.name[len("val_") :] in _fit_logged(config.head) else "val_loss"
@@ -197,7 +198,7 @@ def write_best_flags(config: TrainConfig, trial, path: str, objective: str) -> N
 
 
 def define_flags() -> None:
-    cli.define_config_flags()
+    define_config_flags()
     flags.DEFINE_string("recipe", None, "A shipped flag file (trainers/recipes/NAME.flags) for the trials; 'list'.")
     flags.DEFINE_enum("tuner", "random", list(tuning.TUNERS), "Search algorithm (keras-tuner's oracles).")
     flags.DEFINE_string(
@@ -268,11 +269,7 @@ def main(argv):
         f"TensorBoard: tensorboard --logdir {search.trials_dir}   (HPARAMS tab)"
     )
     if "KERASTUNER_ORACLE_IP" in os.environ:
-        # keras-tuner's chief leaves its gRPC server running (oracle_chief.start_server never
-        # stops it), and its threads would keep this process alive after main returns.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        compat.exit_after_tuner_chief(0)  # its gRPC server would keep this process alive
     return 0
 
 

@@ -1,0 +1,129 @@
+"""Reading a trained model back: the one place that interprets a ``--model_path``.
+
+    saved = open_saved("runs/x")                # a run directory, or any .keras file
+    saved.model, saved.config, saved.class_names, saved.central_crop
+    dataset, info = saved.evaluation_data("test")   # the split as the run evaluated it
+    metrics = saved.evaluate("test")
+
+A run directory (or its ``model.keras``) brings its settings (``flags.txt``): dataset, loss
+weights, the test-time crop. A bare ``.keras`` file brings none: it is read with the trainer's
+defaults, so `trainers.evaluate`, `trainers.predict` and `trainers.show` treat the same model the
+same way. Errors a user can fix are ValueErrors (FileNotFoundError for a missing model,
+`ConfigError` for a flags.txt that does not parse, `pipelines.DataError` for the data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from trainers import task
+from trainers.config import TrainConfig
+from trainers.rundir import RunDir
+
+
+def locate(model_path: str) -> tuple[str, RunDir | None]:
+    """``(model file, its run directory or None)`` of a ``.keras`` file or a run directory;
+    FileNotFoundError when there is no model there."""
+    path = os.path.join(model_path, RunDir.MODEL) if os.path.isdir(model_path) else model_path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such model file ({path})" if path != model_path else "no such model file")
+    root = os.path.dirname(os.path.abspath(path))
+    run = RunDir(root) if os.path.isfile(os.path.join(root, RunDir.FLAGS)) else None
+    return path, run
+
+
+def load_model(path: str):
+    """A saved zoo model (safe mode: no code is loaded); ValueError when the file is not one."""
+    import keras
+
+    import zoo.layers  # noqa: F401  (registers the zoo's own layers, which saved models name)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # a file that is not a Keras model: several exception types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a valid Keras model file ({reason})") from None
+
+
+def read_class_names(path: str, num_classes: int) -> tuple[str, ...]:
+    """The class names a JSON list in ``path`` gives a model of ``num_classes``; ValueError when
+    the file does not hold that many names."""
+    try:
+        with open(path) as f:
+            names = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable JSON list of class names ({error})") from None
+    if not isinstance(names, list) or len(names) != num_classes:
+        count = len(names) if isinstance(names, list) else "no list of"
+        raise ValueError(f"{path} lists {count} names for a model of {num_classes} classes")
+    return tuple(str(name) for name in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A trained model and what it was trained with."""
+
+    path: str  # the .keras file
+    model: object  # the keras.Model, uncompiled
+    run: RunDir | None  # its run directory, for a model that has one
+    config: TrainConfig  # the run's settings (with any overrides), or the defaults for a bare file
+
+    @property
+    def head(self) -> str:
+        return task.head_of(self.model)
+
+    @property
+    def num_classes(self) -> int:
+        output = self.model.output["class"] if isinstance(self.model.output, dict) else self.model.output
+        return output.shape[-1]
+
+    @property
+    def central_crop(self) -> bool:
+        """The test-time crop the run's evaluation applied (`trainers.task`); off for a bare file."""
+        return task.test_time_preprocessing(self.config)["central_crop"]
+
+    def class_names(self, path: str | None = None) -> tuple[str, ...] | None:
+        """The names of the model's classes: from ``path`` when given, else the run's
+        ``class_names.json`` (beside the model); None when there is none."""
+        path = path or os.path.join(os.path.dirname(self.path), RunDir.CLASS_NAMES)
+        return read_class_names(path, self.num_classes) if os.path.exists(path) else None
+
+    def evaluation_data(self, split: str, central_crop: bool | None = None):
+        """``split`` of the run's dataset as the model takes it (its input size and channels) and
+        as the run evaluated its test split (``central_crop`` overrides the crop). Raises
+        pipelines.DataError."""
+        import pipelines
+        from trainers import steps
+
+        height, width, channels = self.model.input_shape[1:]
+        overrides = dict(image_size=(height, width), channels=channels, task=self.head)
+        if central_crop is not None:
+            overrides["central_crop"] = central_crop
+        return pipelines.load(self.config.dataset, split, **steps.eval_data_args(self.config, **overrides))
+
+    def score(self, dataset, info) -> dict:
+        """Compile the model as its run did (losses, loss weights, metrics) and evaluate ``dataset``."""
+        from trainers import steps
+
+        task.compile_model(self.model, head=self.head, weights=self.config.loss_weights, box_loss=self.config.box_loss)
+        return steps.evaluate(self.model, dataset, info)
+
+    def evaluate(self, split: str, central_crop: bool | None = None) -> dict:
+        """`score` on `evaluation_data`: ``split``, evaluated as the run evaluated its test split."""
+        return self.score(*self.evaluation_data(split, central_crop))
+
+
+def open_saved(model_path: str, **overrides) -> Saved:
+    """The model at ``model_path`` (a ``.keras`` file or a run directory) with the settings it was
+    trained with, ``overrides`` (TrainConfig fields; None values ignored) on top.
+
+    FileNotFoundError or ValueError when there is no Keras model there; ConfigError for a run whose
+    flags.txt does not parse or an override that is not valid.
+    """
+    path, run = locate(model_path)
+    model = load_model(path)
+    config = TrainConfig.from_flagfile(run.flags_file) if run else TrainConfig(head=task.head_of(model))
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    return Saved(path, model, run, config)

@@ -20,7 +20,7 @@ DEMO_FLAGS ?= --model=resnet18 --dataset=shapes --image_size=64 --epochs=5 --bat
 	--optimizer=adam --learning_rate=0.002 --lr_schedule=cosine --augment=flip \
 	'--validation_split=validation[:256]'
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-quick lint demo clean
 
 install: $(STAMP) $(FUSED)
 
@@ -38,6 +38,11 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 PYTEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+# The unit tests alone, for the edit-test loop: every test not marked slow (no training run, no
+# program started as a process).
+test-quick: install
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 # ruff, as configured in pyproject.toml: lint rules, then the formatter's check (no changes made).
 lint: install

@@ -3,7 +3,7 @@
     python benchmarks/data_autotune.py [--epochs=4] [--rounds=2] [--image_size=32] [--train_examples=4000]
                                        [--nomixed_precision]
 
-Each round trains the Fashion CNN on the shapes set through `trainers.train.train` twice, in this
+Each round trains the Fashion CNN on the shapes set through `trainers.training.train` twice, in this
 process, alternating: ``--nodata_autotune`` then ``--data_autotune``, each in a fresh run directory,
 with a validation pass every epoch and a test evaluation at the end (export off). It prints each
 run's seconds, the medians, their ratio, and both runs' test accuracy (the same data and seed: the
@@ -40,7 +40,7 @@ def define_flags() -> None:
 def main(argv):
     from absl import logging
 
-    import trainers.train
+    import trainers.training
     from trainers.config import TrainConfig
 
     logging.set_verbosity(logging.WARNING)  # the runs' own progress lines would bury the figures
@@ -60,7 +60,7 @@ def main(argv):
                     mixed_precision=FLAGS.mixed_precision,
                 )
                 start = time.perf_counter()
-                result = trainers.train.train(config, export=False)
+                result = trainers.training.train(config, export=False)
                 seconds[autotune].append(time.perf_counter() - start)
                 accuracy[autotune] = result.metrics["accuracy"]
                 print(f"round {round_index + 1}: data_autotune={autotune}: {seconds[autotune][-1]:.1f} s", flush=True)

@@ -106,6 +106,7 @@ def test_tensorflows_start_up_noise_is_hidden_and_everything_else_passes():
     assert compat._start_up_noise(lines) == [True, True, True, True, True, False, False]
 
 
+@pytest.mark.slow
 def test_a_program_starts_without_tensorflows_start_up_lines(tmp_path):
     import subprocess
     import sys

@@ -133,6 +133,7 @@ def test_pipelines_give_the_same_batches_with_and_without_the_kernel(kernel, tmp
         np.testing.assert_allclose(x1, x2, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_build_compiles_for_the_installed_tf(tmp_path):
     if fused.compiler() is None:
         skip_without_kernel("no C++ compiler")

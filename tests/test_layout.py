@@ -114,6 +114,7 @@ def test_the_shared_vocabulary_and_the_shims_import_no_framework_when_imported()
         assert not {name for name in top if name in known and name not in FRAMEWORK_FREE | {"zoo"}}, module
 
 
+@pytest.mark.slow
 def test_a_pipeline_and_the_flags_load_without_building_the_model_registry():
     # zoo's shared words need no framework at all; a pipeline needs TensorFlow, but no model.
     code = (

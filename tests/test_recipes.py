@@ -222,6 +222,7 @@ def test_each_recipe_trains_a_step_on_tiny_offline_data(tmp_path, name):
             assert [step for step, _ in points] == [0, 1], (logs, points)
 
 
+@pytest.mark.slow
 def test_recipe_flag_lists_loads_and_is_overridden_on_the_command_line(tmp_path):
     def run(*args):
         environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
@@ -279,6 +280,7 @@ def test_unfreeze_from_is_checked_before_any_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_zoo_lists_the_backbone_layers_for_unfreeze_from():
     listing = subprocess.run(
         [sys.executable, "-m", "zoo", "resnet18", "--layers"],
@@ -294,6 +296,7 @@ def test_zoo_lists_the_backbone_layers_for_unfreeze_from():
     assert any(line.split()[:3] == ["12", "stage4_unit1", "ResidualUnit"] for line in lines), lines
 
 
+@pytest.mark.slow
 def test_a_localize_run_trains_on_a_tfds_dataset_with_boxes_and_a_carved_validation_split(tmp_path):
     config = TrainConfig(
         model_dir=str(tmp_path / "run"),

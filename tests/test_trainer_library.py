@@ -29,6 +29,7 @@ from trainers.saved import open_saved
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_importing_every_module_defines_no_flag():
     modules = [
         "zoo",
@@ -128,6 +129,7 @@ def test_flags_txt_gives_back_the_same_config(tmp_path):
     assert TrainConfig.from_flagfile(str(path)) == dataclasses.replace(config, overwrite=False)
 
 
+@pytest.mark.slow
 def test_a_tiny_training_in_process_then_evaluate_reproduces_its_metrics(tmp_path):
     config = TrainConfig(
         model_dir=str(tmp_path / "run"),
@@ -278,6 +280,7 @@ def test_a_circular_or_missing_flagfile_is_an_error(tmp_path):
     cli.check_flagfiles([f"--flagfile={first}"])  # a chain without a cycle is fine
 
 
+@pytest.mark.slow
 def test_onednn_is_turned_on_for_x86_cpus_unless_the_user_chose():
     import platform
 
@@ -331,6 +334,7 @@ def synthetic_run(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
     import pipelines
 

@@ -35,6 +35,7 @@ process that serves the oracle, any other name for a worker), ``KERASTUNER_ORACL
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import glob
 import json
@@ -48,11 +49,15 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
+from pipelines import durable
 from pipelines.errors import SettingError
 from zoo import compat
 
 TUNERS = ("random", "bayesian", "hyperband")
 SETTINGS_FILE = "search.json"
+# One search at a time in a folder (its chief; the workers of a distributed search are not a
+# second search): host and PID of the holder, as a run directory's lock.
+LOCK_FILE = ".zoo-search.lock"
 TUNER_DIR = "tuner"
 TRIALS_DIR = "trials"
 
@@ -62,7 +67,11 @@ class SearchError(SettingError):
 
 
 class SearchStopped(RuntimeError):
-    """The search cannot go on (too many trials failed in a row); the message says why."""
+    """The search cannot go on (too many trials failed in a row, a full disk); the message says why."""
+
+
+def _disk_full(directory: str) -> str:
+    return f"disk full writing the search in {directory} ({os.strerror(errno.ENOSPC)}); free space first"
 
 
 class TrialFailed(Exception):
@@ -277,9 +286,12 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         connection.send(("ok", function(*args)))
     except TrialFailed as error:
         connection.send(("failed", str(error)))
-    except BaseException:  # noqa: BLE001  (everything the parent must hear about)
-        traceback.print_exc()  # the whole story on the search's stderr; the parent records the last line
-        connection.send(("error", traceback.format_exc()))
+    except BaseException as error:  # noqa: BLE001  (everything the parent must hear about)
+        if durable.disk_full(error):  # not the trial's fault: the search stops
+            connection.send(("stopped", f"disk full ({os.strerror(errno.ENOSPC)}); free space first"))
+        else:
+            traceback.print_exc()  # the whole story on the search's stderr; the parent records the last line
+            connection.send(("error", traceback.format_exc()))
     finally:
         connection.close()
         sys.stdout.flush()
@@ -313,6 +325,8 @@ def run_in_child(function, args) -> dict:
     kind, payload = outcome
     if kind == "failed":
         raise TrialFailed(payload)
+    if kind == "stopped":
+        raise SearchStopped(payload)
     if kind == "error":
         raise TrialFailed(f"the trial raised {_last_line(payload)}")
     return payload
@@ -382,6 +396,12 @@ def _tuner_class():
                 except TrialFailed as error:
                     logging.warning("trial %s failed: %s", trial.trial_id, error)
                     raise kt.errors.FailedTrialError(str(error)) from None
+                except SearchStopped as error:  # keras-tuner records no trial for a fatal error
+                    raise kt.errors.FatalError(str(error)) from None
+                except Exception as error:
+                    if durable.disk_full(error):  # not the trial's fault: every later one would fail too
+                        raise kt.errors.FatalError(_disk_full(os.path.dirname(self.trials_dir))) from None
+                    raise
             metrics = {
                 name: float(sum(run[name] for run in runs) / len(runs))
                 for name in runs[0]
@@ -472,7 +492,7 @@ class Search:
         if not os.path.isdir(self.directory) or self.overwrite and os.path.exists(path):
             return
         if not os.path.exists(path):
-            if os.listdir(self.directory):
+            if set(os.listdir(self.directory)) - {LOCK_FILE}:  # a lock alone: a search starting up
                 raise SearchError(
                     "model_dir",
                     self.directory,
@@ -500,12 +520,39 @@ class Search:
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         path = os.path.join(self.directory, SETTINGS_FILE)
         if is_chief():
-            temporary = f"{path}.tmp{os.getpid()}"
-            with open(temporary, "w") as f:
-                json.dump(self.settings, f, indent=1, sort_keys=True)
-            os.replace(temporary, path)
+            durable.atomic_write(path, json.dumps(self.settings, indent=1, sort_keys=True))
+
+    def _write_state(self, path: str, text: str) -> None:
+        """A keras-tuner state file, written atomically; a full disk stops the search (keras-tuner
+        would record the trial it was updating as failed and go on to fail every later one)."""
+        import keras_tuner as kt
+
+        try:
+            durable.atomic_write(path, text)
+        except Exception as error:
+            if durable.disk_full(error):
+                raise kt.errors.FatalError(_disk_full(self.directory)) from None
+            raise
+
+    def check_state(self) -> None:
+        """SearchError naming a damaged keras-tuner state file (JSON that does not parse), which
+        keras-tuner would fail on with a traceback at every rerun."""
+        for path in sorted(glob.glob(os.path.join(self.directory, TUNER_DIR, "**", "*.json"), recursive=True)):
+            try:
+                with open(path) as f:
+                    json.load(f)
+            except (OSError, ValueError) as error:
+                raise SearchError(
+                    "model_dir",
+                    self.directory,
+                    f"the search's state file {path} is damaged ({error}); the search cannot resume from it: "
+                    f"rerun with --overwrite to search again (the trials' run directories are kept until then)",
+                ) from None
 
     def tuner(self):
+        # Every state file keras-tuner writes, written whole or not at all (a kill, a full disk).
+        compat.keras_tuner_saves_with(self._write_state)
+        self.check_state()
         oracle = make_oracle(self.tuner_kind, **self.oracle_args)
         tuner = _tuner_class()(
             oracle,
@@ -553,6 +600,27 @@ class Search:
         if not is_chief():
             self.wait_for_chief()  # the chief owns the folder: a worker writes nothing before it
         self.check_directory()
+        lock = durable.FolderLock(os.path.join(self.directory, LOCK_FILE), "search")
+        if is_chief():
+            try:
+                lock.acquire()
+            except durable.LockHeld as error:
+                raise SearchError("model_dir", self.directory, str(error)) from None
+        try:
+            return self._search()
+        except Exception as error:
+            import keras_tuner as kt
+
+            if durable.disk_full(error):
+                raise SearchStopped(_disk_full(self.directory)) from None
+            if isinstance(error, kt.errors.FatalError):  # raised by a trial: the search cannot go on
+                raise SearchStopped(str(error)) from None
+            raise
+        finally:
+            lock.release()
+
+    def _search(self) -> SearchResult:
+        self.check_directory()  # again, under the lock: another search may have started meanwhile
         self._prepare_directory()
         tuner = self.tuner()
         if is_chief() and not glob.glob(os.path.join(self.trials_dir, "events.out.tfevents.*")):

@@ -123,3 +123,18 @@ def test_a_program_starts_without_tensorflows_start_up_lines(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stderr == ""
+
+
+def test_keras_tuner_writes_every_state_file_through_the_writer_we_give(tmp_path, monkeypatch):
+    import keras_tuner as kt
+    from keras_tuner.src import utils
+
+    monkeypatch.setattr(utils, "save_json", utils.save_json)  # restored after the test
+    written = {}
+    compat.keras_tuner_saves_with(lambda path, text: written.update({path: text}))
+    trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id="7")
+    trial.save(str(tmp_path / "trial.json"))
+    assert (
+        list(written) == [str(tmp_path / "trial.json")] and '"trial_id": "7"' in written[str(tmp_path / "trial.json")]
+    )
+    assert not os.path.exists(tmp_path / "trial.json")  # nothing written behind the writer's back

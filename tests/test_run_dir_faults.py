@@ -18,6 +18,7 @@ import tensorflow as tf
 import pipelines
 import trainers.training
 import zoo
+from pipelines.durable import disk_full
 from tests.conftest import logged, tiny
 from trainers import callbacks, steps
 from trainers.config import ConfigError, TrainConfig
@@ -460,10 +461,10 @@ def test_files_of_the_run_are_as_readable_as_any_file_the_user_writes(tmp_path):
 
 
 def test_errors_that_say_the_disk_is_full_are_recognized():
-    assert trainers.training.disk_full(OSError(errno.ENOSPC, "No space left on device"))
-    assert trainers.training.disk_full(tf.errors.UnknownError(None, None, "write failed: No space left on device"))
-    assert not trainers.training.disk_full(OSError(errno.EACCES, "Permission denied"))
-    assert not trainers.training.disk_full(ValueError("No space left on device"))
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full(tf.errors.UnknownError(None, None, "write failed: No space left on device"))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not disk_full(ValueError("No space left on device"))
 
 
 def test_a_damaged_manifest_is_refused_and_nothing_is_touched(tmp_path):

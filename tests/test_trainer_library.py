@@ -19,11 +19,12 @@ import trainers.predict  # noqa: F401
 import trainers.train  # noqa: F401  (all three together: none defines a flag when imported)
 import trainers.training
 from pipelines import shapes
+from pipelines.durable import atomic_path, atomic_write
 from tests.conftest import TINY
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
-from trainers.rundir import RunDir, atomic_path, atomic_write
+from trainers.rundir import RunDir
 from trainers.saved import open_saved
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

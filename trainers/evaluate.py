@@ -13,8 +13,8 @@ import re
 
 from absl import flags, logging
 
+from pipelines.durable import write_json
 from trainers import cli, config, steps
-from trainers.rundir import write_json
 
 FLAGS = flags.FLAGS
 

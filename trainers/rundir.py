@@ -12,19 +12,16 @@
       metrics.json         test metrics
 
 Every file is written under a temporary name, flushed and fsynced, then renamed over the old one
-(`atomic_write`, `atomic_path`): a kill or a crash at any point leaves the previous version or
-the new one, never half a file.
+(`pipelines.durable`): a kill or a crash at any point leaves the previous version or the new one,
+never half a file; one trainer at a time holds the folder's lock.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import uuid
@@ -32,6 +29,7 @@ from collections.abc import Sequence
 
 from absl import logging
 
+from pipelines.durable import FolderLock, LockHeld, atomic_path, read_json, write_json
 from zoo import compat
 
 # Fault injection for the crash-consistency tests (tests/test_run_dir_faults.py):
@@ -57,104 +55,6 @@ def fault_point(name: str) -> None:
 
 class RunDirError(ValueError):
     """The run directory cannot be used as asked (not ours, in use); the message says why."""
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        handle = os.open(directory or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are private (0600)
-
-
-def _temporary_name(path: str) -> str:
-    """A new, unique file beside ``path``, hidden, ending in ``path``'s own name."""
-    directory, name = os.path.split(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp-" + name, dir=directory or ".")
-    os.fchmod(handle, _FILE_MODE)  # readable as any file the user writes (TensorBoard servers, teammates)
-    os.close(handle)
-    return temporary
-
-
-@contextlib.contextmanager
-def atomic_path(path: str, *, directory: bool = False):
-    """Yield a temporary path next to ``path``; once the block succeeds it replaces ``path``.
-
-    For writers that take a path (``model.save``, ``save_weights``, ``model.export`` with
-    ``directory=True``). On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, exist_ok=True)
-    # Keeps the file's name as its suffix (.keras, .weights.h5): Keras checks it before saving.
-    temporary = _temporary_name(path)
-    if directory:
-        os.remove(temporary)  # the writer creates the folder under this unique name
-    try:
-        yield temporary
-        if directory:
-            _fsync_tree(temporary)
-            previous = None
-            if os.path.isdir(path):
-                previous = f"{temporary}.old"
-                os.replace(path, previous)
-            os.replace(temporary, path)
-            if previous:
-                shutil.rmtree(previous, ignore_errors=True)
-        else:
-            with open(temporary, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        _fsync_directory(parent)
-    except BaseException:
-        if os.path.isdir(temporary):
-            shutil.rmtree(temporary, ignore_errors=True)
-        elif os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def _fsync_tree(root: str) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_directory(directory)
-
-
-def atomic_write(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, whole."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-
-
-def write_json(path: str, payload) -> None:
-    atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: str, default=None):
-    """The JSON in ``path``, or ``default`` when it is missing or unreadable (damaged, half-written)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
 
 
 def _has_key(payload, key: str) -> bool:
@@ -190,6 +90,7 @@ class RunDir:
         self.roles = tuple(roles)
         self.is_chief = role == "chief"
         self._scratch = root if self.is_chief else None
+        self._lock = FolderLock(os.path.join(root, self.LOCK), "trainer")
 
     @property
     def scratch(self) -> str:
@@ -305,58 +206,15 @@ class RunDir:
             write_json(self.manifest_file, manifest)
 
     def acquire_lock(self) -> None:
-        """Take the folder's lock, or raise RunDirError naming the trainer that holds it.
-
-        A lock left by a process that is gone (kill -9, a crash, a reboot) on this host is taken
-        over with a warning. A lock from another host cannot be checked: the message says what to do.
-        """
-        os.makedirs(self.root, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        for _ in range(3):
-            try:
-                handle = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = read_json(self.lock_file, {})
-                if not self._stale(holder):
-                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-                    raise RunDirError(
-                        f"{self.root} is in use by another trainer (pid {holder.get('pid')} on "
-                        f"{holder.get('host')}, since {since}); wait for it to finish, or remove "
-                        f"{self.lock_file} if that process is gone"
-                    ) from None
-                logging.warning("taking over the lock of %s left by a stopped trainer (%s)", self.root, holder)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.lock_file)
-                continue
-            with os.fdopen(handle, "w") as f:
-                json.dump(me, f)
-                f.flush()
-                os.fsync(f.fileno())
-            self._locked = True
-            return
-        raise RunDirError(f"{self.root}: could not take the lock {self.lock_file}")
-
-    def _stale(self, holder) -> bool:
-        pid = holder.get("pid") if isinstance(holder, dict) else None
-        if not isinstance(pid, int):  # unreadable: a kill between creating and writing it
-            return True
-        if holder.get("host") != socket.gethostname():
-            return False  # another host's process cannot be checked from here
-        if pid == os.getpid():  # left by this process (an in-process run that failed)
-            return True
+        """Take the folder's lock (`pipelines.durable.FolderLock`), or raise RunDirError naming the
+        trainer that holds it; a lock left by a process that is gone is taken over."""
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, owned by another user
-            return False
-        return False
+            self._lock.acquire()
+        except LockHeld as error:
+            raise RunDirError(str(error)) from None
 
     def release_lock(self) -> None:
-        if getattr(self, "_locked", False):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.lock_file)
-            self._locked = False
+        self._lock.release()
 
     # --- state
 

@@ -28,9 +28,10 @@ from absl import logging
 
 import pipelines
 import zoo
+from pipelines.durable import atomic_path
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, atomic_path, fault_point, repair_backup
+from trainers.rundir import RunDir, fault_point, repair_backup
 
 
 class TrainingError(RuntimeError):

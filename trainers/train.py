@@ -18,9 +18,10 @@ import sys
 
 from absl import flags
 
+from pipelines.durable import disk_full
 from trainers import cli, config, steps
 from trainers.config import ConfigError
-from trainers.training import TrainResult, disk_full, train
+from trainers.training import TrainResult, train
 
 __all__ = ["TrainResult", "train"]  # the library's, for `trainers.train.train` callers
 

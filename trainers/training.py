@@ -18,16 +18,16 @@ from the last finished epoch; a finished run is left alone unless overwrite is g
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import os
 import shutil
 
 from absl import logging
 
+from pipelines.durable import atomic_write, read_json, write_json
 from trainers import distribute, steps
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
-from trainers.rundir import RunDir, RunDirError, atomic_write, read_json, write_json
+from trainers.rundir import RunDir, RunDirError
 
 
 @dataclasses.dataclass
@@ -144,15 +144,3 @@ def finish_run_dir(run: steps.Run, metrics: dict) -> None:
         directory.write_state({"completed_phases": [phase.name for phase in run.phases], "finished": True})
         shutil.rmtree(directory.path(RunDir.BACKUP), ignore_errors=True)
     directory.cleanup()
-
-
-def disk_full(error: BaseException) -> bool:
-    """Whether ``error`` says the disk (or quota) is full: an OSError from Python or h5py, or a
-    TensorFlow error (SavedModel, TensorBoard) whose message says so."""
-    import tensorflow as tf
-
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return isinstance(error, (OSError, tf.errors.OpError)) and any(
-        text in str(error) for text in ("No space left on device", "Disk quota exceeded")
-    )

@@ -23,10 +23,11 @@ import os
 from absl import flags, logging
 
 import pipelines.tuning as tuning
+from pipelines.durable import atomic_write
 from trainers import cli, steps, task
 from trainers.config import ConfigError, TrainConfig, search_space
 from trainers.config import define_flags as define_config_flags
-from trainers.rundir import RunDir, atomic_write
+from trainers.rundir import RunDir
 from zoo import compat
 
 FLAGS = flags.FLAGS

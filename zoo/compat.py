@@ -185,6 +185,25 @@ def set_oracle_timeout(seconds: float) -> None:
     oracle_client.TIMEOUT = seconds
 
 
+def keras_tuner_saves_with(write_text) -> None:
+    """Route keras-tuner's state files (``oracle.json``, each ``trial.json``, the tuner's own)
+    through ``write_text(path, text)``.
+
+    keras-tuner writes them all through ``keras_tuner.src.utils.save_json``, in place: a kill or a
+    full disk mid-write leaves half a file, on which every later reload of the search fails.
+    """
+    import json
+
+    from keras_tuner.src import utils
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        write_text(path, text)
+        return text
+
+    utils.save_json = save_json
+
+
 def exit_after_tuner_chief(status: int = 0) -> None:
     """End a distributed search's chief process now, output flushed.
 

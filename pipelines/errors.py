@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -24,3 +25,10 @@ class SettingError(ValueError):
         """The same, spelled as the command-line flag (a list as the flag takes it, comma-separated)."""
         value = ",".join(map(str, self.value)) if isinstance(self.value, (list, tuple)) else self.value
         return f"--{self.setting}={'' if value is None else value}: {self.reason}"
+
+
+def op_error_text(error) -> str:
+    """The first line of a TensorFlow op error, without the graph-function and op names TF wraps
+    it in: "{{function_node ...}} Invalid PNG data, size 12432 [Op:DecodeImage]" -> the middle."""
+    text = str(getattr(error, "message", error)).strip().splitlines()
+    return re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", text[0] if text else "")

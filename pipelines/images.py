@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from pipelines.errors import DataError
+from pipelines.errors import DataError, op_error_text
 
 
 def check_image_paths(paths: Sequence[str]) -> None:
@@ -35,7 +35,7 @@ def load_images(paths: Sequence[str], size: tuple[int, int], channels: int, cent
         try:
             image = ops.decode(tf.io.read_file(path), channels)
         except tf.errors.OpError as error:
-            raise DataError(f"image {path!r} cannot be decoded ({error.message.splitlines()[0]})") from None
+            raise DataError(f"image {path!r} cannot be decoded ({op_error_text(error)})") from None
         if central_crop:
             image, _ = ops.central_crop(image)
         image, _ = ops.resize(image, size=size)

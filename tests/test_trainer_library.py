@@ -87,6 +87,8 @@ def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_
     "settings, message",
     [
         (dict(epochs=0), r"epochs=0: must be at least 1"),
+        (dict(learning_rate=float("nan")), r"learning_rate=nan: must be a finite number"),
+        (dict(momentum=float("inf")), r"momentum=inf: must be a finite number"),
         (dict(model="resnet99"), r"model='resnet99': accepted: fashion_cnn, resnet18"),
         (dict(augment="crop,rotate"), r"augment=\('crop', 'rotate'\): accepted: crop, flip"),
         (dict(loss_weights=(1, 2, 3)), r"loss_weights=\(1.0, 2.0, 3.0\): must be two non-negative numbers"),
@@ -277,6 +279,12 @@ def test_a_circular_or_missing_flagfile_is_an_error(tmp_path):
         cli.check_flagfiles([f"--flagfile={first}"])
     with pytest.raises(cli.UserError, match=r"--flagfile=/no/such.flags: cannot be read"):
         cli.check_flagfiles(["--flagfile=/no/such.flags"])
+    binary = tmp_path / "model.keras"
+    binary.write_bytes(b"PK\x03\x04\xff\xfe\x00 not text")
+    with pytest.raises(
+        cli.UserError, match=rf"--flagfile={binary}: is not a text file of flags \(byte 4 is not UTF-8\)"
+    ):
+        cli.check_flagfiles([f"--flagfile={binary}"])
     second.write_text("--batch_size=4\n")
     cli.check_flagfiles([f"--flagfile={first}"])  # a chain without a cycle is fine
 

@@ -49,6 +49,11 @@ def check_flagfiles(argv, chain=()) -> None:
                 lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
         except OSError as error:
             raise UserError(f"--flagfile={arg.split('=', 1)[1]}: cannot be read ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise UserError(
+                f"--flagfile={arg.split('=', 1)[1]}: is not a text file of flags (byte {error.start} is not "
+                f"UTF-8); give a file of --name=value lines"
+            ) from None
         check_flagfiles(lines, (*chain, path))
 
 

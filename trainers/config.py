@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from absl import flags
@@ -242,6 +243,8 @@ class TrainConfig:
                     raise ConfigError(field.name, value, f"accepted: {', '.join(choices)}")
             if meta["kind"] == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ConfigError(field.name, value, "must be an integer")
+            if meta["kind"] == "float" and not math.isfinite(value):
+                raise ConfigError(field.name, value, "must be a finite number")
             if meta["kind"] in ("integer", "float"):
                 if meta["lower_bound"] is not None and value < meta["lower_bound"]:
                     raise ConfigError(field.name, value, f"must be at least {meta['lower_bound']}")

@@ -29,6 +29,7 @@ from absl import logging
 import pipelines
 import zoo
 from pipelines.durable import atomic_path
+from pipelines.errors import op_error_text
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import RunDir, fault_point, repair_backup
@@ -77,7 +78,7 @@ def naming_bad_files(doing: str, *infos: pipelines.DatasetInfo | None):
                 bad.update(pipelines.undecodable(info))
         if not bad:
             raise TrainingError(
-                f"bad input data while {doing}: {error.message.splitlines()[0]}; skip_bad_files skips unreadable images"
+                f"bad input data while {doing}: {op_error_text(error)}; skip_bad_files skips unreadable images"
             ) from None
         path, reason = next(iter(bad.items()))
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -450,10 +451,14 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
                 shuffle=False,  # the pipeline shuffles
             )
         except callbacks.NonFiniteLoss as error:
-            raise TrainingError(
-                f"{error}; stopped, keeping the last good checkpoint in {directory.backup(phase.name)} "
-                f"(rerunning resumes from it); try a lower learning_rate"
-            ) from None
+            backup = directory.backup(phase.name)
+            if os.path.isdir(backup) and os.listdir(backup):
+                kept = f"keeping the last good checkpoint in {backup} (rerunning resumes from it)"
+            elif phase.first_epoch:
+                kept = "no epoch of this phase had finished (rerunning starts the phase again, from the last one's end)"
+            else:
+                kept = "no epoch had finished, so there is nothing to resume from"
+            raise TrainingError(f"{error}; stopped, {kept}; try a lower learning_rate") from None
 
 
 def run_phases(run: Run, build, model=None, extra_callbacks=()) -> object:

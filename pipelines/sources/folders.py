@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 import os
 import random
-import re
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import tensorflow as tf
 
-from pipelines.errors import DataError
+from pipelines.errors import DataError, op_error_text
 from pipelines.sources.base import Source, absolute_ranges, announce_holdout, hold_out, log
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -149,7 +148,7 @@ def _decode_problem(path: str) -> str | None:
         return None
     except tf.errors.OpError as error:
         # "{{function_node ...}} Invalid PNG data, size 12432 [Op:DecodeImage]" -> the middle
-        message = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", error.message.splitlines()[0])
+        message = op_error_text(error)
         if isinstance(error, tf.errors.NotFoundError):
             return f"cannot be read ({message})"
         return f"cannot be decoded ({message})"

@@ -131,6 +131,24 @@ def disk_full(error: BaseException) -> bool:
     )
 
 
+def unwritable(path: str) -> str | None:
+    """Why no folder can be made or written at ``path`` (a read-only mount, an immutable folder,
+    /proc, a regular file on the way), or None. Tried for real, before anything else is written: a
+    probe file is made and removed in ``path``, or in the nearest folder above it that exists."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=existing)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        return f"cannot be written: {existing}: {error.strerror}"
+    return None
+
+
 class LockHeld(RuntimeError):
     """Another live process holds the lock; the message names it and says what to do."""
 

@@ -313,6 +313,9 @@ def run_in_child(function, args) -> dict:
         outcome = receiver.recv()
     except EOFError:
         outcome = None
+    except BaseException:  # SIGTERM or Ctrl-C in the search: the trial goes with it
+        process.kill()
+        raise
     finally:
         process.join()
     if outcome is None:
@@ -597,6 +600,9 @@ class Search:
 
     def run(self) -> SearchResult:
         """Run (or resume) the search; returns the best trials, best first."""
+        problem = durable.unwritable(self.directory)
+        if problem:
+            raise SearchError("model_dir", self.directory, problem)
         if not is_chief():
             self.wait_for_chief()  # the chief owns the folder: a worker writes nothing before it
         self.check_directory()

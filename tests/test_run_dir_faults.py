@@ -496,3 +496,28 @@ def test_a_finished_run_with_a_damaged_file_is_reported_or_retrained_never_a_tra
         with pytest.raises(ValueError, match="is not a valid Keras model file"):
             (root / damaged).write_bytes(data[:100])
             load_model(str(root / damaged))
+
+
+def test_sigterm_says_so_releases_the_lock_and_the_rerun_resumes(tmp_path):
+    import signal
+
+    root = tmp_path / "run"
+    args = ["--model=fashion_cnn", "--epochs=3", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
+    args = [a if not a.startswith("--train_split") else "--train_split=train[:512]" for a in args]
+    command = [sys.executable, "-m", "trainers.train", f"--model_dir={root}", *args]
+    environment = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stderr:  # the epoch's summary comes after its backup is written
+        if "[train] epoch 1 done" in line:
+            break
+    assert process.poll() is None, "training finished before it could be stopped; make it longer"
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    assert rest.strip().splitlines()[-1].startswith("error: terminated (SIGTERM); what finished is kept")
+    assert "Traceback" not in rest and not (root / RunDir.LOCK).exists()
+    resumed = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[train] epoch 1 done" not in resumed.stderr and "[train] epoch 3 done" in resumed.stderr

@@ -410,3 +410,17 @@ def test_the_trainers_pipelines_leave_tf_data_autotuning_off_unless_asked(tmp_pa
         dataset, _ = pipelines.load(config.dataset, config.train_split, **args)
         assert dataset.options().autotune.enabled is autotune
     assert "--data_autotune" in dataclasses.replace(config, data_autotune=True).flag_lines()
+
+
+@pytest.mark.parametrize("where", ["under a file", "under /proc", "under /sys"])
+def test_a_model_dir_that_cannot_be_written_is_one_line_before_anything_happens(tmp_path, where):
+    (tmp_path / "notes.txt").write_text("a file")
+    model_dir, reason = {
+        "under a file": (tmp_path / "notes.txt" / "run", rf"{tmp_path / 'notes.txt'} is a file, not a folder"),
+        "under /proc": ("/proc/zoo-run", r"cannot be written: /proc: "),
+        "under /sys": ("/sys/zoo-run", r"cannot be written: /sys: "),
+    }[where]
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ConfigError, match=rf"^model_dir='{model_dir}': {reason}"):
+        trainers.training.train(TrainConfig(model_dir=str(model_dir), **TINY))
+    assert sorted(os.listdir(tmp_path)) == before

@@ -9,6 +9,7 @@ flags into its own `FlagValues`. The programs import the library and this module
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app, flags
@@ -20,6 +21,16 @@ FLAGS = flags.FLAGS
 
 class UserError(Exception):
     """A mistake in the command line or the data: reported as one line, exit status 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's stop, a cloud preemption), raised where the program is. A
+    BaseException, as KeyboardInterrupt: no `except Exception` on the way (keras-tuner's trial
+    loop) mistakes it for a failure, and every `finally` (locks) runs."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 def fail(message: str, status: int = 2):
@@ -122,11 +133,18 @@ def run(main, define_flags):
 
         # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
         std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             return main(argv)
         except UserError as error:
             fail(str(error))
         except KeyboardInterrupt:
             fail("interrupted", status=130)
+        except Terminated:
+            fail(
+                "terminated (SIGTERM); what finished is kept (every finished epoch, every finished trial): "
+                "rerun the same command to resume",
+                status=128 + signal.SIGTERM,
+            )
 
     app.run(guarded, flags_parser=parse_flags)

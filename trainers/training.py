@@ -24,6 +24,7 @@ import shutil
 
 from absl import logging
 
+from pipelines import durable
 from pipelines.durable import atomic_write, read_json, write_json
 from trainers import distribute, steps
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig
@@ -48,6 +49,9 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
 
     if not config.model_dir:
         raise ConfigError("model_dir", config.model_dir, "is required: the run directory to write to")
+    problem = durable.unwritable(config.model_dir)
+    if problem:  # before anything is loaded, built or written
+        raise ConfigError("model_dir", config.model_dir, problem)
     policy = keras.mixed_precision.global_policy()
     directory = None
     try:

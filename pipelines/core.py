@@ -22,7 +22,7 @@ from pipelines import ops, sources
 from pipelines.errors import DataError
 from pipelines.ops import decode, decode_random_crop
 from zoo.common import HEADS as TASKS  # one vocabulary: a pipeline's task is the model's head
-from zoo.common import MIN_IMAGE_SIZE, is_int, positive_int
+from zoo.common import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, is_int, positive_int
 
 DEFAULT_SHUFFLE_BUFFER = 2048  # encoded records: bounded, whatever the dataset's size
 
@@ -88,6 +88,8 @@ def load(
     download: bool = True,
     validation_holdout: float = 0.0,
     autotune: bool = False,
+    follow_links: bool = False,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
@@ -128,6 +130,11 @@ def load(
         and turning it off cost the pipeline nothing measurable (BUILD.md, "Training speed").
         Off, ``AUTOTUNE`` parallelism is min(16, CPU cores) and prefetch buffers still grow as
         needed.
+      follow_links: read an image folder's links that lead outside the dataset's folder (refused
+        by default, in one line naming the link: a class folder linked to / would walk the disk).
+      max_image_pixels: refuse (or, with skip_bad_files, skip) an image file whose header declares
+        more pixels than this, before decoding it: a small PNG can declare 23000x23000 pixels and
+        take gigabytes to decode. The default is Pillow's decompression-bomb limit (89,478,485).
       input_context: from `tf.distribute`: shard per input pipeline, batch per replica.
     """
     plan = _resolve(
@@ -149,6 +156,8 @@ def load(
         download=download,
         validation_holdout=validation_holdout,
         autotune=autotune,
+        follow_links=follow_links,
+        max_image_pixels=max_image_pixels,
     )
     return _build(plan, input_context), plan.info
 
@@ -210,6 +219,8 @@ def _resolve(
     download=True,
     validation_holdout=0.0,
     autotune=False,
+    follow_links=False,
+    max_image_pixels=None,
 ) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
@@ -236,6 +247,8 @@ def _resolve(
         skip_bad_files=skip_bad_files,
         download=download,
         validation_holdout=validation_holdout,
+        follow_links=follow_links,
+        max_image_pixels=MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels,
     )
 
     if size is None:

@@ -7,18 +7,20 @@ import os
 from collections.abc import Sequence
 
 from pipelines.errors import DataError, op_error_text
+from zoo.common import MAX_IMAGE_PIXELS
 
 
-def check_image_paths(paths: Sequence[str]) -> None:
-    """DataError naming the first path that is missing, a folder, or not a whole image file
-    (a look at its first and last bytes: cheap enough to run before a model is loaded)."""
+def check_image_paths(paths: Sequence[str], max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """DataError naming the first path that is missing, a folder, not a whole image file, or one
+    whose header declares more than ``max_pixels`` (a look at its first and last bytes: cheap
+    enough to run before a model is loaded, and before anything is decoded)."""
     from pipelines.sources import check_image_file
 
     for path in paths:
         if os.path.isdir(path):
             problem = "is a directory; give image files (e.g. DIR/*.jpg)"
         else:
-            problem = check_image_file(path) if os.path.isfile(path) else "does not exist"
+            problem = check_image_file(path, max_pixels) if os.path.isfile(path) else "does not exist"
         if problem:
             raise DataError(f"image {path!r} {problem}")
 

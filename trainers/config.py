@@ -19,7 +19,7 @@ from absl import flags
 
 from pipelines.errors import SettingError
 from trainers.distribute import STRATEGIES
-from zoo.common import AUGMENTATIONS, HEADS, MIN_IMAGE_SIZE
+from zoo.common import AUGMENTATIONS, HEADS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE
 
 OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
@@ -99,6 +99,16 @@ class TrainConfig:
         kind="boolean",
     )
     skip_bad_files: bool = option(False, "Skip unreadable image files (with a warning).", kind="boolean")
+    max_image_pixels: int = option(
+        MAX_IMAGE_PIXELS,
+        "Refuse (with skip_bad_files: skip) an image file whose header declares more pixels, before decoding "
+        "it. Default: Pillow's decompression-bomb limit.",
+        kind="integer",
+        lower_bound=1,
+    )
+    follow_links: bool = option(
+        False, "Read an image folder's links that lead outside it (refused by default).", kind="boolean"
+    )
     download: bool = option(
         True, "Download and prepare a TFDS dataset on first use (--nodownload: prepared data only).", kind="boolean"
     )
@@ -317,7 +327,7 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------- flags
 
 # The flags of the data a model sees, which the programs that read a model back share.
-DATA_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "skip_bad_files")
+DATA_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "skip_bad_files", "max_image_pixels", "follow_links")
 
 
 def define_flags(

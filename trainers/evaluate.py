@@ -48,6 +48,8 @@ def main(argv):
         data_dir=FLAGS.data_dir,
         batch_size=FLAGS.batch_size,
         skip_bad_files=FLAGS.skip_bad_files if FLAGS["skip_bad_files"].present else None,
+        max_image_pixels=FLAGS.max_image_pixels if FLAGS["max_image_pixels"].present else None,
+        follow_links=FLAGS.follow_links if FLAGS["follow_links"].present else None,
     )
     dataset_name = saved.config.dataset
     split = FLAGS.split or saved.config.test_split or "test"

@@ -25,7 +25,7 @@ IMAGENET_CLASSES = 1000
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
     config.define_flags(
-        names=("model", "weights", "image_size"),
+        names=("model", "weights", "image_size", "max_image_pixels"),
         defaults={"model": None, "image_size": 224},
         helps={
             "model": "Instead of --model_path: a zoo model built here (resnet50 with --weights=imagenet).",
@@ -78,7 +78,7 @@ def main(argv):
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise UserError("give either --model_path=RUN_DIR_OR_FILE or --model=NAME (with --weights)")
     try:
-        pipelines.check_image_paths(paths)  # before any model is loaded or downloaded
+        pipelines.check_image_paths(paths, FLAGS.max_image_pixels)  # before any model is loaded or downloaded
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 

@@ -114,6 +114,8 @@ def data_args(config: TrainConfig, **overrides) -> dict:
         channels=3 if spec.channels == (3,) else None,
         seed=config.seed,
         skip_bad_files=config.skip_bad_files,
+        max_image_pixels=config.max_image_pixels,
+        follow_links=config.follow_links,
         download=config.download,
         autotune=config.data_autotune,
         # The default validation split of a source that has none is carved from train.

@@ -10,6 +10,10 @@ from __future__ import annotations
 HEADS = ("classify", "localize")
 # The smallest side, in pixels, of an image a pipeline makes or a model takes.
 MIN_IMAGE_SIZE = 8
+# The most pixels an image file may declare before it is decoded: Pillow's decompression-bomb
+# limit (`PIL.Image.MAX_IMAGE_PIXELS`, 1024 * 1024 * 1024 // 4 // 3). TensorFlow only refuses above
+# 2**29 pixels, after allocating them.
+MAX_IMAGE_PIXELS = 89_478_485
 # The random training ops, by the names `--augment` takes (`pipelines.ops.AUGMENTATIONS` holds
 # each one's implementation under the same name).
 AUGMENTATIONS = ("crop", "flip")

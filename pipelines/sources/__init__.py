@@ -45,6 +45,8 @@ def resolve(
     skip_bad_files: bool,
     download: bool = True,
     validation_holdout: float = 0.0,
+    follow_links: bool = False,
+    max_image_pixels: int | None = None,
 ) -> Source:
     """The `Source` that ``source`` names: ``"shapes"``, ``"synthetic"``, ``"dir:PATH"`` or a TFDS name.
 
@@ -64,7 +66,12 @@ def resolve(
                 f"boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
             )
         return folder_source(
-            source[len(DIR_PREFIX) :], split, skip_bad_files=skip_bad_files, validation_holdout=validation_holdout
+            source[len(DIR_PREFIX) :],
+            split,
+            skip_bad_files=skip_bad_files,
+            validation_holdout=validation_holdout,
+            follow_links=follow_links,
+            max_image_pixels=max_image_pixels,
         )
     return tfds_source(
         source,

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from pipelines.errors import DataError, op_error_text
 from pipelines.sources.base import Source, absolute_ranges, announce_holdout, hold_out, log
+from zoo.common import MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_FOLDERS = ("train", "validation", "test")
@@ -38,40 +39,102 @@ def _image_format(head: bytes) -> str | None:
     return None
 
 
-def check_image_file(path: str) -> str | None:
+def check_image_file(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """Return why ``path`` is not a complete image file, or None if it looks whole.
 
-    Reads the first and last bytes only: the format's signature, and its end marker (JPEG EOI,
-    PNG IEND, GIF trailer) or, for BMP, the size the header declares. This catches non-image files
-    and truncated downloads before training starts, at a tiny fraction of the cost of decoding.
+    Reads the first and last bytes only: the format's signature, its end marker (JPEG EOI, PNG
+    IEND, GIF trailer) or, for BMP, the size the header declares, and the image's width and height
+    from its header (``max_pixels``). This catches non-image files, truncated downloads and
+    decompression bombs before training starts, at a tiny fraction of the cost of decoding.
     """
-    return inspect_image_file(path)[1]
+    _, dimensions, problem = inspect_image_file(path)
+    return problem or too_many_pixels(dimensions, max_pixels)
 
 
-def inspect_image_file(path: str) -> tuple[str | None, str | None]:
-    """``(format, problem)`` of an image file: "jpeg", "png", "gif" or "bmp" (from its signature,
-    whatever its extension says) and why it is not a complete image, or None (see
-    `check_image_file`)."""
+def too_many_pixels(dimensions: tuple[int, int] | None, max_pixels: int) -> str | None:
+    """Why an image whose header declares ``dimensions`` (width, height) is refused, or None."""
+    if dimensions is None or dimensions[0] * dimensions[1] <= max_pixels:
+        return None
+    width, height = dimensions
+    return (
+        f"declares {width}x{height} = {width * height:,} pixels, over max_image_pixels={max_pixels:,} (a "
+        f"decompression bomb, or a huge image); raise max_image_pixels to read it"
+    )
+
+
+def inspect_image_file(path: str) -> tuple[str | None, tuple[int, int] | None, str | None]:
+    """``(format, (width, height), problem)`` of an image file: "jpeg", "png", "gif" or "bmp"
+    (from its signature, whatever its extension says), the size its header declares (None where it
+    does not say), and why it is not a complete image, or None (see `check_image_file`)."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             size = f.size()
             head = f.read(32)
+            kind = _image_format(head)
+            dimensions = _declared_size(f, kind, head) if kind else None
             f.seek(max(size - 32, 0))
             tail = f.read(32)
     except (OSError, tf.errors.OpError) as error:
-        return None, f"cannot be read ({error})"
-    kind = _image_format(head)
+        return None, None, f"cannot be read ({error})"
     if kind is None:
-        return None, "is not a JPEG, PNG, GIF or BMP image"
+        return None, None, "is not a JPEG, PNG, GIF or BMP image"
     if kind == "jpeg" and b"\xff\xd9" not in tail:
-        return kind, "is a truncated JPEG (no end-of-image marker)"
+        return kind, dimensions, "is a truncated JPEG (no end-of-image marker)"
     if kind == "png" and b"IEND" not in tail:
-        return kind, "is a truncated PNG (no IEND chunk)"
+        return kind, dimensions, "is a truncated PNG (no IEND chunk)"
     if kind == "gif" and not tail.rstrip(b"\x00").endswith(b"\x3b"):
-        return kind, "is a truncated GIF (no trailer)"
+        return kind, dimensions, "is a truncated GIF (no trailer)"
     if kind == "bmp" and len(head) >= 6 and int.from_bytes(head[2:6], "little") > size:
-        return kind, "is a truncated BMP (shorter than its header says)"
-    return kind, None
+        return kind, dimensions, "is a truncated BMP (shorter than its header says)"
+    return kind, dimensions, None
+
+
+def _declared_size(f, kind: str, head: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file's header declares, read without decoding; None when the
+    header does not say (a damaged file: the decoder will name it)."""
+    if kind == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if kind == "gif" and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if kind == "bmp" and len(head) >= 26:
+        if int.from_bytes(head[14:18], "little") == 12:  # BITMAPCOREHEADER: 16-bit sizes
+            return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+        width = int.from_bytes(head[18:22], "little", signed=True)
+        height = int.from_bytes(head[22:26], "little", signed=True)  # negative: stored top-down
+        return abs(width), abs(height)
+    if kind == "jpeg":
+        return _jpeg_size(f)
+    return None
+
+
+# JPEG's start-of-frame markers (they carry the size): SOF0-SOF15 but DHT, JPG and DAC.
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_SCAN_LIMIT = 1 << 20  # headers (EXIF, ICC profiles) before the frame fit in a megabyte
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    """Walk a JPEG's marker segments to its start of frame."""
+    f.seek(2)
+    while f.tell() < _JPEG_SCAN_LIMIT:
+        marker = f.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        while marker[1] == 0xFF:  # fill bytes
+            marker = marker[1:] + f.read(1)
+        code = marker[1]
+        if code in (0xD8, 0x01) or 0xD0 <= code <= 0xD7:  # no length
+            continue
+        length = f.read(2)
+        if len(length) < 2:
+            return None
+        size = int.from_bytes(length, "big")
+        if code in _SOF:
+            frame = f.read(5)
+            if len(frame) < 5:
+                return None
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        f.seek(size - 2, 1)
+    return None
 
 
 _CHECK_THREADS = 16  # file checks wait on I/O (network filesystems especially), not the CPU
@@ -122,7 +185,7 @@ def _each_file(function: Callable, paths: Sequence[str], threads: int):
             yield from zip(chunk, (answer for answers in pool.map(each, runs) for answer in answers))
 
 
-def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
+def _check_files(paths: Sequence[str], max_pixels: int) -> tuple[dict[str, str], set[str]]:
     """`inspect_image_file` on every path, in parallel, remembered per file.
 
     Returns ``({bad path: reason}, {good paths that are not JPEGs})``: the second is empty for the
@@ -130,7 +193,8 @@ def _check_files(paths: Sequence[str]) -> tuple[dict[str, str], set[str]]:
     """
     bad, not_jpeg = {}, set()
     inspect = _remembered(_INSPECTED, lambda path: inspect_image_file(path))
-    for path, (kind, reason) in _each_file(inspect, paths, _CHECK_THREADS):
+    for path, (kind, dimensions, reason) in _each_file(inspect, paths, _CHECK_THREADS):
+        reason = reason or too_many_pixels(dimensions, max_pixels)
         if reason:
             bad[path] = reason
         elif kind != "jpeg":
@@ -168,10 +232,24 @@ def undecodable_files(paths: Sequence[str]) -> dict[str, str]:
 
 
 def _class_folders(root: str) -> list[str]:
-    return sorted(
-        name
-        for name in tf.io.gfile.listdir(root)
-        if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(root, name.rstrip("/")))
+    try:
+        return sorted(
+            name
+            for name in tf.io.gfile.listdir(root)
+            if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(root, name.rstrip("/")))
+        )
+    except (OSError, tf.errors.OpError) as error:
+        raise DataError(f"image folder {root!r} cannot be read ({op_error_text(error)})") from None
+
+
+def _unreadable(error: OSError):
+    raise DataError(f"folder {error.filename!r} cannot be read ({error.strerror})")
+
+
+def _leaves(link: str, real: str, dataset_root: str) -> DataError:
+    return DataError(
+        f"{link!r} is a link to {real!r}, outside the dataset's folder {dataset_root!r}; move or copy the images "
+        f"into the dataset, or pass follow_links to read them where they are"
     )
 
 
@@ -179,15 +257,17 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _walk(folder: str, dataset_root: str):
+def _walk(folder: str, dataset_root: str, follow_links: bool = False):
     """``(folder, its real path, file names)`` of every folder under a class ``folder``, following
     each link once.
 
     Local folders are walked by real path: a folder reached again through a symlink (a loop) is
     skipped, and so is a link into another part of the dataset (``cat/loop -> ..``,
-    ``dog/cats -> ../cat``): a file belongs to the class folder it really lies in. Links to
-    folders outside the dataset are followed. Walking always ends and no file is listed twice.
-    Remote filesystems (``gs://``...) have no links: `tf.io.gfile.walk`.
+    ``dog/cats -> ../cat``): a file belongs to the class folder it really lies in. A link to a
+    folder outside the dataset is refused (DataError naming it: a class folder linked to / would
+    walk the whole disk), or followed with ``follow_links``. A folder that cannot be listed is a
+    DataError naming it. Walking always ends and no file is listed twice. Remote filesystems
+    (``gs://``...) have no links: `tf.io.gfile.walk`.
     """
     if "://" in folder:
         for dirpath, _, filenames in tf.io.gfile.walk(folder):
@@ -195,8 +275,10 @@ def _walk(folder: str, dataset_root: str):
         return
     home, root = os.path.realpath(folder), os.path.realpath(dataset_root)
     visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_unreadable):
         real = os.path.realpath(dirpath)
+        if not follow_links and not _inside(real, root):
+            raise _leaves(dirpath, real, dataset_root)
         if real in visited or (_inside(real, root) and not _inside(real, home)):
             dirnames[:] = []  # do not descend again
             continue
@@ -205,7 +287,15 @@ def _walk(folder: str, dataset_root: str):
         yield dirpath, real, filenames
 
 
-def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: bool, dataset_root: str | None = None):
+def _list_class_files(
+    root: str,
+    class_names: Sequence[str],
+    skip_bad_files: bool,
+    dataset_root: str | None = None,
+    *,
+    follow_links: bool = False,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+):
     """All image files per class, checked.
 
     Returns (files per class, list of skipped reasons, the good files that are not JPEGs).
@@ -216,7 +306,7 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
     for name in class_names:
         folder = os.path.join(root, name)
         files = []
-        for dirpath, real_dirpath, filenames in _walk(folder, dataset_root or root):
+        for dirpath, real_dirpath, filenames in _walk(folder, dataset_root or root, follow_links):
             for filename in sorted(filenames):
                 if filename.startswith("."):  # .DS_Store and friends
                     continue
@@ -225,6 +315,8 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
                 real = os.path.join(real_dirpath, filename)
                 if "://" not in path and os.path.islink(path):
                     real = os.path.realpath(path)
+                    if not follow_links and not _inside(real, os.path.realpath(dataset_root or root)):
+                        raise _leaves(path, real, dataset_root or root)
                 if real in seen_files:
                     continue
                 seen_files.add(real)
@@ -234,7 +326,7 @@ def _list_class_files(root: str, class_names: Sequence[str], skip_bad_files: boo
                 files.append(path)
         per_class[name] = sorted(files)
         candidates.extend(files)
-    reasons, not_jpeg = _check_files(candidates)
+    reasons, not_jpeg = _check_files(candidates, max_pixels)
     bad = set(reasons)
     problems.extend((path, reasons[path]) for path in sorted(bad))
     if problems and not skip_bad_files:
@@ -255,8 +347,14 @@ def folder_source(
     skip_bad_files: bool = False,
     class_names: Sequence[str] | None = None,
     validation_holdout: float = 0.0,
+    follow_links: bool = False,
+    max_image_pixels: int | None = None,
 ) -> Source:
-    """``dir:ROOT``: one subfolder per class, optionally under train/, validation/, test/."""
+    """``dir:ROOT``: one subfolder per class, optionally under train/, validation/, test/.
+
+    ``follow_links``: read links that lead outside ROOT (refused otherwise); ``max_image_pixels``:
+    the most pixels a file's header may declare (default `MAX_IMAGE_PIXELS`)."""
+    rules = dict(follow_links=follow_links, max_pixels=max_image_pixels or MAX_IMAGE_PIXELS)
     if not tf.io.gfile.isdir(root):
         raise DataError(f"image folder {root!r} does not exist or is not a folder")
     split_dirs = [name for name in SPLIT_FOLDERS if tf.io.gfile.isdir(os.path.join(root, name))]
@@ -276,7 +374,7 @@ def folder_source(
     if split_dirs:
         for split_name, split_root in class_roots.items():
             present = [c for c in class_names if tf.io.gfile.isdir(os.path.join(split_root, c))]
-            per_class, skipped, others = _list_class_files(split_root, present, skip_bad_files, dataset_root=root)
+            per_class, skipped, others = _list_class_files(split_root, present, skip_bad_files, root, **rules)
             problems += skipped
             not_jpeg |= others
             _require_images(split_root, per_class)
@@ -287,7 +385,7 @@ def folder_source(
             )
             announce_holdout(f"image folder {root!r}", validation_holdout, len(files_by_split["validation"]))
     else:
-        per_class, problems, not_jpeg = _list_class_files(root, class_names, skip_bad_files)
+        per_class, problems, not_jpeg = _list_class_files(root, class_names, skip_bad_files, **rules)
         _require_images(root, per_class)
         files_by_split = {name: [] for name in FOLDER_SPLIT_FRACTIONS}
         for label, name in enumerate(class_names):

@@ -444,9 +444,10 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
             return finish(image, box, label, seed, resize=window_op is not None)
 
         dataset = tf.data.Dataset.zip((dataset, random_seeds())).map(from_cache, num_parallel_calls=autotune)
-    if plan.skip_bad_files and plan.source.files is None:
-        # Folders were checked file by file when listed (each skipped file counted once); other
-        # sources skip an undecodable record here, with a warning.
+    if plan.skip_bad_files:
+        # Folders were checked file by file when listed (each skipped file counted once): what is
+        # skipped here, with a warning each, is a file deleted or damaged since, or an undecodable
+        # record of another source.
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=plan.training)
     if plan.repeat:

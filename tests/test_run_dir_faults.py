@@ -521,3 +521,39 @@ def test_sigterm_says_so_releases_the_lock_and_the_rerun_resumes(tmp_path):
     resumed = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "[train] epoch 1 done" not in resumed.stderr and "[train] epoch 3 done" in resumed.stderr
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_files_deleted_while_training_are_named_or_skipped_and_the_rerun_resumes(tmp_path, skip):
+    import keras
+
+    root = tmp_path / "photos"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            write_jpeg(root / label / f"{i}.jpg", seed=i + (50 if label == "dog" else 0))
+    gone = [root / "cat" / f"{i}.jpg" for i in range(4)]
+    # After the first epoch (its backup written), a third of one class goes away.
+    delete = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: [os.remove(p) for p in gone if p.exists()])
+    config = config_for(
+        tmp_path / "run",
+        dataset=f"dir:{root}",
+        train_split="train+validation+test",
+        test_split="",
+        batch_size=4,
+        epochs=2,
+        skip_bad_files=skip,
+    )
+    if skip:  # skipped with a warning each; the run finishes
+        result = trainers.training.train(config, callbacks=[delete])
+        assert result.model is not None
+        return
+    with pytest.raises(steps.TrainingError) as raised:
+        trainers.training.train(config, callbacks=[delete])
+    message = str(raised.value)
+    assert "\n" not in message and "cannot be read (" in message and "(and 3 more)" in message
+    assert "met while training;" in message and "rerunning resumes from the last finished epoch" in message
+    assert any(f"'{path}'" in message for path in gone)
+    resumed = trainers.training.train(config)  # the files are gone for good: the rerun trains epoch 2 only
+    epochs = [step for step, _ in logged(str(tmp_path / "run" / "logs" / "train"), "epoch_loss")]
+    assert epochs == [0, 1] and resumed.model is not None

@@ -64,14 +64,14 @@ def make_strategy(config: TrainConfig):
 
 @contextlib.contextmanager
 def naming_bad_files(doing: str, *infos: pipelines.DatasetInfo | None):
-    """Turn a decode error met while ``doing`` something with the splits ``infos`` into a
-    TrainingError naming the file: tf.data reports only the decoder's complaint, so the splits'
-    files are decoded one by one (only now, when it failed) to find it."""
+    """Turn a decode error (or a file gone) met while ``doing`` something with the splits
+    ``infos`` into a TrainingError naming the file: tf.data reports only the decoder's complaint,
+    so the splits' files are decoded one by one (only now, when it failed) to find it."""
     import tensorflow as tf
 
     try:
         yield
-    except tf.errors.InvalidArgumentError as error:
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:  # a file deleted meanwhile too
         bad = {}
         for info in infos:
             if info is not None:
@@ -82,9 +82,10 @@ def naming_bad_files(doing: str, *infos: pipelines.DatasetInfo | None):
             ) from None
         path, reason = next(iter(bad.items()))
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        resume = "; rerunning resumes from the last finished epoch" if doing == "training" else ""
         raise TrainingError(
             f"image file {path!r} {reason}{more}, met while {doing}; fix or remove it, or pass "
-            f"skip_bad_files to skip files that cannot be decoded"
+            f"skip_bad_files to skip files that cannot be decoded{resume}"
         ) from None
 
 

@@ -7,9 +7,8 @@ test, _ = pipelines.load("tf_flowers", "test", image_size=224, central_crop=True
 folder, _ = pipelines.load("dir:photos", "train[:80%]", image_size=128)
 """
 
-import importlib
-
 from zoo import compat
+from zoo.common import lazy_exports
 
 # Every pipeline is TensorFlow: start it quietly (TF_CPP_MIN_LOG_LEVEL obeyed), before a module
 # of this package imports it.
@@ -34,11 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"pipelines.{_EXPORTS[name]}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

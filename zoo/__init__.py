@@ -13,7 +13,7 @@ The names below load on first use (PEP 562): ``import zoo.common`` (the shared v
 families (`zoo.registry.FAMILIES`) on its first lookup.
 """
 
-import importlib
+from zoo.common import lazy_exports
 
 _EXPORTS = {
     "Backbone": "registry",
@@ -34,11 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"zoo.{_EXPORTS[name]}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,9 @@ so a data pipeline or a flag definition can use these words without loading Kera
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 # A model's head is also the task of the data it is trained on (`pipelines.load(task=...)`).
 HEADS = ("classify", "localize")
 # The smallest side, in pixels, of an image a pipeline makes or a model takes.
@@ -47,3 +50,18 @@ def positive_ints(
     ):
         raise error(f"{name} must be a sequence of positive integers, received {values!r}")
     return values
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """``(__getattr__, __dir__)`` for a package whose public names (``exports``: name -> module
+    of the package) load on first use (PEP 562), so importing the package imports none of them."""
+
+    def __getattr__(name):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+
+    def __dir__():
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__

@@ -86,7 +86,7 @@ def test_keras_tuner_client_reads_its_timeout_from_the_module_constant():
 
 
 def test_keras_tuner_chief_server_never_stops_by_itself():
-    # If keras-tuner stops its gRPC server once the search ends, exit_after_tuner_chief can go.
+    # If keras-tuner stops its gRPC server once the search ends, exit_now loses one of its two reasons.
     from keras_tuner.src.distribute import oracle_chief
 
     source = inspect.getsource(oracle_chief.start_server)

@@ -22,6 +22,7 @@ from pipelines.durable import disk_full
 from trainers import cli, config, steps
 from trainers.config import ConfigError
 from trainers.training import TrainResult, train
+from zoo import compat
 
 __all__ = ["TrainResult", "train"]  # the library's, for `trainers.train.train` callers
 
@@ -54,8 +55,7 @@ def main(argv):
             file=sys.stderr,
             flush=True,
         )
-        # Exit now: at a normal exit h5py's half-written files print tracebacks as they are freed.
-        os._exit(1)
+        compat.exit_now(1)  # at a normal exit h5py's half-written files print tracebacks as they are freed
     run = result.run
     if result.already_finished:
         print(f"{run.root} holds a finished run (metrics in {run.metrics_file}); pass --overwrite to train again")

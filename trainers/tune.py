@@ -270,7 +270,7 @@ def main(argv):
         f"TensorBoard: tensorboard --logdir {search.trials_dir}   (HPARAMS tab)"
     )
     if "KERASTUNER_ORACLE_IP" in os.environ:
-        compat.exit_after_tuner_chief(0)  # its gRPC server would keep this process alive
+        compat.exit_now(0)  # keras-tuner's chief: its gRPC server would keep this process alive
     return 0
 
 

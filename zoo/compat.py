@@ -204,11 +204,11 @@ def keras_tuner_saves_with(write_text) -> None:
     utils.save_json = save_json
 
 
-def exit_after_tuner_chief(status: int = 0) -> None:
-    """End a distributed search's chief process now, output flushed.
-
-    keras-tuner's chief leaves its gRPC server running (``oracle_chief.start_server`` never stops
-    it) and the server's threads would keep the process alive after the program returns.
+def exit_now(status: int) -> None:
+    """End the process now, output flushed, skipping the interpreter's shutdown, for two upstream
+    behaviours: keras-tuner's chief leaves its gRPC server running (``oracle_chief.start_server``
+    never stops it), whose threads would keep a finished search alive; and h5py's half-written files
+    (a full disk mid-save) print tracebacks as they are freed at a normal exit.
     """
     sys.stdout.flush()
     sys.stderr.flush()

@@ -70,6 +70,15 @@ class SearchStopped(RuntimeError):
     """The search cannot go on (too many trials failed in a row, a full disk); the message says why."""
 
 
+def _parses(path: str) -> bool:
+    try:
+        with open(path) as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _disk_full(directory: str) -> str:
     return f"disk full writing the search in {directory} ({os.strerror(errno.ENOSPC)}); free space first"
 
@@ -537,25 +546,61 @@ class Search:
                 raise kt.errors.FatalError(_disk_full(self.directory)) from None
             raise
 
-    def check_state(self) -> None:
-        """SearchError naming a damaged keras-tuner state file (JSON that does not parse), which
-        keras-tuner would fail on with a traceback at every rerun."""
-        for path in sorted(glob.glob(os.path.join(self.directory, TUNER_DIR, "**", "*.json"), recursive=True)):
-            try:
-                with open(path) as f:
-                    json.load(f)
-            except (OSError, ValueError) as error:
-                raise SearchError(
-                    "model_dir",
-                    self.directory,
-                    f"the search's state file {path} is damaged ({error}); the search cannot resume from it: "
-                    f"rerun with --overwrite to search again (the trials' run directories are kept until then)",
-                ) from None
+    def repair_state(self) -> None:
+        """Damaged keras-tuner state (a kill mid-write before writes were atomic, a disk fault),
+        mended before keras-tuner reads it, which would fail with a traceback at every rerun: a
+        ``trial.json`` that does not parse is recorded as a failed trial (its result is lost; keras-tuner
+        numbers trials by their count, so it keeps its place) and ``oracle.json`` is rebuilt from
+        the trials, each with a warning. Hyperband
+        keeps its brackets in ``oracle.json`` alone: there a damaged file is one line naming it."""
+        import keras_tuner as kt
+
+        project = os.path.join(self.directory, TUNER_DIR)
+        oracle_file = os.path.join(project, "oracle.json")
+        trial_files = sorted(glob.glob(os.path.join(project, "trial_*", "trial.json")))
+        damaged_trials = [path for path in trial_files if not _parses(path)]
+        oracle_damaged = os.path.exists(oracle_file) and not _parses(oracle_file)
+        for path in glob.glob(os.path.join(project, "*.json")):
+            if path != oracle_file and not _parses(path):  # a tuner's own state: {} in keras-tuner 1.4
+                logging.warning("%s is damaged; rewritten (a tuner keeps no state of its own there)", path)
+                durable.atomic_write(path, json.dumps(compat.TUNER_STATE))
+        if not (damaged_trials or oracle_damaged):
+            return
+        if self.tuner_kind == "hyperband":
+            raise SearchError(
+                "model_dir",
+                self.directory,
+                f"the search's state file {oracle_file if oracle_damaged else damaged_trials[0]} is damaged and "
+                f"a Hyperband search cannot be rebuilt (its brackets live in oracle.json alone); rerun with "
+                f"--overwrite to search again",
+            )
+        trials = {}
+        for path in trial_files:
+            if path not in damaged_trials:
+                trial = kt.engine.trial.Trial.load(path)
+                trials[trial.trial_id] = trial
+        for path in damaged_trials:
+            # keras-tuner numbers trials by their count, so the trial keeps its place, as a failed one.
+            trial_id = os.path.basename(os.path.dirname(path))[len("trial_") :]
+            logging.warning(
+                "%s is damaged: trial %s's result is lost and it is recorded as failed (its folder in %s is kept)",
+                path,
+                trial_id,
+                self.trials_dir,
+            )
+            trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id=trial_id, status="INVALID")
+            trial.message = f"its state file {path} was damaged"
+            durable.atomic_write(path, json.dumps(trial.get_state()))
+            trials[trial_id] = trial
+        state = compat.oracle_state_from_trials(make_oracle(self.tuner_kind, **self.oracle_args), trials)
+        durable.atomic_write(oracle_file, json.dumps(state))
+        logging.warning("rebuilt %s from the %d trial(s) whose state is whole", oracle_file, len(trials))
 
     def tuner(self):
         # Every state file keras-tuner writes, written whole or not at all (a kill, a full disk).
         compat.keras_tuner_saves_with(self._write_state)
-        self.check_state()
+        if is_chief():
+            self.repair_state()
         oracle = make_oracle(self.tuner_kind, **self.oracle_args)
         tuner = _tuner_class()(
             oracle,

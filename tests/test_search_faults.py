@@ -104,14 +104,47 @@ def test_a_full_disk_inside_a_trial_stops_the_search_instead_of_failing_every_tr
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("damaged", ["oracle.json", "trial.json"])
-def test_damaged_search_state_is_one_line_naming_the_file(tmp_path, damaged):
+@pytest.mark.parametrize("damaged", ["oracle.json", "trial.json", "tuner0.json"])
+def test_damaged_search_state_is_rebuilt_or_redone_with_a_warning(tmp_path, damaged, caplog):
     folder = tmp_path / "search"
     seen = []
     make_search(folder, counting_trial(seen), max_trials=2).run()
-    (path,) = [p for p in state_files(folder) if os.path.basename(p) == damaged][:1]
-    text = open(path).read()
-    open(path, "w").write(text[: len(text) // 2])
-    with pytest.raises(tuning.SearchError, match=rf"state file {path} is damaged .*rerun with --overwrite"):
-        make_search(folder, counting_trial(seen), max_trials=3).run()
-    assert len(seen) == 2  # no trial ran on damaged state
+    paths = sorted(p for p in state_files(folder) if os.path.basename(p) == damaged)
+    assert paths, f"no {damaged} written"
+    text = open(paths[0]).read()
+    open(paths[0], "w").write(text[: len(text) // 2])
+    result = make_search(folder, counting_trial(seen), max_trials=3).run()
+    for path in state_files(folder):
+        json.load(open(path))  # whole again
+    if damaged == "trial.json":  # trial 0's result is lost: recorded as failed; the third trial runs
+        assert "trial 0's result is lost and it is recorded as failed" in caplog.text
+        assert (result.completed, result.failed) == (2, 1) and seen == ["0", "1", "2"]
+    else:  # the two finished trials are kept: only the third runs
+        assert result.completed == 3 and seen == ["0", "1", "2"]
+        if damaged == "oracle.json":
+            assert "rebuilt" in caplog.text and "from the 2 trial(s) whose state is whole" in caplog.text
+
+
+def test_a_damaged_hyperband_oracle_is_one_line_naming_the_file(tmp_path):
+    import keras_tuner as kt
+
+    folder = tmp_path / "search"
+
+    def search():
+        return tuning.Search(
+            str(folder),
+            lambda hp: {"rate": hp.Float("rate", 0.0, 1.0)},
+            counting_trial([]),
+            objective=kt.Objective("val_loss", "min"),
+            tuner="hyperband",
+            max_trials=4,
+            max_epochs=3,
+            trial_process=False,
+        )
+
+    search().run()
+    oracle = os.path.join(folder, tuning.TUNER_DIR, "oracle.json")
+    text = open(oracle).read()
+    open(oracle, "w").write(text[: len(text) // 2])
+    with pytest.raises(tuning.SearchError, match=rf"state file {oracle} is damaged and a Hyperband search cannot"):
+        search().run()

@@ -204,6 +204,38 @@ def keras_tuner_saves_with(write_text) -> None:
     utils.save_json = save_json
 
 
+# What keras-tuner's `BaseTuner.get_state` saves in the tuner's own file (``tuner0.json``).
+TUNER_STATE: dict = {}
+
+
+def oracle_state_from_trials(oracle, trials: dict) -> dict:
+    """The state keras-tuner keeps in ``oracle.json`` for ``oracle`` (fresh from its constructor,
+    with the search's settings) after the ``trials`` (trial id -> `Trial`, from their own files).
+
+    Rebuilds what `Oracle.get_state` saves (keras_tuner/src/engine/oracle.py): the order trials
+    started and ended in, their value hashes (so no values are tried twice), the space (from the
+    trials' own hyperparameters), the trials to run again (those that had not ended), and the seed
+    state advanced by one draw per trial. Not for Hyperband, whose brackets live only there.
+    """
+    import collections
+
+    ended = ("COMPLETED", "FAILED", "INVALID", "STOPPED")
+    order = sorted(trials, key=lambda trial_id: (len(trial_id), trial_id))
+    oracle.trials = dict(trials)
+    oracle.start_order = list(order)
+    oracle.end_order = [t for t in order if trials[t].status in ended]
+    oracle.ongoing_trials = {}
+    oracle._retry_queue = [t for t in order if trials[t].status not in ended]
+    oracle._run_times = collections.defaultdict(lambda: 0, {t: 1 for t in order})
+    hashes = {t: oracle._compute_values_hash(trials[t].hyperparameters.values) for t in order}
+    oracle._id_to_hash = collections.defaultdict(lambda: None, hashes)
+    oracle._tried_so_far = set(hashes.values())
+    oracle._seed_state = oracle.seed + len(order)
+    if order:
+        oracle.hyperparameters = trials[order[-1]].hyperparameters.copy()
+    return oracle.get_state()
+
+
 def exit_now(status: int) -> None:
     """End the process now, output flushed, skipping the interpreter's shutdown, for two upstream
     behaviours: keras-tuner's chief leaves its gRPC server running (``oracle_chief.start_server``

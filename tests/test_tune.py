@@ -442,8 +442,8 @@ def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
         adapt_steps=1,
     )
     objective = tune.objective_of(base, tune.TuneConfig())
-    settings = {"optimizer": "sgd", "learning_rate": 1e12, "model_options": {"dropout": 0.0}}
-    # One step: its loss is taken before the update, so only the validation loss is not finite
+    settings = {"optimizer": "sgd", "learning_rate": 1e30, "model_options": {"dropout": 0.0}}
+    # One step at 1e30: its loss is taken before the update, so only the validation loss is not finite
     # (a second step's own loss can already be NaN, depending on the precision the CPU picks).
     with pytest.raises(tuning.TrialFailed, match=r"val_loss is not finite \(NaN or inf\)"):
         tune.run_trial(base, objective, 0, "0", str(tmp_path / "0"), settings, None, 0)

@@ -71,16 +71,15 @@ class SearchStopped(RuntimeError):
 
 
 def _parses(path: str) -> bool:
-    try:
-        with open(path) as f:
-            json.load(f)
-        return True
-    except (OSError, ValueError):
-        return False
+    return durable.read_json(path, _parses) is not _parses  # read_json's default: unreadable
 
 
 def _disk_full(directory: str) -> str:
     return f"disk full writing the search in {directory} ({os.strerror(errno.ENOSPC)}); free space first"
+
+
+class DiskFull(SearchStopped):
+    """A trial met a full disk: not the trial's fault, every later one would meet it too."""
 
 
 class TrialFailed(Exception):
@@ -297,7 +296,7 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         connection.send(("failed", str(error)))
     except BaseException as error:  # noqa: BLE001  (everything the parent must hear about)
         if durable.disk_full(error):  # not the trial's fault: the search stops
-            connection.send(("stopped", f"disk full ({os.strerror(errno.ENOSPC)}); free space first"))
+            connection.send(("disk full", None))
         else:
             traceback.print_exc()  # the whole story on the search's stderr; the parent records the last line
             connection.send(("error", traceback.format_exc()))
@@ -337,8 +336,8 @@ def run_in_child(function, args) -> dict:
     kind, payload = outcome
     if kind == "failed":
         raise TrialFailed(payload)
-    if kind == "stopped":
-        raise SearchStopped(payload)
+    if kind == "disk full":
+        raise DiskFull()
     if kind == "error":
         raise TrialFailed(f"the trial raised {_last_line(payload)}")
     return payload
@@ -408,11 +407,11 @@ def _tuner_class():
                 except TrialFailed as error:
                     logging.warning("trial %s failed: %s", trial.trial_id, error)
                     raise kt.errors.FailedTrialError(str(error)) from None
-                except SearchStopped as error:  # keras-tuner records no trial for a fatal error
-                    raise kt.errors.FatalError(str(error)) from None
-                except Exception as error:
-                    if durable.disk_full(error):  # not the trial's fault: every later one would fail too
+                except Exception as error:  # keras-tuner records no trial for a fatal error
+                    if isinstance(error, DiskFull) or durable.disk_full(error):  # in a trial process, or here
                         raise kt.errors.FatalError(_disk_full(os.path.dirname(self.trials_dir))) from None
+                    if isinstance(error, SearchStopped):
+                        raise kt.errors.FatalError(str(error)) from None
                     raise
             metrics = {
                 name: float(sum(run[name] for run in runs) / len(runs))

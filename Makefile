@@ -20,7 +20,7 @@ DEMO_FLAGS ?= --model=resnet18 --dataset=shapes --image_size=64 --epochs=5 --bat
 	--optimizer=adam --learning_rate=0.002 --lr_schedule=cosine --augment=flip \
 	'--validation_split=validation[:256]'
 
-.PHONY: install test test-quick lint demo clean
+.PHONY: install test test-quick lint demo notebook clean
 
 install: $(STAMP) $(FUSED)
 
@@ -48,6 +48,10 @@ test-quick: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# docs/chapter14.ipynb run again top to bottom, its outputs kept in the file (about 1.5 min on 2 cores).
+notebook: install
+	$(BIN)/jupyter execute --inplace docs/chapter14.ipynb
 
 demo: install
 	$(BIN)/python -m trainers.train --model_dir=$(DEMO_DIR) $(DEMO_FLAGS)

@@ -26,6 +26,8 @@ _EXPORTS = {
     "distribute": "core",
     "load": "core",
     "load_images": "images",
+    "sample_photo_paths": "images",
+    "sample_photos": "images",
     "SettingError": "errors",
     "undecodable": "core",
 }

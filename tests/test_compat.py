@@ -28,6 +28,24 @@ def test_nested_layers_reaches_the_sublayers_a_custom_layer_assigns():
     assert sum(isinstance(layer, keras.layers.Dense) for layer in found) == 1
 
 
+def test_a_zoo_models_weights_file_nests_a_model_and_a_plain_applications_does_not(tmp_path):
+    import zoo
+
+    inputs = keras.Input((8, 8, 3))
+    inner = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs), name="backbone")
+    outer_inputs = keras.Input((8, 8, 3))
+    nested = keras.Model(outer_inputs, keras.layers.Flatten()(inner(outer_inputs)))
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3), keras.layers.Flatten()])
+    zoo_model = zoo.build("resnet18", num_classes=2, input_shape=(32, 32, 3), widths=(4, 4, 4, 4))
+    for name, model, nests in (("nested", nested, True), ("plain", plain, False), ("zoo", zoo_model, True)):
+        path = str(tmp_path / f"{name}.weights.h5")
+        model.save_weights(path)
+        assert compat.weights_file_nests_a_model(path) is nests, name
+    not_hdf5 = tmp_path / "text.weights.h5"
+    not_hdf5.write_text("not HDF5")
+    assert compat.weights_file_nests_a_model(str(not_hdf5)) is True  # loading it gives the error
+
+
 def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -15,6 +15,7 @@ from pipelines import DataError
 from tests.conftest import logged
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig, recipe_names
+from zoo import compat
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -161,6 +162,13 @@ def test_the_flowers_recipe_is_the_seeds_transfer_learning():
     )
     assert config.augment == ("crop", "flip") and pipelines.ops.RANDOM_CROP_FRACTION == 0.9
     assert config.unfreeze_batchnorm  # as the seed: every layer unfrozen
+    # The chapter's shuffle(1000), in float32; 2,752 training images in 86 full batches of 32, the
+    # chapter's int(0.75 * 3670 / 32).
+    assert config.shuffle_buffer == 1000 and config.mixed_precision is False
+    ((_, start, stop),) = compat.resolve_split(config.train_split, {"train": 3670})
+    assert (stop - start, (stop - start) // config.batch_size) == (2752, int(0.75 * 3670 / 32))
+    ((_, start, stop),) = compat.resolve_split(config.validation_split, {"train": 3670})
+    assert stop - start == 551  # all read; the chapter's 17 validation batches read 544
     frozen, finetune = steps.phases(config)
     assert (frozen.name, frozen.epochs, finetune.name, finetune.epochs) == ("frozen", 5, "finetune", 2)
     expected = {
@@ -189,6 +197,7 @@ def test_the_fashion_recipe_is_the_seeds_cnn():
         "test",
     )
     assert config.augment == () and config.adapt_steps == 0  # standardisation on the whole split
+    assert config.shuffle_buffer == 55000 and config.mixed_precision is False  # as fit shuffles arrays
     (phase,) = steps.phases(config)
     assert phase.epochs == 10 and learning_rates(config, phase) == [0.001] * 3
     assert type(steps.make_optimizer(config, 0.001, phase)).__name__ == "Nadam"

@@ -57,10 +57,11 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
     pixels[10:30, 24:27] = 255  # a vertical white line
     tf.io.write_file(str(photo), tf.io.encode_png(pixels))
     cases = {  # name: (command, the PNGs it writes with their rows of images)
-        "filters": (["filters", photo, photo], {"filters": 2, "filters_zoom": 2}),
-        "builtin": (["filters"], {"filters": 1, "filters_zoom": 1}),
+        "filters": (["filters", photo, photo], {"filters": 2, "filters_zoom": 2, "filters_kernels": 1}),
+        "chapter": (["filters"], {"filters": 2, "filters_zoom": 2, "filters_kernels": 1}),  # its two photos
         "pooling": (["pooling", photo], {"pooling": 1}),
-        "transpose": (["transpose"], {"transpose": 1}),
+        "transpose": (["transpose"], {"transpose": 2}),
+        "transpose_own": (["transpose", photo], {"transpose": 1}),
         "dataset": (
             ["dataset", "--head=localize", "--augment=crop,flip", "--image_size=48", "--count=4"],
             {"dataset": 1},
@@ -81,8 +82,10 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
             image = tf.io.decode_png(tf.io.read_file(written[figure])).numpy()
             assert image.shape[:2] == show.figure_size(figure, rows), (name, figure, image.shape)
             assert image[..., :3].std() > 5, f"{name}: {figure} is blank"
-        if name == "pooling":
-            assert "global average pooling of photo.png: R=" in stdout
+        if name == "pooling":  # a small image: the middle third, not the chapter's window
+            assert "global average pooling of each window (R, G, B):\n  photo.png        [13:26, 16:33]" in stdout
+        if name == "transpose_own":
+            assert "(1, 224, 224, 3) -> (1, 449, 449, 5)" in stdout
         if name == "pr":
             assert "mAP@0.5 (VOC 2007, 11 points) on test[:16]:" in stdout
 
@@ -102,6 +105,8 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):
         ),
         (["sketch"], "unknown figure 'sketch'; accepted: filters, pooling, transpose, dataset, predictions, pr"),
         (["predictions"], "--model_path is required"),
+        (["transpose", tmp_path / "notes.jpg"], "notes.jpg' is not a JPEG, PNG, GIF or BMP image"),
+        (["pr", "--precisions=0.5"], "--precisions=0.5: give 11 numbers in [0, 1]"),
     ]
     processes = [(start(*command[:1], tmp_path / "out", *command[1:]), message) for command, message in cases]
     for process, message in processes:

@@ -412,6 +412,25 @@ def test_the_trainers_pipelines_leave_tf_data_autotuning_off_unless_asked(tmp_pa
     assert "--data_autotune" in dataclasses.replace(config, data_autotune=True).flag_lines()
 
 
+def test_a_recipe_can_set_the_training_shuffle_buffer(tmp_path):
+    """The chapter's flowers pipeline shuffles through 1,000 images (``--shuffle_buffer=1000``)."""
+    import pipelines
+
+    config = TrainConfig(model="fashion_cnn", **TINY)
+    assert steps.training_data_args(config)["shuffle_buffer"] is None  # the pipeline's own default
+    buffered = dataclasses.replace(config, shuffle_buffer=8)
+    assert steps.training_data_args(buffered)["shuffle_buffer"] == 8
+    assert "shuffle_buffer" not in steps.eval_data_args(buffered)  # validation and test are not shuffled
+    assert "--shuffle_buffer=8" in buffered.flag_lines()
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text("\n".join(buffered.flag_lines()) + "\n")
+    assert TrainConfig.from_flagfile(str(flagfile)).shuffle_buffer == 8
+    dataset, _ = pipelines.load(config.dataset, config.train_split, **steps.training_data_args(buffered))
+    labels = [int(y) for _, batch in dataset.take(2) for y in batch]
+    assert len(labels) == 2 * config.batch_size
+    assert TrainConfig.from_recipe("flowers_xception").shuffle_buffer == 1000
+
+
 @pytest.mark.parametrize("where", ["under a file", "under /proc", "under /sys"])
 def test_a_model_dir_that_cannot_be_written_is_one_line_before_anything_happens(tmp_path, where):
     (tmp_path / "notes.txt").write_text("a file")

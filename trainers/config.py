@@ -92,6 +92,13 @@ class TrainConfig:
         (), f"Training augmentations: {', '.join(AUGMENTATIONS)}.", kind="list", choices=AUGMENTATIONS
     )
     cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
+    shuffle_buffer: int | None = option(
+        None,
+        "Training shuffle buffer, in images (default: a whole fresh permutation each epoch for folders and "
+        "shapes; min(split size, 2048) for TFDS and cached data).",
+        kind="integer",
+        lower_bound=1,
+    )
     data_autotune: bool = option(
         False,
         "tf.data's model-based autotuning. Off by default: its tuner thread can hold the end of a fit or "

@@ -169,23 +169,45 @@ def _match(true_boxes, boxes, threshold):
     return matched
 
 
-def _average_precision(precision, recall, recall_points):
-    """AP of one precision/recall curve, and the interpolated precisions it averages."""
-    if recall_points is None:  # VOC 2010+: the area under the precision envelope
-        envelope = np.concatenate([[0.0], precision, [0.0]])
-        steps = np.concatenate([[0.0], recall, [1.0]])
-        envelope = np.maximum.accumulate(envelope[::-1])[::-1]  # the best precision at any higher recall
-        changes = np.flatnonzero(steps[1:] != steps[:-1])
-        return float(np.sum((steps[changes + 1] - steps[changes]) * envelope[changes + 1])), envelope[1:-1]
+def interpolated_precisions(precision, recall, recall_points: int | None = 11) -> np.ndarray:
+    """The interpolated ("maximum") precisions that average precision averages.
+
+    ``precision`` and ``recall`` are one precision/recall curve, point by point, recall not
+    decreasing. For ``recall_points=11`` (PASCAL VOC 2007, the chapter's), the precision at each
+    recall 0, 0.1, ..., 1 is the largest precision at that recall or above (0 where the curve
+    never gets there); 101 is COCO's sampling of the same envelope; ``None`` returns the envelope
+    at every point of the curve (VOC 2010+). The chapter's hand-made example::
+
+        interpolated_precisions([0.91, 0.94, 0.96, 0.94, 0.95, 0.92, 0.80, 0.60, 0.45, 0.20, 0.10],
+                                np.linspace(0, 1, 11)).mean()  # 0.7136, the mAP
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    if precision.ndim != 1 or precision.shape != recall.shape:
+        raise ValueError(
+            f"precision and recall must be 1-D and of one length, received shapes {precision.shape} and {recall.shape}"
+        )
+    if recall_points not in (None, 11, 101):
+        raise ValueError(f"recall_points must be 11, 101 or None, received {recall_points!r}")
+    if recall_points is None:  # VOC 2010+: the best precision at any higher recall, at each point
+        return np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
     thresholds = np.linspace(0.0, 1.0, recall_points)
     if recall_points == 101:  # COCO: the envelope sampled where recall first reaches each point
-        envelope = np.array(precision, dtype=np.float64)
-        for i in range(len(envelope) - 1, 0, -1):
-            envelope[i - 1] = max(envelope[i - 1], envelope[i])
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
         where = np.searchsorted(recall, thresholds, side="left")
-        interpolated = np.array([envelope[i] if i < len(envelope) else 0.0 for i in where])
-    else:  # VOC 2007: the best precision at any recall >= each point
-        interpolated = np.array([precision[recall >= t].max() if np.any(recall >= t) else 0.0 for t in thresholds])
+        return np.array([envelope[i] if i < len(envelope) else 0.0 for i in where])
+    # VOC 2007: the best precision at any recall >= each point
+    return np.array([precision[recall >= t].max() if np.any(recall >= t) else 0.0 for t in thresholds])
+
+
+def _average_precision(precision, recall, recall_points):
+    """AP of one precision/recall curve, and the interpolated precisions it averages."""
+    interpolated = interpolated_precisions(precision, recall, recall_points)
+    if recall_points is None:  # VOC 2010+: the area under the precision envelope
+        envelope = np.concatenate([[0.0], interpolated, [0.0]])
+        steps = np.concatenate([[0.0], recall, [1.0]])
+        changes = np.flatnonzero(steps[1:] != steps[:-1])
+        return float(np.sum((steps[changes + 1] - steps[changes]) * envelope[changes + 1])), interpolated
     return float(interpolated.mean()), interpolated
 
 

@@ -2,13 +2,21 @@
 
     python -m trainers.predict --model_path=runs/shapes [--top_k=3] IMAGE...
     python -m trainers.predict --model=resnet50 --weights=imagenet IMAGE...
+    python -m trainers.predict --model=resnet50 --weights=imagenet --chapter_photos
 
-For each image, prints the top-K classes with their probabilities, the way the seed prints
+For each image, prints the top-K classes with their probabilities, the way the chapter prints
 `decode_predictions`, and the box ([ymin, xmin, ymax, xmax], normalized) for localize models.
 Images are decoded, central-cropped or not, and resized to the model's input size; the model does
 its own pixel scaling. The crop (--central_crop) defaults to what `trainers.evaluate` does with the
 same model: for a run directory, the run's test-time crop (on if it trained on random crops); for a
-bare .keras file, the trainer's default (off); for --model=resnet50, on, as the seed predicts.
+bare .keras file, the trainer's default (off).
+
+--model=resnet50 or xception predicts with the pretrained ImageNet classifier as the chapter does:
+the whole photo resized to the network's size (224 or 299; no crop unless --central_crop), JPEGs
+decoded as Pillow decodes them, then the application's own `preprocess_input` inside the model.
+--weights is "imagenet" (Keras downloads the file once) or a file you have: the `.h5` that
+`keras.applications.ResNet50(weights="imagenet")` leaves in ~/.keras/models, or the
+`save_weights` of a plain `keras.applications.ResNet50()` / `Xception()`.
 """
 
 from __future__ import annotations
@@ -20,18 +28,25 @@ from trainers.cli import UserError
 
 FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
+# The pretrained ImageNet classifiers --model can predict with, and their input sizes.
+IMAGENET_SIZES = {"resnet50": 224, "xception": 299}
 
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A .keras file, or a run directory holding model.keras.")
     config.define_flags(
         names=("model", "weights", "image_size", "max_image_pixels"),
-        defaults={"model": None, "image_size": 224},
+        defaults={"model": None, "image_size": None},
         helps={
-            "model": "Instead of --model_path: a zoo model built here (resnet50 with --weights=imagenet).",
-            "weights": "With --model: 'imagenet' or a weights file.",
-            "image_size": "With --model: input size.",
+            "model": "Instead of --model_path: a pretrained ImageNet classifier (resnet50, xception; with --weights).",
+            "weights": "With --model: 'imagenet' (downloaded once) or a Keras weights file with the top.",
+            "image_size": "With --model: input size (default: the network's own, 224 for resnet50, 299 for xception).",
         },
+    )
+    flags.DEFINE_boolean(
+        "chapter_photos",
+        False,
+        "Predict the chapter's two photos (scikit-learn's china.jpg and flower.jpg) as well as any IMAGE given.",
     )
     flags.DEFINE_integer("top_k", 3, "Classes to print per image.", lower_bound=1)
     flags.DEFINE_string("class_names", None, "JSON list of class names (default: class_names.json beside the model).")
@@ -39,31 +54,50 @@ def define_flags() -> None:
         "central_crop",
         None,
         "Central-crop towards a square before resizing (default: as evaluate does with the model: a run's "
-        "test-time crop, off for a bare .keras file; on for --model=resnet50).",
+        "test-time crop, off for a bare .keras file; off for --model, which resizes the whole photo as the "
+        "chapter does).",
     )
 
 
-def build_pretrained(model: str, weights: str | None, image_size: int):
+def build_pretrained(model: str, weights: str | None, image_size: int | None):
     """``model`` with its ImageNet classifier (``weights``: "imagenet" or a weights file);
     UserError naming the flag when it cannot be had."""
     import zoo
 
-    if model != "resnet50":
+    if model not in IMAGENET_SIZES:
         raise UserError(
             f"--model={model} has no pretrained ImageNet classifier to predict with; "
-            f"accepted: --model=resnet50 (or a trained model via --model_path)"
+            f"accepted: {', '.join(f'--model={name}' for name in IMAGENET_SIZES)} (or a trained model via --model_path)"
         )
     if not weights:
-        raise UserError("--model=resnet50 needs --weights=imagenet or a Keras weights file with the top")
+        raise UserError(f"--model={model} needs --weights=imagenet or a Keras weights file with the top")
+    size = image_size or IMAGENET_SIZES[model]
     try:
-        return zoo.build(model, num_classes=IMAGENET_CLASSES, input_shape=(image_size, image_size, 3), weights=weights)
+        return zoo.build(
+            model, num_classes=IMAGENET_CLASSES, input_shape=(size, size, 3), weights=weights, imagenet_top=True
+        )
     except ValueError as error:
-        raise UserError(f"--model={model}: {error}") from None
+        raise UserError(f"--model={model} --weights={weights}: {error}") from None
     except Exception as error:  # the download of ImageNet weights fails without a network
         raise UserError(
             f"--model={model} --weights={weights}: could not get the weights "
-            f"({str(error).splitlines()[0]}); pass a local Keras weights file with --weights=PATH"
+            f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}); "
+            f"pass a local Keras weights file with --weights=PATH"
         ) from None
+
+
+def model_inputs(model, paths, central_crop: bool, pretrained: bool):
+    """The batch ``model`` is given for the image files ``paths``: decoded, central-cropped when
+    asked, resized to the model's input size, raw pixels in [0, 255] (the model scales them
+    itself). A ``pretrained`` ImageNet classifier sees JPEGs as Pillow decodes them, as in the
+    chapter; a trained model sees them as its input pipeline did."""
+    import pipelines
+
+    height, width, channels = model.input_shape[1:]
+    try:
+        return pipelines.load_images(paths, (height, width), channels, central_crop, exact_jpeg=pretrained)
+    except pipelines.DataError as error:
+        raise UserError(str(error)) from None
 
 
 def main(argv):
@@ -73,11 +107,13 @@ def main(argv):
     from trainers.saved import read_class_names
 
     paths = argv[1:]
-    if not paths:
-        raise UserError("give one or more image files after the flags")
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise UserError("give either --model_path=RUN_DIR_OR_FILE or --model=NAME (with --weights)")
     try:
+        if FLAGS.chapter_photos:
+            paths = pipelines.sample_photo_paths() + paths
+        if not paths:
+            raise UserError("give one or more image files after the flags (or --chapter_photos)")
         pipelines.check_image_paths(paths, FLAGS.max_image_pixels)  # before any model is loaded or downloaded
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
@@ -95,17 +131,13 @@ def main(argv):
             raise UserError(f"--class_names={FLAGS.class_names or ''}: {error}") from None
     else:
         model = build_pretrained(FLAGS.model, FLAGS.weights, FLAGS.image_size)
-        central_crop = True if central_crop is None else central_crop  # the seed's ImageNet prediction
+        central_crop = bool(central_crop)  # the chapter resizes the whole photo
         if FLAGS.class_names:
             try:
                 names = read_class_names(FLAGS.class_names, IMAGENET_CLASSES)
             except ValueError as error:
                 raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
-    height, width, channels = model.input_shape[1:]
-    try:
-        images = pipelines.load_images(paths, (height, width), channels, central_crop)
-    except pipelines.DataError as error:
-        raise UserError(str(error)) from None
+    images = model_inputs(model, paths, central_crop, pretrained=bool(FLAGS.model))
     outputs = model.predict(images, verbose=0)
     probabilities = outputs["class"] if isinstance(outputs, dict) else outputs
     boxes = outputs.get("bbox") if isinstance(outputs, dict) else None
@@ -117,7 +149,7 @@ def main(argv):
         import keras
 
         try:
-            decoded = keras.applications.resnet50.decode_predictions(probabilities, top=top_k)
+            decoded = keras.applications.imagenet_utils.decode_predictions(probabilities, top=top_k)
         except Exception as error:  # the class index is downloaded on first use
             print(f"warning: ImageNet class names unavailable ({str(error).splitlines()[0]}); printing class ids")
     for index, path in enumerate(paths):

@@ -2,18 +2,23 @@
 
     python -m trainers.show KIND --out=DIR [flags] [INPUT ...]
 
-    filters      the hand-made vertical and horizontal line filters and their feature maps, whole
-                 and zoomed, on the INPUT images (a built-in example when none is given)
-    pooling      an image before and after 2x2 max and average pooling, depthwise max pooling, and
-                 global average pooling's values (printed and drawn)
-    transpose    input, zero-inserted upscaling, and the transposed convolution's output
+    filters      the chapter's hand-made 7x7 line filters, their feature maps whole and zoomed on
+                 the window [150:220, 130:250], and the kernels
+    pooling      2x2 max and average pooling of that window (and depthwise max pooling, the book's
+                 addition); global average pooling's values printed as the chapter prints them
+    transpose    Conv2DTranspose(5, 3, strides=2) on the images at 224x224, the zeros the stride
+                 inserts, and the same computed by hand, with their largest difference printed
     dataset      one batch of --dataset/--split, raw or augmented (--augment) as training sees it,
                  with class names and, for --head=localize, boxes
     predictions  a saved model's top class (and predicted vs true boxes) on a grid; mistakes in red
     pr           a localize model's precision/recall curves with the interpolated (max) precisions
-                 and the mAP, from its own detections on a split
+                 and the mAP, from its own detections on a split; or, with --precisions=P0,...,P10,
+                 the chapter's hand-made example (precisions at recall 0, 0.1, ..., 1)
     history      loss and accuracy of the INPUT run directories (from their TensorBoard logs), both
                  phases of a transfer run on one epoch axis
+
+filters, pooling and transpose take the chapter's two photos (scikit-learn's china.jpg and
+flower.jpg) when no INPUT image is given; a user's images are used at their own size.
 
 Writes PNG files into --out and prints their paths. Needs matplotlib (`pip install .[figures]`;
 `make install` installs it).
@@ -36,10 +41,11 @@ DPI = 100
 # Every figure's size in inches, (width, height per row of images): the PNG is
 # (rows * height * DPI, width * DPI) pixels.
 SIZES = {
-    "filters": (9.0, 3.3),
-    "filters_zoom": (9.0, 3.3),
-    "pooling": (12.0, 3.6),
-    "transpose": (12.0, 4.0),
+    "filters": (9.0, 2.6),
+    "filters_zoom": (9.0, 2.6),
+    "filters_kernels": (5.0, 2.8),
+    "pooling": (12.0, 2.6),
+    "transpose": (12.0, 3.4),
     "dataset": (9.0, 9.0),
     "predictions": (9.0, 9.0),
     "pr": (8.0, 6.0),
@@ -60,11 +66,14 @@ class Options:
     head: str = "classify"
     count: int = 9
     seed: int = 0
+    precisions: tuple[str, ...] = ()
 
     @classmethod
     def from_flags(cls, flag_values) -> Options:
         values = {field.name: flag_values[field.name].value for field in dataclasses.fields(cls)}
-        return cls(**{**values, "augment": tuple(values["augment"] or ())})
+        return cls(
+            **{**values, "augment": tuple(values["augment"] or ()), "precisions": tuple(values["precisions"] or ())}
+        )
 
 
 def define_flags() -> None:
@@ -82,6 +91,12 @@ def define_flags() -> None:
     flags.DEFINE_enum("head", "classify", list(HEADS), "dataset: localize draws the boxes.")
     flags.DEFINE_integer("count", 9, "Images in a grid.", lower_bound=1, upper_bound=64)
     flags.DEFINE_integer("seed", 0, "Seed of the augmentation.")
+    flags.DEFINE_list(
+        "precisions",
+        [],
+        "pr: instead of a model, 11 precisions at recall 0, 0.1, ..., 1 (the chapter's example: "
+        "0.91,0.94,0.96,0.94,0.95,0.92,0.80,0.60,0.45,0.20,0.10).",
+    )
     flags.mark_flag_as_required("out")
 
 
@@ -126,23 +141,31 @@ def _grid_shape(count: int) -> tuple[int, int]:
     return int(np.ceil(count / columns)), columns
 
 
-def read_images(paths, size: int = 192) -> list[tuple[str, np.ndarray]]:
-    """``(name, RGB float image in [0, 1], size x size)`` for each path, checked and decoded as
-    `trainers.predict` decodes them (UserError naming a bad file). Without paths, one built-in
-    example: a shape from the synthetic set."""
+def read_photos(paths) -> list[tuple[str, np.ndarray]]:
+    """``(name, RGB float32 image in [0, 1] at its own size)`` for each path, checked first
+    (UserError naming a bad file); JPEGs decoded as Pillow decodes them. Without paths, the
+    chapter's two photos (scikit-learn's china.jpg and flower.jpg, 427x640)."""
     import pipelines
+    from pipelines.images import SAMPLE_PHOTOS
 
-    if not paths:
-        from pipelines import shapes
-
-        example = shapes.render(3, height=size, width=size, split="test")
-        return [("built-in example", np.asarray(example["image"], np.float32) / 255.0)]
     try:
+        if not paths:
+            return list(zip(SAMPLE_PHOTOS, pipelines.sample_photos()))
         pipelines.check_image_paths(paths)
-        images = np.asarray(pipelines.load_images(paths, (size, size), channels=3, central_crop=False)) / 255.0
+        return [
+            (
+                os.path.basename(path),
+                pipelines.load_images([path], None, channels=3, central_crop=False, exact_jpeg=True)[0].numpy() / 255,
+            )
+            for path in paths
+        ]
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
-    return [(os.path.basename(path), image) for path, image in zip(paths, images)]
+
+
+def _window_title(window) -> str:
+    rows, columns = window
+    return f"[{rows.start}:{rows.stop}, {columns.start}:{columns.stop}]"
 
 
 def _show(axis, image, title=None, color="black", cmap=None):
@@ -179,84 +202,95 @@ def _normalized(maps: np.ndarray) -> np.ndarray:
 
 
 def show_filters(out: str, inputs, options: Options) -> list[str]:
-    """The seed's filters: each image, and its feature maps for the vertical and horizontal line."""
-    from zoo.filters import apply_filters, line_filters
+    """The chapter's hand-made 7x7 filters (a vertical and a horizontal white line), `tf.nn.conv2d`
+    with stride 1 and SAME padding on each whole image; the feature maps whole, zoomed on the
+    chapter's window, and the two kernels."""
+    from zoo.filters import apply_filters, line_filters, window_of
 
-    images = read_images(inputs, size=192)
+    photos = read_photos(inputs)
+    filters = line_filters(7, 3)
     paths = []
-    for name, crop in (("filters", None), ("filters_zoom", 3)):
-        figure = _figure(name, rows=len(images))
-        axes = figure.subplots(len(images), 3, squeeze=False)
-        for row, (title, image) in enumerate(images):
-            maps = apply_filters(image[None], line_filters(7, 3))[0].numpy()
-            if crop:  # the middle third, enlarged: the lines the filters pick out
-                h, w = image.shape[:2]
-                window = (slice(h // crop, 2 * h // crop), slice(w // crop, 2 * w // crop))
+    for name, zoom in (("filters", False), ("filters_zoom", True)):
+        figure = _figure(name, rows=len(photos))
+        axes = figure.subplots(len(photos), 3, squeeze=False)
+        for row, (title, image) in enumerate(photos):
+            maps = apply_filters(image[None], filters)[0].numpy()
+            if zoom:
+                window = window_of(*image.shape[:2])
                 image, maps = image[window], maps[window]
+                title = f"{title} {_window_title(window)}"
             _show(axes[row, 0], image, title)
             _show(axes[row, 1], _normalized(maps[..., 0]), "vertical line filter", cmap="gray")
             _show(axes[row, 2], _normalized(maps[..., 1]), "horizontal line filter", cmap="gray")
-        figure.suptitle("hand-made 7x7 filters" + (", zoomed on the middle" if crop else ""))
+        figure.suptitle("hand-made 7x7 filters, stride 1, SAME padding" + (", zoomed" if zoom else ""))
         paths.append(_save(figure, out, name))
+    figure = _figure("filters_kernels")
+    axes = figure.subplots(1, 2)
+    for axis, index, title in ((axes[0], 0, "vertical line"), (axes[1], 1, "horizontal line")):
+        _show(axis, filters[:, :, 0, index], f"{title} kernel (7x7, every channel)", cmap="gray")
+    paths.append(_save(figure, out, "filters_kernels"))
     return paths
 
 
 def show_pooling(out: str, inputs, options: Options) -> list[str]:
-    """Max and average pooling (2x2, stride 2), depthwise max pooling, global average pooling."""
+    """The chapter's pooling: 2x2 max and average pooling of each image's window, drawn beside it,
+    then global average pooling of the windows (printed, as the chapter prints it). Depthwise max
+    pooling over the 3 channels is the book's addition."""
     import keras
 
-    from zoo.filters import depthwise_max_pool
+    from zoo.filters import depthwise_max_pool, window_of
 
-    name, image = read_images(inputs[:1], size=192)[0]
-    batch = image[None].astype("float32")
-    max_pooled = keras.layers.MaxPool2D(pool_size=2)(batch)[0].numpy()
-    average_pooled = keras.layers.AvgPool2D(pool_size=2)(batch)[0].numpy()
-    depthwise = np.asarray(depthwise_max_pool(batch, 3))[0, ..., 0]
-    global_average = keras.layers.GlobalAvgPool2D()(batch)[0].numpy()
-    print(f"global average pooling of {name}: " + ", ".join(f"{c}={v:.4f}" for c, v in zip("RGB", global_average)))
-    figure = _figure("pooling")
-    axes = figure.subplots(1, 5)
-    _show(axes[0], image, f"{name}\n{image.shape[0]}x{image.shape[1]}")
-    _show(axes[1], max_pooled, f"max pool 2x2\n{max_pooled.shape[0]}x{max_pooled.shape[1]}")
-    _show(axes[2], average_pooled, f"average pool 2x2\n{average_pooled.shape[0]}x{average_pooled.shape[1]}")
-    _show(axes[3], depthwise, "depthwise max pool\n(max over R, G, B)", cmap="gray")
-    axes[4].bar(["R", "G", "B"], global_average, color=["tab:red", "tab:green", "tab:blue"])
-    axes[4].set_ylim(0, 1)
-    axes[4].set_title("global average pool", fontsize=9)
-    for x, value in enumerate(global_average):
-        axes[4].text(x, value + 0.02, f"{value:.3f}", ha="center", fontsize=8)
+    photos = read_photos(inputs)
+    figure = _figure("pooling", rows=len(photos))
+    axes = figure.subplots(len(photos), 4, squeeze=False)
+    lines = []
+    for row, (name, image) in enumerate(photos):
+        window = window_of(*image.shape[:2])
+        crop = image[window][None].astype("float32")
+        max_pooled = keras.layers.MaxPool2D(pool_size=2)(crop)[0].numpy()
+        average_pooled = keras.layers.AvgPool2D(pool_size=2)(crop)[0].numpy()
+        depthwise = np.asarray(depthwise_max_pool(crop, 3))[0, ..., 0]
+        average = keras.layers.GlobalAvgPool2D()(crop)[0].numpy()
+        lines.append(f"  {name:<16} {_window_title(window):<16} [" + ", ".join(f"{v:.4f}" for v in average) + "]")
+        _show(axes[row, 0], crop[0], f"{name} {_window_title(window)}\n{crop.shape[1]}x{crop.shape[2]}")
+        _show(axes[row, 1], max_pooled, f"max pool 2x2\n{max_pooled.shape[0]}x{max_pooled.shape[1]}")
+        _show(axes[row, 2], average_pooled, f"average pool 2x2\n{average_pooled.shape[0]}x{average_pooled.shape[1]}")
+        _show(axes[row, 3], depthwise, "depthwise max pool (the book's addition)\nmax over R, G, B", cmap="gray")
+    print("global average pooling of each window (R, G, B):")
+    print("\n".join(lines))
     return [_save(figure, out, "pooling")]
 
 
+TRANSPOSE_SIZE = 224  # the chapter resizes its photos to 224x224 for the transposed convolution
+
+
 def show_transpose(out: str, inputs, options: Options) -> list[str]:
-    """The seed's transposed convolution, spelled out: spread the pixels, then convolve."""
+    """The chapter's transposed convolution: the images resized to 224x224, a 3x3 stride-2 VALID
+    `Conv2DTranspose` with 5 filters (seed 42) -> 449x449x5, drawn normalized; beside it the
+    zeros the stride inserts and the manual version (flipped kernel, channel axes swapped, VALID
+    convolution), with the largest difference between the two printed."""
     import tensorflow as tf
 
-    from zoo.transposed_conv import insert_zeros, transposed_conv2d
+    from zoo.transposed_conv import insert_zeros, transposed_conv_example
 
-    name, image = read_images(inputs[:1], size=192)[0]
-    small = tf.image.resize(image[None], (24, 24), antialias=True)
-    spread = insert_zeros(small, 2)
-    # A bilinear kernel per channel: the transposed convolution that upsamples by 2.
-    weights = np.outer([0.5, 1.0, 0.5], [0.5, 1.0, 0.5]).astype("float32")
-    kernel = np.zeros((3, 3, 3, 3), "float32")
-    for channel in range(3):
-        kernel[:, :, channel, channel] = weights
-    upsampled = transposed_conv2d(small, kernel, strides=2)
-    figure = _figure("transpose")
-    axes = figure.subplots(1, 3)
-    for axis, picture, title in (
-        (axes[0], small[0], f"input {small.shape[1]}x{small.shape[2]}"),
-        (axes[1], spread[0], f"zeros inserted (stride 2): {spread.shape[1]}x{spread.shape[2]}"),
-        (
-            axes[2],
-            upsampled[0],
-            f"transposed convolution, 3x3 bilinear kernel: {upsampled.shape[1]}x{upsampled.shape[2]}",
-        ),
-    ):
-        _show(axis, picture.numpy(), title)
-        axis.set_xticks([])
-    figure.suptitle(f"transposed convolution of {name}")
+    photos = read_photos(inputs)
+    size = (TRANSPOSE_SIZE, TRANSPOSE_SIZE)
+    images = tf.stack([tf.image.resize(image, size) for _, image in photos]).numpy()
+    _, output, manual = transposed_conv_example(images)
+    spread = insert_zeros(images, 2).numpy()
+    difference = float(np.abs(output - manual).max())
+    print(f"Conv2DTranspose(filters=5, kernel_size=3, strides=2, padding='valid'): {images.shape} -> {output.shape}")
+    print(f"largest |layer - manual| difference: {difference:.3g}")
+    figure = _figure("transpose", rows=len(photos))
+    axes = figure.subplots(len(photos), 4, squeeze=False)
+    for row, (name, _) in enumerate(photos):
+        _show(axes[row, 0], images[row], f"{name} resized to {size[0]}x{size[1]}")
+        _show(axes[row, 1], spread[row], f"zeros inserted (stride 2): {spread.shape[1]}x{spread.shape[2]}")
+        _show(
+            axes[row, 2], _normalized(output[row, ..., :3]), f"Conv2DTranspose: {output.shape[1]}x{output.shape[2]}x5"
+        )
+        _show(axes[row, 3], _normalized(manual[row, ..., :3]), f"by hand (max difference {difference:.1g})")
+    figure.suptitle("transposed convolution, 3x3 kernel, stride 2, VALID (first 3 of 5 channels, normalized)")
     return [_save(figure, out, "transpose")]
 
 
@@ -344,10 +378,64 @@ def show_predictions(out: str, inputs, options: Options) -> list[str]:
     return [_save(figure, out, "predictions")]
 
 
+CHAPTER_RECALL_POINTS = 11
+
+
+def _precision_points(values) -> np.ndarray:
+    """--precisions as 11 floats in [0, 1], or UserError naming the bad value."""
+    given = ",".join(values)
+    try:
+        precisions = np.array([float(v) for v in values])
+    except ValueError:
+        precisions = None
+    if (
+        precisions is None
+        or len(precisions) != CHAPTER_RECALL_POINTS
+        or not np.all((precisions >= 0) & (precisions <= 1))
+    ):
+        raise UserError(
+            f"--precisions={given}: give {CHAPTER_RECALL_POINTS} numbers in [0, 1], the precisions at recall "
+            f"0, 0.1, ..., 1 (e.g. 0.91,0.94,0.96,0.94,0.95,0.92,0.80,0.60,0.45,0.20,0.10)"
+        )
+    return precisions
+
+
+def show_precision_points(out: str, precisions) -> list[str]:
+    """The chapter's mAP example: precisions at 11 recall points, the maximum precision at each
+    (the largest at that recall or above) and their mean, the mAP."""
+    from trainers.metrics import interpolated_precisions
+
+    precisions = _precision_points(precisions)
+    recalls = np.linspace(0, 1, CHAPTER_RECALL_POINTS)
+    maximum = interpolated_precisions(precisions, recalls, recall_points=CHAPTER_RECALL_POINTS)
+    print("recall:            " + " ".join(f"{r:.2f}" for r in recalls))
+    print("precision:         " + " ".join(f"{p:.2f}" for p in precisions))
+    print("maximum precision: " + " ".join(f"{p:.2f}" for p in maximum))
+    print(f"mAP (mean of the maximum precisions): {maximum.mean():.4f}")
+    figure = _figure("pr")
+    axis = figure.add_subplot(1, 1, 1)
+    axis.plot(recalls, precisions, "o-", label="precision")
+    axis.plot(recalls, maximum, "s--", color="tab:red", label="maximum precision at this recall or above")
+    axis.fill_between(recalls, 0, maximum, step=None, alpha=0.1, color="tab:red")
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision")
+    axis.set_xlim(0, 1.02)
+    axis.set_ylim(0, 1.05)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=9, loc="lower left")
+    axis.set_title(f"mAP = mean of the {CHAPTER_RECALL_POINTS} maximum precisions = {maximum.mean():.4f}", fontsize=10)
+    return [_save(figure, out, "pr")]
+
+
 def show_pr(out: str, inputs, options: Options) -> list[str]:
-    """The seed's mAP figure, from real detections: precision/recall and 11-point max precisions."""
+    """The seed's mAP figure, from real detections: precision/recall and 11-point max precisions
+    (or, with --precisions, the chapter's hand-made example)."""
     from trainers.metrics import mean_average_precision, single_object_detections
 
+    if options.precisions:
+        if options.model_path:
+            raise UserError("give --model_path (a model's curve) or --precisions (the chapter's example), not both")
+        return show_precision_points(out, options.precisions)
     model, dataset, info, split = _model_and_data(options)
     if not isinstance(model.output, dict):
         raise UserError(f"--model_path={options.model_path}: the model has no box head; pr needs a localize model")

@@ -127,7 +127,14 @@ def data_args(config: TrainConfig, **overrides) -> dict:
 
 
 def training_data_args(config: TrainConfig, **overrides) -> dict:
-    return data_args(config, training=True, augment=config.augment, cache=config.cache, **overrides)
+    return data_args(
+        config,
+        training=True,
+        augment=config.augment,
+        cache=config.cache,
+        shuffle_buffer=config.shuffle_buffer,
+        **overrides,
+    )
 
 
 def eval_data_args(config: TrainConfig, **overrides) -> dict:

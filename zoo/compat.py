@@ -94,6 +94,27 @@ def nested_layers(layer) -> list:
     return list(layer._flatten_layers(include_self=True, recursive=True))
 
 
+def weights_file_nests_a_model(path: str) -> bool:
+    """Whether a Keras 3 ``.weights.h5`` file (`Model.save_weights`) holds a model inside a model.
+
+    Every zoo model wraps its backbone model, and a plain `keras.applications` model wraps none,
+    so this tells a whole zoo model's file from one saved by a plain application. Keras 3 writes
+    the file by object structure, not by layer name (keras/src/saving/saving_lib.py): each layer
+    under ``layers/<class-based key>``, a nested model's own layers under its ``layers`` group.
+    A file h5py cannot read counts as a zoo model's, so that loading it gives the error.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            layers = file.get("layers")
+            return layers is None or any(
+                isinstance(child, h5py.Group) and "layers" in child for child in layers.values()
+            )
+    except OSError:
+        return True
+
+
 # `keras.callbacks.BackupAndRestore`'s files in its backup folder (keras/src/callbacks/
 # backup_and_restore.py): the weights and the epoch/batch reached, written in place, and with
 # ``double_checkpoint=True`` the previous pair under the same names plus this suffix. The run

@@ -8,6 +8,9 @@ import tensorflow as tf
 from zoo.common import is_int, positive_int
 
 PADDINGS = ("SAME", "VALID")
+# The window of the chapter's photos that its figures zoom on and pool: rows 150-219, columns
+# 130-249 (``images[:, 150:220, 130:250]``), a 70x120 piece of each 427x640 photo.
+CHAPTER_WINDOW = (slice(150, 220), slice(130, 250))
 
 
 def line_filters(size: int = 7, channels: int = 3) -> np.ndarray:
@@ -41,8 +44,20 @@ def apply_filters(images, filters, strides: int = 1, padding: str = "SAME") -> t
     return tf.nn.conv2d(images, filters, strides=strides, padding=padding)
 
 
+def window_of(height: int, width: int) -> tuple[slice, slice]:
+    """The window to zoom on in an image of ``height`` x ``width``: the chapter's (`CHAPTER_WINDOW`)
+    where the image holds it, else the middle third each way."""
+    rows, columns = CHAPTER_WINDOW
+    if height >= rows.stop and width >= columns.stop:
+        return CHAPTER_WINDOW
+    return slice(height // 3, max(2 * height // 3, height // 3 + 1)), slice(
+        width // 3, max(2 * width // 3, width // 3 + 1)
+    )
+
+
 def depthwise_max_pool(images, pool_size: int) -> tf.Tensor:
-    """Max over groups of ``pool_size`` consecutive channels (the chapter's depthwise pooling).
+    """Max over groups of ``pool_size`` consecutive channels (the book's depthwise pooling; its
+    notebook does not draw it).
 
     Keras has no layer for it; the channel count must be a multiple of ``pool_size``.
     """

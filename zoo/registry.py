@@ -14,19 +14,21 @@ import dataclasses
 import importlib
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import keras
 
+from zoo import compat
 from zoo.common import HEADS, positive_int, positive_ints
 
 # The modules whose builders register themselves (timm's one file per family); imported on the
 # first lookup, so that importing the registry (or `zoo.common`) builds nothing.
 FAMILIES = ("zoo.applications", "zoo.fashion_cnn", "zoo.resnet")
 PRETRAINED_WEIGHTS = "imagenet"
-# Keras 3 native weights of a whole zoo model (`model.save_weights`). Any other existing file is
-# handed to the Keras Applications base of a pretrained model (e.g. the ImageNet `.h5` that Keras
-# would download), which is the only thing such files can hold.
+# Keras 3 native weights of a whole zoo model (`model.save_weights`). For a pretrained model,
+# any other existing file (the ImageNet `.h5` that Keras downloads, or the `.weights.h5` of a plain
+# `keras.applications` model: no model nested inside) is handed to its Keras Applications base.
 ZOO_WEIGHTS_SUFFIX = ".weights.h5"
 
 
@@ -152,7 +154,9 @@ def build(
         ``{"class": softmax, "bbox": 4 sigmoid units, normalized [ymin, xmin, ymax, xmax]}``).
       weights: ``None`` (random), ``"imagenet"`` (pretrained models only; Keras downloads them), or
         a path: a ``*.weights.h5`` file of this whole model (``model.save_weights``), or, for
-        pretrained models, a Keras Applications weights file for the base.
+        pretrained models, a Keras Applications weights file for the base: the ImageNet ``.h5``
+        that Keras downloads into ``~/.keras/models``, or ``save_weights`` of a plain
+        ``keras.applications`` model of that name (with or without its top).
       **options: builder-specific options, see `spec(name).options()`.
     """
     model_spec = spec(name)
@@ -186,11 +190,14 @@ def build(
 
     if model_weights is not None:
         try:
-            model.load_weights(model_weights)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras warns per layer before it raises
+                model.load_weights(model_weights)
         except Exception as error:  # Keras raises several types for a mismatched file
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(
                 f"weights file {str(model_weights)!r} does not fit model {name!r} "
-                f"(head={head!r}, num_classes={num_classes}, input_shape={input_shape}): {error}"
+                f"(head={head!r}, num_classes={num_classes}, input_shape={input_shape}): {first_line}"
             ) from None
     return model
 
@@ -237,7 +244,7 @@ def _check_weights(weights, model_spec: ModelSpec):
             f"weights file {path!r} does not exist; accepted weights: None, "
             f"{PRETRAINED_WEIGHTS!r} (pretrained models) or a path to an existing file"
         )
-    if path.endswith(ZOO_WEIGHTS_SUFFIX):
+    if path.endswith(ZOO_WEIGHTS_SUFFIX) and (not model_spec.pretrained or compat.weights_file_nests_a_model(path)):
         return None, path
     if not model_spec.pretrained:
         raise ValueError(

@@ -6,6 +6,8 @@ two agree for strides 1-3 and kernel sizes 2-5.
 
 from __future__ import annotations
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from zoo.common import positive_int
@@ -28,10 +30,12 @@ def insert_zeros(images, strides: int) -> tf.Tensor:
     return spread[:, : (height - 1) * strides + 1, : (width - 1) * strides + 1, :]
 
 
-def transposed_conv2d(images, kernel, strides: int = 1) -> tf.Tensor:
+def transposed_conv2d(images, kernel, strides: int = 1, bias=None) -> tf.Tensor:
     """Transposed convolution with 'valid' padding, built from `tf.nn.conv2d`.
 
-    ``kernel`` is laid out as `Conv2DTranspose` stores it: (kh, kw, out_channels, in_channels).
+    ``kernel`` is laid out as `Conv2DTranspose` stores it: (kh, kw, out_channels, in_channels);
+    ``bias`` (out_channels,), when given, is added as the layer adds it. So
+    ``transposed_conv2d(x, layer.kernel, layer.strides[0], layer.bias)`` is ``layer(x)``.
     Output size: (H - 1) * strides + max(kh, strides), as Keras defines it: when the kernel is
     smaller than the stride, the rows no kernel reaches are kept as zeros.
     """
@@ -45,4 +49,17 @@ def transposed_conv2d(images, kernel, strides: int = 1) -> tf.Tensor:
     # Scattering the kernel from each input pixel equals gathering with the kernel flipped in space,
     # and gathering maps out->in channels, so the channel axes swap.
     gather_kernel = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
-    return tf.nn.conv2d(padded, gather_kernel, strides=1, padding="VALID")
+    output = tf.nn.conv2d(padded, gather_kernel, strides=1, padding="VALID")
+    return output if bias is None else output + tf.convert_to_tensor(bias, tf.float32)
+
+
+def transposed_conv_example(images, seed: int = 42, filters: int = 5, kernel_size: int = 3, strides: int = 2):
+    """The chapter's transposed convolution on ``images`` (N, H, W, C) in [0, 1]: with the seed
+    set (`keras.utils.set_random_seed`, which includes ``tf.random.set_seed``), a
+    ``Conv2DTranspose(filters, kernel_size, strides, padding="valid")``, and the same computed by
+    hand with `transposed_conv2d`. Returns ``(layer, layer output, by hand)`` as NumPy arrays."""
+    keras.utils.set_random_seed(seed)
+    layer = keras.layers.Conv2DTranspose(filters=filters, kernel_size=kernel_size, strides=strides, padding="valid")
+    output = np.asarray(layer(images))
+    manual = np.asarray(transposed_conv2d(images, layer.kernel, strides, layer.bias))
+    return layer, output, manual

@@ -46,6 +46,21 @@ def test_a_zoo_models_weights_file_nests_a_model_and_a_plain_applications_does_n
     assert compat.weights_file_nests_a_model(str(not_hdf5)) is True  # loading it gives the error
 
 
+def test_keras_gradient_accumulation_still_fails_under_mirrored_strategy():
+    """The trainer refuses --grad_accum_steps with several replicas because of this
+    (compat.GRADIENT_ACCUMULATION_ISSUE); when Keras fixes it, this fails: drop the refusal."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(tf.config.list_logical_devices("CPU")[:2])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1, gradient_accumulation_steps=2), loss="mse")
+    with pytest.raises(RuntimeError, match="merge_call"):
+        model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=4, epochs=1, verbose=0)
+    assert compat.GRADIENT_ACCUMULATION_ISSUE == "keras-team/keras#20582"
+
+
 def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

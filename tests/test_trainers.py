@@ -377,29 +377,59 @@ BAD_FLAGS = [
 ]
 
 
-def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path):
-    processes = []
+def train_in_process(argv, capsys):
+    """``python -m trainers.train ARGV`` run in this process, as `cli.run` runs it (the same parser,
+    main and error handling, flags in a fresh `FlagValues`): (exit status, stderr)."""
+    from absl import flags
+
+    from trainers import cli
+    from trainers import train as train_program
+
+    flag_values = flags.FlagValues()
+    train_program.define_flags(flag_values)
+    capsys.readouterr()
+    try:
+        args = cli.parse_flags(["trainers.train", *argv], flag_values)
+        status = cli.guarded(lambda args: train_program.main(args, flag_values), args)
+    except SystemExit as exit:
+        status = exit.code
+    return status, capsys.readouterr().err
+
+
+def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path, capsys, monkeypatch):
+    """Each case in process (the program's own parser and main); three of them as the program too,
+    which proves the same line and exit status come out of a real process, without a traceback."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    as_processes = {"--epochs=0", "--loss_weights=1,2,3", "--dataset=dir:/no/such/folder"}
+    processes = {}
     for index, (flags, _) in enumerate(BAD_FLAGS):
-        model_dir = str(tmp_path / f"run{index}")
-        environment = env()
-        environment.pop("TF_CONFIG", None)
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *TINY, *flags],
+        if flags[0] in as_processes:
+            environment = env()
+            environment.pop("TF_CONFIG", None)
+            processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "trainers.train", f"--model_dir={tmp_path / f'process{index}'}", *TINY, *flags],
                 cwd=REPO,
                 env=environment,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-        )
-    for (flags, expected), process in zip(BAD_FLAGS, processes):
-        stdout, stderr = process.communicate(timeout=300)
+    checked = 0
+    for index, (flags, expected) in enumerate(BAD_FLAGS):
+        status, stderr = train_in_process([f"--model_dir={tmp_path / f'run{index}'}", *TINY, *flags], capsys)
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert status == 2, (flags, stderr[-2000:])
+        assert len(errors) == 1 and expected in errors[0], (flags, errors)
+        checked += 1
+    assert checked == len(BAD_FLAGS) and len(processes) == len(as_processes)
+    for index, process in processes.items():
+        flags, expected = BAD_FLAGS[index]
+        _, stderr = process.communicate(timeout=300)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert process.returncode == 2, (flags, stderr[-2000:])
         assert len(errors) == 1 and expected in errors[0], (flags, errors)
         assert "Traceback" not in stderr, (flags, stderr[-2000:])
-    assert not any(os.path.exists(tmp_path / f"run{i}") for i in range(len(BAD_FLAGS)))
+    assert not [path for path in os.listdir(tmp_path) if path.startswith(("run", "process"))]
 
 
 def test_help_shows_the_programs_doc_and_flags_as_a_module_and_as_an_installed_script():

@@ -101,7 +101,7 @@ def expand_recipe(argv: list[str]) -> list[str]:
     return [argv[0], f"--flagfile={path}", *(arg for arg in argv[1:] if arg != recipes[0])]
 
 
-def parse_flags(argv):
+def parse_flags(argv, flag_values: flags.FlagValues = FLAGS):
     """absl's parser, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
     try:
         argv = expand_recipe(argv)
@@ -109,7 +109,7 @@ def parse_flags(argv):
     except UserError as error:
         fail(str(error))
     try:
-        return FLAGS(argv)
+        return flag_values(argv)
     except flags.Error as error:
         fail(str(error))
 
@@ -128,23 +128,29 @@ def run(main, define_flags):
         return
     define_flags()
 
-    def guarded(argv):
+    def program(argv):
         import logging as std_logging
 
         # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
         std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
         signal.signal(signal.SIGTERM, _terminated)
-        try:
-            return main(argv)
-        except UserError as error:
-            fail(str(error))
-        except KeyboardInterrupt:
-            fail("interrupted", status=130)
-        except Terminated:
-            fail(
-                "terminated (SIGTERM); what finished is kept (every finished epoch, every finished trial): "
-                "rerun the same command to resume",
-                status=128 + signal.SIGTERM,
-            )
+        return guarded(main, argv)
 
-    app.run(guarded, flags_parser=parse_flags)
+    app.run(program, flags_parser=parse_flags)
+
+
+def guarded(main, argv):
+    """``main(argv)`` with the programs' errors: `UserError` -> one line, exit 2; Ctrl-C -> one
+    line, exit 130; SIGTERM (`Terminated`) -> one line, exit 143."""
+    try:
+        return main(argv)
+    except UserError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        fail("interrupted", status=130)
+    except Terminated:
+        fail(
+            "terminated (SIGTERM); what finished is kept (every finished epoch, every finished trial): "
+            "rerun the same command to resume",
+            status=128 + signal.SIGTERM,
+        )

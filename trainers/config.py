@@ -177,6 +177,53 @@ class TrainConfig:
     loss_weights: tuple[float, float] = option(
         (0.8, 0.2), "Loss weights of the class and bbox outputs (localize).", kind="list"
     )
+    # --- regularization and schedule (each through what Keras provides; timm's train.py names)
+    label_smoothing: float = option(
+        0.0,
+        "Label smoothing of the class loss (Keras's CategoricalCrossentropy(label_smoothing)); 0.1 is usual.",
+        kind="float",
+        lower_bound=0.0,
+        upper_bound=0.9,
+    )
+    weight_decay: float = option(
+        0.0,
+        "Decoupled weight decay (the optimizer's weight_decay), biases and BatchNormalization's gamma and beta "
+        "excluded; 0: the optimizer's default (none; adamw's own 0.004).",
+        kind="float",
+        lower_bound=0.0,
+    )
+    warmup_epochs: int = option(
+        0,
+        "Epochs at the start of each phase whose learning rate rises linearly to the phase's (CosineDecay's warmup; "
+        "with lr_schedule constant or cosine).",
+        kind="integer",
+        lower_bound=0,
+    )
+    ema: bool = option(
+        False,
+        "Exponential moving average of the weights (the optimizer's use_ema): validation uses the averaged "
+        "weights, and each phase ends with them (test metrics, model.keras, the export).",
+        kind="boolean",
+    )
+    ema_momentum: float = option(0.99, "Momentum of --ema.", kind="float", lower_bound=0.0, upper_bound=0.99999)
+    grad_accum_steps: int = option(
+        1,
+        "Accumulate the gradients of N batches per update (the optimizer's gradient_accumulation_steps): "
+        "an effective batch of N x batch_size.",
+        kind="integer",
+        lower_bound=1,
+    )
+    clipnorm: float | None = option(
+        None, "Clip each gradient to this norm (the optimizer's clipnorm).", kind="float", lower_bound=0.0
+    )
+    drop_path: float = option(
+        0.0,
+        "Stochastic depth of the ResNets: the rate at which the last residual unit's branch is skipped per "
+        "example in training (0 at the first unit, linear in between; timm's --drop-path).",
+        kind="float",
+        lower_bound=0.0,
+        upper_bound=0.9,
+    )
     # --- devices and speed
     strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=STRATEGIES)
     peer_timeout: int = option(
@@ -239,9 +286,10 @@ class TrainConfig:
     @property
     def builder_options(self) -> dict:
         """``model_options`` as keyword arguments of `zoo.build` (JSON lists become tuples)."""
-        if not self.model_options:
-            return {}
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(self.model_options).items()}
+        options = json.loads(self.model_options) if self.model_options else {}
+        if self.drop_path:
+            options["drop_path"] = self.drop_path
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
     # --- checks
 
@@ -278,6 +326,18 @@ class TrainConfig:
                     self.model_options,
                     f"{', '.join(unknown)} is not an option of {self.model}; accepted: {', '.join(accepted) or 'none'}",
                 )
+        if self.drop_path:
+            import zoo
+
+            with_it = [name for name in zoo.names() if "drop_path" in zoo.spec(name).options()]
+            if self.model not in with_it:
+                raise ConfigError(
+                    "drop_path",
+                    self.drop_path,
+                    f"model {self.model} has no stochastic depth; accepted for {', '.join(with_it)}",
+                )
+            if "drop_path" in json.loads(self.model_options or "{}"):
+                raise ConfigError("drop_path", self.drop_path, "is given in model_options too; give it once")
         if len(self.loss_weights) != 2 or min(self.loss_weights) < 0 or sum(self.loss_weights) <= 0:
             raise ConfigError("loss_weights", self.loss_weights, LOSS_WEIGHTS_RULE)
         if self.two_phase and self.epochs is not None:
@@ -290,6 +350,22 @@ class TrainConfig:
             raise ConfigError("unfreeze_from", self.unfreeze_from, "needs freeze_epochs and finetune_epochs")
         if (self.lr_decay > 0 or self.finetune_decay > 0) and self.lr_schedule == "cosine":
             raise ConfigError("lr_schedule", self.lr_schedule, "and lr_decay are two schedules; choose one")
+        if self.warmup_epochs and (self.lr_decay > 0 or self.finetune_decay > 0):
+            raise ConfigError(
+                "warmup_epochs",
+                self.warmup_epochs,
+                "works with lr_schedule constant or cosine, not with lr_decay (Keras 2's decay); drop one",
+            )
+        phase_epochs = [e for e in (self.freeze_epochs, self.finetune_epochs) if e] or [self.single_phase_epochs]
+        if self.warmup_epochs and self.warmup_epochs >= min(phase_epochs):
+            raise ConfigError(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"must be fewer than each phase's epochs ({', '.join(map(str, phase_epochs))}); "
+                f"warmup starts every phase",
+            )
+        if self.clipnorm is not None and self.clipnorm <= 0:
+            raise ConfigError("clipnorm", self.clipnorm, "must be a positive norm (or unset)")
 
     # --- flags
 
@@ -467,5 +543,7 @@ def search_space(hp, config: TrainConfig) -> dict:
             overrides["unfreeze_from"] = None if where == "all" else where
     build = spec.declare_space(hp)
     overrides["model"] = build.pop("model", config.model)
-    overrides["model_options"] = {**(config.builder_options), **build} or None
+    # The run's own model options (drop_path is a field of its own, not one of them), then the space's.
+    own = {k: v for k, v in config.builder_options.items() if k != "drop_path"}
+    overrides["model_options"] = {**own, **build} or None
     return overrides

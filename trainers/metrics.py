@@ -82,6 +82,25 @@ def giou_loss(y_true, y_pred):
 BOX_LOSSES = {"mse": "mse", "giou": giou_loss}
 
 
+@keras.saving.register_keras_serializable(package="trainers")
+class SparseCrossentropyWithSmoothing(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing: Keras's categorical cross-entropy
+    (and its ``label_smoothing``) on the one-hot labels, which Keras's sparse loss has no option
+    for. The labels stay class ids everywhere else (metrics, evaluation, the pipelines)."""
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        labels = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
 # --------------------------------------------------------------------------------------- mAP
 
 

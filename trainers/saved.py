@@ -107,7 +107,13 @@ class Saved:
         """Compile the model as its run did (losses, loss weights, metrics) and evaluate ``dataset``."""
         from trainers import steps
 
-        task.compile_model(self.model, head=self.head, weights=self.config.loss_weights, box_loss=self.config.box_loss)
+        task.compile_model(
+            self.model,
+            head=self.head,
+            weights=self.config.loss_weights,
+            box_loss=self.config.box_loss,
+            label_smoothing=self.config.label_smoothing,
+        )
         return steps.evaluate(self.model, dataset, info)
 
     def evaluate(self, split: str, central_crop: bool | None = None) -> dict:

@@ -33,6 +33,7 @@ from pipelines.errors import op_error_text
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import RunDir, fault_point, repair_backup
+from zoo import compat
 
 
 class TrainingError(RuntimeError):
@@ -55,6 +56,14 @@ def make_strategy(config: TrainConfig):
         strategy = distribute.make_strategy(config.strategy, peer_timeout=config.peer_timeout)
     except distribute.StrategyError as error:
         raise ConfigError("strategy", config.strategy, str(error)) from None
+    if config.grad_accum_steps > 1 and strategy.num_replicas_in_sync > 1:
+        raise ConfigError(
+            "grad_accum_steps",
+            config.grad_accum_steps,
+            f"Keras's gradient accumulation fails under a tf.distribute strategy of several replicas "
+            f"({compat.GRADIENT_ACCUMULATION_ISSUE}; here {strategy.num_replicas_in_sync}); give one replica, or a "
+            f"larger batch_size across the replicas",
+        )
     keras.utils.set_random_seed(config.seed)
     return strategy
 
@@ -368,30 +377,60 @@ class Run:
 
 
 def make_learning_rate(config: TrainConfig, phase: Phase, steps_per_epoch: int):
+    """The phase's learning rate or schedule (per optimizer step). ``warmup_epochs`` start it with
+    CosineDecay's linear warmup, from 1/warmup_steps of the rate up to it; with the constant
+    schedule the rate then stays (a CosineDecay with ``alpha=1`` does not decay)."""
     import keras
 
     if phase.decay > 0:
         # Keras 2's `decay` argument, which Keras 3 silently ignores.
         return keras.optimizers.schedules.InverseTimeDecay(phase.learning_rate, decay_steps=1, decay_rate=phase.decay)
-    if config.lr_schedule == "cosine":
+    total = max(steps_per_epoch * phase.epochs, 1)
+    warmup = min(config.warmup_epochs * steps_per_epoch, total - 1)
+    if warmup > 0:
         return keras.optimizers.schedules.CosineDecay(
-            phase.learning_rate, decay_steps=max(steps_per_epoch * phase.epochs, 1)
+            phase.learning_rate / warmup,
+            decay_steps=max(total - warmup, 1),
+            alpha=0.0 if config.lr_schedule == "cosine" else 1.0,
+            warmup_target=phase.learning_rate,
+            warmup_steps=warmup,
         )
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=total)
     return phase.learning_rate
+
+
+# Variables decoupled weight decay leaves alone (timm's and Model Garden's rule): biases, and
+# BatchNormalization's scale and offset. Keras matches these against each variable's name.
+NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
 
 
 def make_optimizer(config: TrainConfig, learning_rate, phase: Phase | None = None):
     """``config.optimizer`` at ``learning_rate``, with ``phase``'s momentum and Nesterov setting
-    (the first phase's when no phase is given)."""
+    (the first phase's when no phase is given), and the run's weight decay, gradient clipping,
+    weight averaging (EMA) and gradient accumulation, all the optimizer's own arguments."""
     import keras
 
     phase = phase or phases(config)[0]
+    common = {}
+    if config.weight_decay > 0:
+        common["weight_decay"] = config.weight_decay
+    if config.clipnorm is not None:
+        common["clipnorm"] = config.clipnorm
+    if config.ema:
+        common.update(use_ema=True, ema_momentum=config.ema_momentum)
+    if config.grad_accum_steps > 1:
+        common["gradient_accumulation_steps"] = config.grad_accum_steps
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=phase.momentum, nesterov=phase.nesterov)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=phase.momentum)
-    optimizers = {"nadam": keras.optimizers.Nadam, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
-    return optimizers[config.optimizer](learning_rate)
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=phase.momentum, nesterov=phase.nesterov, **common)
+    elif config.optimizer == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(learning_rate, momentum=phase.momentum, **common)
+    else:
+        optimizers = {"nadam": keras.optimizers.Nadam, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+        optimizer = optimizers[config.optimizer](learning_rate, **common)
+    if optimizer.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
 
 
 def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch: int, strategy) -> None:
@@ -412,6 +451,7 @@ def compile_for_phase(model, config: TrainConfig, phase: Phase, steps_per_epoch:
             head=config.head,
             weights=config.loss_weights,
             box_loss=config.box_loss,
+            label_smoothing=config.label_smoothing,
             optimizer=optimizer,
             jit_compile=config.jit_compile,
             steps_per_execution=config.steps_per_execution,
@@ -436,6 +476,10 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
         callbacks.EpochSummary(phase.name),
         *extra_callbacks,
     ]
+    if config.ema:
+        # Validation on the averaged weights (swapped in and back around it); checkpoints keep the
+        # trained weights, the averages in the optimizer's state; fit ends by taking the averages.
+        fit_callbacks.insert(3, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     if config.head == "localize" and data.validation is not None:
         images, targets = next(iter(data.validation))
         fit_callbacks.append(

@@ -8,15 +8,19 @@ from __future__ import annotations
 from pipelines.ops import crops_at_evaluation
 
 
-def losses(head: str, box_loss: str = "mse"):
-    """Cross-entropy for the class; for the box, MSE (the seed's) or 1 - GIoU (``box_loss``)."""
-    from trainers.metrics import BOX_LOSSES
+def losses(head: str, box_loss: str = "mse", label_smoothing: float = 0.0):
+    """Cross-entropy for the class (with ``label_smoothing``, Keras's categorical cross-entropy
+    on one-hot labels); for the box, MSE (the seed's) or 1 - GIoU (``box_loss``)."""
+    from trainers.metrics import BOX_LOSSES, SparseCrossentropyWithSmoothing
 
+    class_loss = (
+        SparseCrossentropyWithSmoothing(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+    )
     if head == "classify":
-        return "sparse_categorical_crossentropy"
+        return class_loss
     if box_loss not in BOX_LOSSES:
         raise ValueError(f"box_loss must be one of {', '.join(BOX_LOSSES)}, received {box_loss!r}")
-    return {"class": "sparse_categorical_crossentropy", "bbox": BOX_LOSSES[box_loss]}
+    return {"class": class_loss, "bbox": BOX_LOSSES[box_loss]}
 
 
 def loss_weights(head: str, weights: tuple[float, float]):
@@ -58,6 +62,7 @@ def compile_model(
     head: str,
     weights: tuple[float, float],
     box_loss: str = "mse",
+    label_smoothing: float = 0.0,
     optimizer="rmsprop",
     jit_compile=False,
     steps_per_execution: int = 1,
@@ -65,7 +70,7 @@ def compile_model(
     """Compile ``model`` for its head; ``optimizer`` matters only for training."""
     model.compile(
         optimizer=optimizer,
-        loss=losses(head, box_loss),
+        loss=losses(head, box_loss, label_smoothing),
         loss_weights=loss_weights(head, weights),
         metrics=metrics(head),
         jit_compile=jit_compile,

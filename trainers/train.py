@@ -27,19 +27,23 @@ from zoo import compat
 __all__ = ["TrainResult", "train"]  # the library's, for `trainers.train.train` callers
 
 
-def define_flags() -> None:
-    """The flags of `python -m trainers.train`: every `TrainConfig` field."""
-    config.define_flags()
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The flags of `python -m trainers.train`: every `TrainConfig` field (into ``flag_values``,
+    absl's global flags by default)."""
+    config.define_flags(flag_values)
     flags.DEFINE_string(
-        "recipe", None, "A shipped flag file (trainers/recipes/NAME.flags); flags given here override it; 'list'."
+        "recipe",
+        None,
+        "A shipped flag file (trainers/recipes/NAME.flags); flags given here override it; 'list'.",
+        flag_values=flag_values,
     )
-    flags.mark_flag_as_required("model_dir")
+    flags.mark_flag_as_required("model_dir", flag_values=flag_values)
 
 
-def main(argv):
+def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
-    run_config = cli.config_from_flags()
+    run_config = cli.config_from_flags(flag_values)
     try:
         result = train(run_config)
     except ConfigError as error:

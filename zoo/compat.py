@@ -115,6 +115,13 @@ def weights_file_nests_a_model(path: str) -> bool:
         return True
 
 
+# Keras's optimizers accumulate gradients (``gradient_accumulation_steps``) behind an ``ops.cond``
+# around the update, and under a TensorFlow distribution strategy with several replicas the
+# update's cross-replica sum inside that cond fails ("merge_call called while defining a new
+# graph"). Until it is fixed, the trainer refuses the combination in one line naming this issue.
+GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
+
+
 # `keras.callbacks.BackupAndRestore`'s files in its backup folder (keras/src/callbacks/
 # backup_and_restore.py): the weights and the epoch/batch reached, written in place, and with
 # ``double_checkpoint=True`` the previous pair under the same names plus this suffix. The run

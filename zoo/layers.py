@@ -17,15 +17,28 @@ class ResidualUnit(layers.Layer):
     The shortcut is the identity, or a 1x1 conv + BN projection when the unit changes the stride or
     the width (option B of the ResNet paper, which the published ResNet-18/34 use). Convolutions
     have no bias: the BatchNormalization that follows each one has its own offset.
+
+    ``drop_rate``: stochastic depth (Huang et al., 2016; timm's ``drop_path``): in training, each
+    example skips the unit's residual branch with this probability (the branch scaled up by
+    1 / (1 - rate) otherwise), a `Dropout` whose mask is one number per example.
     """
 
-    def __init__(self, filters: int, strides: int = 1, activation: str = "relu", **kwargs):
+    def __init__(self, filters: int, strides: int = 1, activation: str = "relu", drop_rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         positive_int("filters", filters)
         if strides not in (1, 2):
             raise ValueError(f"strides must be 1 or 2, received {strides!r}")
+        if not 0.0 <= float(drop_rate) < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), received {drop_rate!r}")
         self.filters = filters
         self.strides = strides
+        self.drop_rate = float(drop_rate)
+        # One keep-or-drop draw per example, for the whole residual branch.
+        self.drop_path = (
+            layers.Dropout(self.drop_rate, noise_shape=(None, 1, 1, 1), name="drop_path", dtype=self.dtype_policy)
+            if self.drop_rate
+            else None
+        )
         self.activation = keras.activations.get(activation)
         self._activation_name = activation
         # The unit's own dtype policy, not the global one: a unit reloaded from a mixed-precision
@@ -56,6 +69,8 @@ class ResidualUnit(layers.Layer):
     def call(self, inputs, training=None):
         x = self.activation(self.bn1(self.conv1(inputs), training=training))
         x = self.bn2(self.conv2(x), training=training)
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
         shortcut = inputs
         if self.projection is not None:
             shortcut = self.projection_bn(self.projection(inputs), training=training)
@@ -67,6 +82,8 @@ class ResidualUnit(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, strides=self.strides, activation=self._activation_name)
+        if self.drop_rate:
+            config.update(drop_rate=self.drop_rate)
         return config
 
 

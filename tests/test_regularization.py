@@ -1,0 +1,226 @@
+"""Regularization and schedule settings (issue: training that beats a hand-tuned notebook): each a
+`TrainConfig` field and a flag, recorded in flags.txt, through the optimizer and loss Keras
+provides, resumed after a kill, and working under MirroredStrategy."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import trainers.training
+import zoo
+from tests.conftest import REPO, TINY, as_flags, tiny
+from trainers import steps
+from trainers.config import ConfigError, TrainConfig
+from trainers.metrics import SparseCrossentropyWithSmoothing
+from trainers.rundir import FAULT_POINT_VARIABLE, RunDir
+from trainers.saved import open_saved
+from zoo import compat
+
+REGULARIZED = dict(
+    label_smoothing=0.1,
+    weight_decay=1e-4,
+    warmup_epochs=1,
+    ema=True,
+    ema_momentum=0.9,
+    grad_accum_steps=2,
+    clipnorm=1.0,
+    drop_path=0.1,
+)
+
+
+def test_label_smoothing_is_kerass_on_one_hot_labels():
+    rng = np.random.default_rng(0)
+    probabilities = keras.ops.softmax(rng.normal(size=(6, 4)).astype("float32"))
+    labels = np.array([0, 1, 2, 3, 1, 0])
+    loss = SparseCrossentropyWithSmoothing(0.1)(labels, probabilities)
+    smoothed = np.eye(4)[labels] * 0.9 + 0.1 / 4  # the rule, by hand
+    expected = -(smoothed * np.log(np.asarray(probabilities))).sum(axis=1).mean()
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probabilities)
+    assert float(SparseCrossentropyWithSmoothing(0.0)(labels, probabilities)) == pytest.approx(float(plain), rel=1e-5)
+    again = keras.losses.deserialize(keras.losses.serialize(SparseCrossentropyWithSmoothing(0.2)))
+    assert again.label_smoothing == 0.2
+
+
+def test_the_optimizer_gets_each_setting_and_decay_spares_biases_and_batchnorm():
+    config = TrainConfig(model="resnet18", **tiny(epochs=3), **REGULARIZED)
+    phase = steps.phases(config)[0]
+    optimizer = steps.make_optimizer(config, 0.01, phase)
+    assert (optimizer.weight_decay, optimizer.clipnorm, optimizer.use_ema, optimizer.ema_momentum) == (
+        1e-4,
+        1.0,
+        True,
+        0.9,
+    )
+    assert optimizer.gradient_accumulation_steps == 2
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()])
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path.split("/")[-1]: optimizer._use_weight_decay(v) for v in model.trainable_variables}
+    assert decayed == {"kernel": True, "bias": False, "gamma": False, "beta": False}
+    plain = steps.make_optimizer(TrainConfig(model="resnet18", **TINY), 0.01)
+    assert (plain.weight_decay, plain.clipnorm, plain.use_ema, plain.gradient_accumulation_steps) == (
+        None,
+        None,
+        False,
+        None,
+    )
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
+    config = TrainConfig(model="resnet18", **tiny(epochs=4), lr_schedule=schedule, warmup_epochs=1)
+    phase = steps.phases(config)[0]
+    rate = steps.make_learning_rate(config, phase, steps_per_epoch=10)
+    rates = [float(rate(step)) for step in range(40)]
+    # From lr / warmup_steps, a straight line up to lr over the first epoch's 10 steps.
+    np.testing.assert_allclose(rates[:11], [0.001 + 0.009 * step / 10 for step in range(11)], rtol=1e-5)
+    if schedule == "constant":
+        assert rates[10:] == pytest.approx([0.01] * 30)
+    else:
+        assert rates[39] < rates[25] < rates[11] < 0.01  # then decaying
+
+
+def test_bad_combinations_are_refused_naming_the_setting():
+    with pytest.raises(ConfigError, match=r"^warmup_epochs=1: works with lr_schedule constant or cosine, not with"):
+        TrainConfig(**tiny(epochs=3), warmup_epochs=1, lr_decay=0.01)
+    with pytest.raises(ConfigError, match=r"^warmup_epochs=2: must be fewer than each phase's epochs \(3, 1\)"):
+        TrainConfig(**TINY, freeze_epochs=3, finetune_epochs=1, warmup_epochs=2)
+    with pytest.raises(ConfigError, match=r"^clipnorm=0.0: must be a positive norm"):
+        TrainConfig(**TINY, clipnorm=0.0)
+    with pytest.raises(ConfigError, match=r"^label_smoothing=1.0: must be at most 0.9"):
+        TrainConfig(**TINY, label_smoothing=1.0)
+
+
+@pytest.mark.slow
+def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends_on_the_average(tmp_path):
+    # Everything but gradient accumulation, which Keras cannot do with several replicas (refused below).
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="resnet18",
+        model_options='{"widths": [8, 8, 16, 16]}',
+        strategy="mirrored",
+        **tiny(epochs=2),
+        **{**REGULARIZED, "grad_accum_steps": 1},
+    )
+    result = trainers.training.train(config)
+    assert result.model.distribute_strategy.num_replicas_in_sync == 2
+    assert np.isfinite(result.metrics["loss"])
+    run = RunDir(config.model_dir)
+    assert TrainConfig.from_flagfile(run.flags_file) == config  # every setting recorded in flags.txt
+    flags_text = open(run.flags_file).read()
+    recorded = ("--label_smoothing=0.1", "--weight_decay=0.0001", "--warmup_epochs=1", "--ema", "--clipnorm=1.0")
+    for line in (*recorded, "--drop_path=0.1"):
+        assert line in flags_text.splitlines(), line
+    # Each phase ends on the averaged weights: the model holds the optimizer's averages.
+    optimizer = result.model.optimizer
+    averages = {id(v): a for v, a in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
+    for variable in result.model.trainable_variables:
+        np.testing.assert_allclose(variable.numpy(), averages[id(variable)].numpy(), rtol=1e-6, atol=1e-7)
+    # ...and the saved model is that model.
+    saved = open_saved(config.model_dir)
+    for got, want in zip(saved.model.get_weights(), result.model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    accumulating = TrainConfig(
+        **{**dataclasses.asdict(config), "grad_accum_steps": 2, "model_dir": str(tmp_path / "b")}
+    )
+    with pytest.raises(ConfigError, match=r"^grad_accum_steps=2: Keras's gradient accumulation fails under a tf.dis"):
+        trainers.training.train(accumulating)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_first_epoch_keeps_its_averages_and_accumulators_and_resumes(tmp_path):
+    """The first epoch's backup holds the optimizer's whole state (the EMA averages and the
+    accumulated gradients beside Adam's moments and the step the warmup counts), so the rerun
+    resumes from it; a run without those settings backs up that much less."""
+    common = {
+        **tiny(epochs=3, model="resnet18", model_options='{"widths": [8, 8, 16, 16]}'),
+        "optimizer": "adam",
+        "learning_rate": 0.002,
+    }
+    regularized = {**common, **{k: v for k, v in REGULARIZED.items() if k != "ema"}}
+    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def start(name, settings, *extra_flags, **extra):
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trainers.train",
+                f"--model_dir={tmp_path / name}",
+                *as_flags(settings),
+                *extra_flags,
+            ],
+            cwd=REPO,
+            env={**environment, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    kill = {FAULT_POINT_VARIABLE: "first_backup"}
+    processes = {
+        "plain": start("plain", common, **kill),
+        "regularized": start("regularized", regularized, "--ema", **kill),
+    }
+    for name, process in processes.items():
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == -9, (name, output[-2000:])
+
+    def optimizer_state(name):
+        path = os.path.join(RunDir(str(tmp_path / name)).backup("train"), compat.BACKUP_WEIGHTS)
+        with h5py.File(path, "r") as file:
+            return [np.asarray(file["optimizer/vars"][key]) for key in sorted(file["optimizer/vars"], key=int)]
+
+    model = zoo.build("resnet18", num_classes=5, input_shape=(32, 32, 3), widths=(8, 8, 16, 16))
+    trainable = len(model.trainable_variables)
+    plain, kept = optimizer_state("plain"), optimizer_state("regularized")
+    # An average and an accumulator more per trainable variable; the plain run's constant learning
+    # rate is a variable of the optimizer's, the regularized run's warmup schedule is not.
+    assert len(kept) == len(plain) - 1 + 2 * trainable
+    assert int(kept[0]) == int(plain[0]) == 4  # the step the schedule (and warmup) counts: one epoch's 4
+    resumed = start("regularized", regularized, "--ema")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output[-2000:]
+    assert "Epoch 1/3" not in output and "Epoch 2/3" in output  # resumed after the first epoch
+    assert np.isfinite(json.load(open(RunDir(str(tmp_path / "regularized")).metrics_file))["loss"])
+
+
+def test_stochastic_depth_skips_whole_residual_branches_per_example_in_training_only():
+    from zoo.layers import ResidualUnit
+
+    unit = ResidualUnit(4, drop_rate=0.5, name="unit")
+    images = np.repeat(np.random.default_rng(0).normal(size=(1, 6, 6, 4)).astype("float32"), 64, axis=0)
+    keras.utils.set_random_seed(1)
+    trained = np.asarray(unit(images, training=True))
+    skipped = np.asarray(keras.activations.relu(images))  # the identity shortcut alone
+    dropped = np.all(np.isclose(trained, skipped), axis=(1, 2, 3))
+    assert 10 < dropped.sum() < 54  # about half of the 64 examples skip the branch, whole
+    inference = np.asarray(unit(images, training=False))
+    plain = ResidualUnit(4, name="plain")
+    plain(images)
+    plain.set_weights(unit.get_weights())
+    np.testing.assert_allclose(inference, np.asarray(plain(images, training=False)), rtol=1e-6)
+    assert ResidualUnit.from_config(unit.get_config()).drop_rate == 0.5
+
+
+def test_drop_path_grows_with_depth_and_is_refused_where_there_is_none():
+    model = zoo.build("resnet34", num_classes=3, input_shape=(32, 32, 3), widths=(4, 4, 4, 4), drop_path=0.3)
+    units = [layer for layer in zoo.backbone_of(model).layers if "_unit" in layer.name]
+    rates = [unit.drop_rate for unit in units]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.3, 16))
+    config = TrainConfig(model="resnet18", **TINY, drop_path=0.1)
+    assert config.builder_options == {"drop_path": 0.1} and "--drop_path=0.1" in config.flag_lines()
+    with pytest.raises(ConfigError, match=r"^drop_path=0.1: model fashion_cnn has no stochastic depth; accepted for"):
+        TrainConfig(model="fashion_cnn", **TINY, drop_path=0.1)
+    with pytest.raises(ConfigError, match=r"^drop_path=0.1: is given in model_options too"):
+        TrainConfig(model="resnet18", **TINY, drop_path=0.1, model_options='{"drop_path": 0.2}')
+    with pytest.raises(ValueError, match=r"drop_path must be a number in \[0, 1\), received 1.5"):
+        zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), drop_path=1.5)

@@ -47,6 +47,27 @@ def as_flags(settings: dict) -> list[str]:
     return [f"--{name}={value}" for name, value in settings.items()]
 
 
+def train_in_process(argv, capsys):
+    """``python -m trainers.train ARGV`` run in this process as `trainers.cli.run` runs it (the same
+    parser, main and error handling; the flags in a fresh `FlagValues`): (exit status, stdout,
+    stderr). For tests of the program's flags and messages that need no process of their own."""
+    from absl import flags
+
+    from trainers import cli
+    from trainers import train as train_program
+
+    flag_values = flags.FlagValues()
+    train_program.define_flags(flag_values)
+    capsys.readouterr()
+    try:
+        args = cli.parse_flags(["trainers.train", *argv], flag_values)
+        status = cli.guarded(lambda args: train_program.main(args, flag_values), args)
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status or 0, captured.out, captured.err
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -12,7 +12,7 @@ import pipelines
 import tests.tiny_tfds  # noqa: F401  (registers the local TFDS builders)
 import trainers.training
 from pipelines import DataError
-from tests.conftest import logged
+from tests.conftest import logged, train_in_process
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig, recipe_names
 from zoo import compat
@@ -223,7 +223,11 @@ def test_each_recipe_trains_a_step_on_tiny_offline_data(tmp_path, name):
         overrides.update(freeze_epochs=1, finetune_epochs=1)
     else:
         overrides.update(epochs=1)
-    result = trainers.training.train(TrainConfig.from_recipe(name, **overrides, model_dir=str(tmp_path / "run")))
+    # The SavedModel export is the same code for every recipe (its own tests export each head):
+    # exported once here, for the Xception of the transfer recipe, skipped for the rest.
+    result = trainers.training.train(
+        TrainConfig.from_recipe(name, **overrides, model_dir=str(tmp_path / "run")), export=(name == "flowers_xception")
+    )
     assert np.isfinite(result.metrics["loss"]) and result.metrics["num_examples"] == 4
     if recipe.two_phase:  # the fine-tuning phase's points come after the frozen phase's
         for logs in ("train", "validation"):
@@ -232,39 +236,32 @@ def test_each_recipe_trains_a_step_on_tiny_offline_data(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_recipe_flag_lists_loads_and_is_overridden_on_the_command_line(tmp_path):
-    def run(*args):
-        environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-        return subprocess.run(
-            [sys.executable, "-m", "trainers.train", *args],
-            cwd=REPO,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    listing = run("--recipe=list")
-    assert listing.returncode == 0
-    assert [line.split()[0] for line in listing.stdout.splitlines()] == recipe_names()
-    unknown = run("--recipe=flowers", f"--model_dir={tmp_path / 'x'}")
-    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1].startswith(
+def test_recipe_flag_lists_loads_and_is_overridden_on_the_command_line(tmp_path, capsys):
+    """The program's parser and main, in process (`train_in_process`)."""
+    status, listing, _ = train_in_process(["--recipe=list"], capsys)
+    assert status == 0
+    assert [line.split()[0] for line in listing.splitlines()] == recipe_names()
+    status, _, unknown = train_in_process(["--recipe=flowers", f"--model_dir={tmp_path / 'x'}"], capsys)
+    assert status == 2 and unknown.strip().splitlines()[-1].startswith(
         "error: --recipe=flowers: accepted: fashion_mnist_cnn, flowers_localize"
     )
     # Flags given on the command line win, wherever they stand; the rest is the recipe's.
     model_dir = tmp_path / "run"
-    trained = run(
-        "--image_size=32",
-        "--recipe=shapes_resnet34",
-        f"--model_dir={model_dir}",
-        "--model=resnet18",
-        "--epochs=1",
-        "--steps_per_epoch=1",
-        "--train_split=train[:64]",
-        "--validation_split=",
-        "--test_split=test[:8]",
+    status, _, stderr = train_in_process(
+        [
+            "--image_size=32",
+            "--recipe=shapes_resnet34",
+            f"--model_dir={model_dir}",
+            "--model=resnet18",
+            "--epochs=1",
+            "--steps_per_epoch=1",
+            "--train_split=train[:64]",
+            "--validation_split=",
+            "--test_split=test[:8]",
+        ],
+        capsys,
     )
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert status == 0, stderr[-3000:]
     recorded = TrainConfig.from_flagfile(str(model_dir / "flags.txt"))
     assert (recorded.model, recorded.image_size, recorded.epochs) == ("resnet18", 32, 1)
     assert (recorded.optimizer, recorded.lr_schedule, recorded.augment) == ("adam", "cosine", ("crop", "flip"))

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import zoo
 from tests import conftest
-from tests.conftest import as_flags, free_port, logged
+from tests.conftest import as_flags, free_port, logged, train_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = as_flags(conftest.TINY)
@@ -377,25 +377,6 @@ BAD_FLAGS = [
 ]
 
 
-def train_in_process(argv, capsys):
-    """``python -m trainers.train ARGV`` run in this process, as `cli.run` runs it (the same parser,
-    main and error handling, flags in a fresh `FlagValues`): (exit status, stderr)."""
-    from absl import flags
-
-    from trainers import cli
-    from trainers import train as train_program
-
-    flag_values = flags.FlagValues()
-    train_program.define_flags(flag_values)
-    capsys.readouterr()
-    try:
-        args = cli.parse_flags(["trainers.train", *argv], flag_values)
-        status = cli.guarded(lambda args: train_program.main(args, flag_values), args)
-    except SystemExit as exit:
-        status = exit.code
-    return status, capsys.readouterr().err
-
-
 def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path, capsys, monkeypatch):
     """Each case in process (the program's own parser and main); three of them as the program too,
     which proves the same line and exit status come out of a real process, without a traceback."""
@@ -416,7 +397,7 @@ def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path, capsys, monk
             )
     checked = 0
     for index, (flags, expected) in enumerate(BAD_FLAGS):
-        status, stderr = train_in_process([f"--model_dir={tmp_path / f'run{index}'}", *TINY, *flags], capsys)
+        status, _, stderr = train_in_process([f"--model_dir={tmp_path / f'run{index}'}", *TINY, *flags], capsys)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert status == 2, (flags, stderr[-2000:])
         assert len(errors) == 1 and expected in errors[0], (flags, errors)

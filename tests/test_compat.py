@@ -46,6 +46,17 @@ def test_a_zoo_models_weights_file_nests_a_model_and_a_plain_applications_does_n
     assert compat.weights_file_nests_a_model(str(not_hdf5)) is True  # loading it gives the error
 
 
+def test_ema_averages_pair_each_averaged_variable_with_its_average():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    assert compat.ema_averages(model.optimizer) == []  # not built yet
+    model.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
+    pairs = compat.ema_averages(model.optimizer)
+    assert [variable.path for variable, _ in pairs] == [v.path for v in model.trainable_variables]
+    assert all(tuple(average.shape) == tuple(variable.shape) for variable, average in pairs)
+    assert compat.ema_averages(keras.optimizers.SGD(0.1)) == []
+
+
 def test_keras_gradient_accumulation_still_fails_under_mirrored_strategy():
     """The trainer refuses --grad_accum_steps with several replicas because of this
     (compat.GRADIENT_ACCUMULATION_ISSUE); when Keras fixes it, this fails: drop the refusal."""

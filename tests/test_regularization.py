@@ -224,3 +224,98 @@ def test_drop_path_grows_with_depth_and_is_refused_where_there_is_none():
         TrainConfig(model="resnet18", **TINY, drop_path=0.1, model_options='{"drop_path": 0.2}')
     with pytest.raises(ValueError, match=r"drop_path must be a number in \[0, 1\), received 1.5"):
         zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), drop_path=1.5)
+
+
+def test_keep_best_keeps_the_best_epochs_weights_and_its_record_outlives_a_restart(tmp_path):
+    from trainers.callbacks import KeepBest
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    folder = str(tmp_path / "checkpoints")
+    callback = KeepBest("val_accuracy", lower_is_better=False, folder=folder)
+    callback.set_model(model)
+    kept = {}
+    for epoch, value in enumerate([0.5, 0.7, 0.6]):
+        model.layers[0].kernel.assign(np.full((3, 2), float(epoch), "float32"))
+        callback.on_epoch_end(epoch, {"val_accuracy": value})
+        kept[epoch + 1] = model.get_weights()
+    record = KeepBest.read(folder)
+    assert (record["epoch"], record["value"], record["monitor"]) == (2, 0.7, "val_accuracy")
+    assert set(os.listdir(folder)) == {"best.json", "best-epoch2.weights.h5"}  # the older best removed
+    # After a restart (a new callback reads the record): worse is ignored, better replaces it.
+    again = KeepBest("val_accuracy", lower_is_better=False, folder=folder)
+    again.set_model(model)
+    again.on_epoch_end(3, {"val_accuracy": 0.65})
+    assert KeepBest.read(folder)["epoch"] == 2
+    again.on_epoch_end(4, {"val_accuracy": float("nan")})  # never a best
+    assert KeepBest.read(folder)["epoch"] == 2
+    model.load_weights(os.path.join(folder, "best-epoch2.weights.h5"))
+    np.testing.assert_array_equal(model.get_weights()[0], kept[2][0])
+    losses = KeepBest("val_loss", lower_is_better=True, folder=str(tmp_path / "loss"))
+    losses.set_model(model)
+    for epoch, value in enumerate([0.9, 0.4, 0.6]):
+        losses.on_epoch_end(epoch, {"val_loss": value})
+    assert KeepBest.read(str(tmp_path / "loss"))["epoch"] == 2
+
+
+def test_with_ema_the_kept_weights_are_the_averages():
+    from trainers.callbacks import averaged_weights
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.5, use_ema=True, ema_momentum=0.5), loss="mse")
+    model.fit(np.ones((8, 3)), np.zeros((8, 2)), epochs=1, batch_size=4, verbose=0)
+    optimizer = model.optimizer
+    for variable in model.trainable_variables:  # fit ended on the averages; train on a little, by hand
+        variable.assign(variable + 1.0)
+    raw = [v.numpy() for v in model.trainable_variables]
+    averages = [a.numpy() for a in optimizer._model_variables_moving_average]
+    with averaged_weights(model):
+        for variable, average in zip(model.trainable_variables, averages):
+            np.testing.assert_array_equal(variable.numpy(), average)
+    for variable, value in zip(model.trainable_variables, raw):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert not all(np.array_equal(a, b) for a, b in zip(raw, averages))
+
+
+def test_keep_best_names_a_validation_metric_of_the_head():
+    assert TrainConfig(**TINY, keep_best="val_loss").keep_best == "val_loss"
+    with pytest.raises(ConfigError, match=r"^keep_best='accuracy': accepted for head classify: val_loss, val_accuracy"):
+        TrainConfig(**TINY, keep_best="accuracy")
+    with pytest.raises(
+        ConfigError, match=r"accepted for head localize: val_loss, val_class_loss, val_bbox_loss, val_c"
+    ):
+        TrainConfig(**TINY, head="localize", keep_best="val_map_50")
+    with pytest.raises(ConfigError, match=r"^keep_best='val_loss': needs a validation split"):
+        TrainConfig(**{**TINY, "validation_split": ""}, keep_best="val_loss")
+
+
+@pytest.mark.slow
+def test_keep_best_across_both_phases_exports_the_best_and_records_the_final(tmp_path):
+    from tests.conftest import logged
+    from trainers.callbacks import KeepBest
+
+    config = TrainConfig(
+        model_dir=str(tmp_path / "run"),
+        model="resnet18",
+        model_options='{"widths": [8, 8, 16, 16]}',
+        **tiny(freeze_epochs=1, finetune_epochs=2),
+        keep_best="val_accuracy",
+        ema=True,
+    )
+    result = trainers.training.train(config)
+    run = RunDir(config.model_dir)
+    recorded = json.load(open(run.metrics_file))
+    validation = [value for _, value in logged(os.path.join(run.logs_dir, "validation"), "epoch_accuracy")]
+    assert len(validation) == 3  # both phases, on one axis
+    best = recorded["best"]
+    assert best["monitor"] == "val_accuracy" and best["value"] == pytest.approx(max(validation), abs=1e-6)
+    assert validation[best["epoch"] - 1] == pytest.approx(best["value"], abs=1e-6)  # the first of the best
+    assert set(recorded["final"]) == {"accuracy", "loss", "num_examples"}
+    assert {k: recorded[k] for k in ("accuracy", "loss")} == {k: result.metrics[k] for k in ("accuracy", "loss")}
+    # model.keras holds the kept weights; evaluate reproduces the kept weights' metrics and says so.
+    saved = open_saved(config.model_dir)
+    kept = zoo.build("resnet18", num_classes=5, input_shape=(32, 32, 3), widths=(8, 8, 16, 16))
+    kept.load_weights(os.path.join(run.path(RunDir.CHECKPOINTS), KeepBest.read(run.path(RunDir.CHECKPOINTS))["file"]))
+    for got, want in zip(saved.model.get_weights(), kept.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert saved.evaluate(config.test_split)["loss"] == pytest.approx(recorded["loss"], rel=1e-4)
+    assert saved.weights_note.startswith(f"weights: the best epoch's, epoch {best['epoch']} by val_accuracy=")

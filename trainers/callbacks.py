@@ -1,7 +1,11 @@
-"""Keras callbacks of the trainer: stop on a non-finite loss, one log line per epoch."""
+"""Keras callbacks of the trainer: stop on a non-finite loss, one log line per epoch, keep the
+best epoch's weights."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
 import time
 
 import keras
@@ -44,6 +48,76 @@ class EpochSummary(keras.callbacks.Callback):
         numbers = sorted((k, v) for k, v in (logs or {}).items() if isinstance(v, (int, float)))
         metrics = " ".join(f"{k}={v:.4g}" for k, v in numbers)
         logging.info("[%s] epoch %d done in %.1fs: %s", self.phase, epoch + 1, time.time() - self.start, metrics)
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Inside, ``model`` holds its optimizer's moving averages (``use_ema``), as validation saw it;
+    its own weights come back after. Without EMA, nothing changes."""
+    from zoo import compat
+
+    pairs = compat.ema_averages(getattr(model, "optimizer", None))
+    kept = [variable.numpy() for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, kept):
+            variable.assign(value)
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keep the weights of the best epoch by a validation metric, across the phases of a run.
+
+    The record (``best.json``: metric, value, epoch, file) and the weights live in the run's
+    checkpoints folder and outlive a kill: each new best is written under its epoch's name first,
+    then the record points at it (both whole or not at all), then the old file goes. With EMA the
+    kept weights are the averages, the weights validation measured.
+    """
+
+    RECORD = "best.json"
+
+    def __init__(self, monitor: str, lower_is_better: bool, folder: str, write: bool = True):
+        super().__init__()
+        self.monitor, self.lower_is_better, self.folder, self.write = monitor, lower_is_better, folder, write
+
+    @classmethod
+    def read(cls, folder: str) -> dict | None:
+        """The record of the best epoch so far in ``folder`` (None before the first)."""
+        from pipelines.durable import read_json
+
+        record = read_json(os.path.join(folder, cls.RECORD), None)
+        if not isinstance(record, dict) or not os.path.exists(os.path.join(folder, str(record.get("file")))):
+            return None
+        return record
+
+    def _better(self, value: float, best: float) -> bool:
+        return value < best if self.lower_is_better else value > best
+
+    def on_epoch_end(self, epoch, logs=None):
+        from pipelines.durable import atomic_path, write_json
+
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(float(value)):
+            return
+        record = self.read(self.folder)
+        if record is not None and not self._better(float(value), float(record["value"])):
+            return
+        logging.info("best %s so far: %.4g at epoch %d; its weights kept", self.monitor, float(value), epoch + 1)
+        if not self.write:  # another worker than the chief: the chief keeps them
+            return
+        name = f"best-epoch{epoch + 1}.weights.h5"
+        os.makedirs(self.folder, exist_ok=True)
+        with averaged_weights(self.model), atomic_path(os.path.join(self.folder, name)) as temporary:
+            self.model.save_weights(temporary)
+        write_json(
+            os.path.join(self.folder, self.RECORD),
+            {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1, "file": name},
+        )
+        for old in glob.glob(os.path.join(self.folder, "best-epoch*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
 
 
 class ApplyLearningRate(keras.callbacks.Callback):

@@ -216,6 +216,13 @@ class TrainConfig:
     clipnorm: float | None = option(
         None, "Clip each gradient to this norm (the optimizer's clipnorm).", kind="float", lower_bound=0.0
     )
+    keep_best: str | None = option(
+        None,
+        "Keep the weights of the best epoch by this validation metric (val_accuracy, val_loss, ...; its "
+        "direction from its name), across both phases: the test metrics, model.keras and the export use them, "
+        "and metrics.json also holds the final weights' test metrics.",
+        kind="string",
+    )
     drop_path: float = option(
         0.0,
         "Stochastic depth of the ResNets: the rate at which the last residual unit's branch is skipped per "
@@ -326,6 +333,14 @@ class TrainConfig:
                     self.model_options,
                     f"{', '.join(unknown)} is not an option of {self.model}; accepted: {', '.join(accepted) or 'none'}",
                 )
+        if self.keep_best is not None:
+            from trainers import task
+
+            monitored = [f"val_{name}" for name in task.metric_names(self.head) if not name.startswith("map_")]
+            if self.keep_best not in monitored:
+                raise ConfigError("keep_best", self.keep_best, f"accepted for head {self.head}: {', '.join(monitored)}")
+            if not self.validation_split:
+                raise ConfigError("keep_best", self.keep_best, "needs a validation split (validation_split is empty)")
         if self.drop_path:
             import zoo
 

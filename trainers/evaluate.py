@@ -51,6 +51,8 @@ def main(argv):
         max_image_pixels=FLAGS.max_image_pixels if FLAGS["max_image_pixels"].present else None,
         follow_links=FLAGS.follow_links if FLAGS["follow_links"].present else None,
     )
+    if saved.weights_note:
+        print(saved.weights_note)
     dataset_name = saved.config.dataset
     split = FLAGS.split or saved.config.test_split or "test"
     try:

@@ -123,6 +123,8 @@ def main(argv):
     if FLAGS.model_path:
         saved = cli.open_saved(FLAGS.model_path)
         model = saved.model
+        if saved.weights_note:
+            print(saved.weights_note)
         if central_crop is None:  # as evaluate measured the model: the same images give the same answers
             central_crop = saved.central_crop
         try:

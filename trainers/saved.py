@@ -84,6 +84,22 @@ class Saved:
         """The test-time crop the run's evaluation applied (`trainers.task`); off for a bare file."""
         return task.test_time_preprocessing(self.config)["central_crop"]
 
+    @property
+    def weights_note(self) -> str | None:
+        """Which weights the saved model holds, when its run kept the best epoch's (``keep_best``):
+        a line for the programs to print; None otherwise."""
+        if self.run is None or not self.config.keep_best:
+            return None
+        from pipelines.durable import read_json
+
+        best = read_json(self.run.metrics_file, {}).get("best")
+        if not isinstance(best, dict):
+            return f"weights: the final epoch's (keep_best={self.config.keep_best} found no best epoch)"
+        return (
+            f"weights: the best epoch's, epoch {best.get('epoch')} by {best.get('monitor')}={best.get('value', 0):.4g} "
+            f"(keep_best; the final weights' test metrics are in {self.run.metrics_file})"
+        )
+
     def class_names(self, path: str | None = None) -> tuple[str, ...] | None:
         """The names of the model's classes: from ``path`` when given, else the run's
         ``class_names.json`` (beside the model); None when there is none."""

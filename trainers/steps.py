@@ -476,6 +476,16 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
         callbacks.EpochSummary(phase.name),
         *extra_callbacks,
     ]
+    if config.keep_best:
+        fit_callbacks.insert(
+            4,
+            callbacks.KeepBest(
+                config.keep_best,
+                task.lower_is_better(config.keep_best),
+                directory.path(RunDir.CHECKPOINTS),
+                write=directory.is_chief,
+            ),
+        )
     if config.ema:
         # Validation on the averaged weights (swapped in and back around it); checkpoints keep the
         # trained weights, the averages in the optimizer's state; fit ends by taking the averages.
@@ -586,6 +596,28 @@ def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
     metrics = {k: float(v) for k, v in results.items()}
     metrics["num_examples"] = info.num_examples
     return metrics
+
+
+def keep_best(model, config: TrainConfig, directory: RunDir, test) -> tuple[dict, dict | None]:
+    """With ``keep_best``: the final weights' test metrics, then ``model`` loaded with the best
+    epoch's weights; returns (the final weights' metrics, the best epoch's record). Without a
+    record (no epoch had a finite value), the final weights stay, and the record is None."""
+    final = evaluate(model, *test) if test else {}
+    record = callbacks.KeepBest.read(directory.path(RunDir.CHECKPOINTS))
+    if record is None:
+        logging.warning("keep_best=%s: no epoch gave a value; the final weights are kept", config.keep_best)
+        return final, None
+    with warnings.catch_warnings():  # the optimizer's state of that epoch's phase is of no use now
+        warnings.simplefilter("ignore")
+        model.load_weights(os.path.join(directory.path(RunDir.CHECKPOINTS), record["file"]))
+    logging.info(
+        "kept the best epoch's weights: epoch %d, %s=%.4g (the final weights' test metrics: %s)",
+        record["epoch"],
+        record["monitor"],
+        record["value"],
+        final,
+    )
+    return final, record
 
 
 def export(model, directory: RunDir, saved_model: bool = True) -> None:

@@ -58,7 +58,8 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         strategy = steps.make_strategy(config)
         directory = open_run_dir(config, strategy)
         if directory.read_state().get("finished") and not config.overwrite:
-            metrics = {k: v for k, v in read_json(directory.metrics_file, {}).items() if k != "split"}
+            recorded = read_json(directory.metrics_file, {})
+            metrics = {k: v for k, v in recorded.items() if k not in ("split", "final", "best")}
             return TrainResult(directory, metrics, model=None, already_finished=True)
         data = steps.load_data(config, strategy)
         run = steps.Run(config, strategy, directory, data, tuple(steps.phases(config)))
@@ -68,6 +69,10 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         steps.check_unfreeze_from(model, config)
         prepare_run_dir(run)
         model = steps.run_phases(run, build, model, callbacks)
+        kept = {}
+        if config.keep_best:  # the final weights measured, then the best epoch's put in their place
+            final, record = steps.keep_best(model, config, directory, data.test)
+            kept = {"final": final, "best": record}
         metrics = steps.evaluate(model, *data.test) if data.test else {}
         if metrics:
             logging.info("test metrics (%s): %s", config.test_split, metrics)
@@ -75,7 +80,7 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         # Listed in the manifest before they exist.
         directory.record(RunDir.MODEL, *([RunDir.EXPORT] if export else []), RunDir.METRICS)
         steps.export(model, directory, saved_model=export)
-        finish_run_dir(run, metrics)
+        finish_run_dir(run, metrics, kept)
         return TrainResult(directory, metrics, model)
     except RunDirError as error:
         raise ConfigError("model_dir", config.model_dir, str(error)) from None
@@ -141,10 +146,12 @@ def prepare_run_dir(run: steps.Run) -> None:
         steps.write_image_grid(directory.train_images_dir, config, run.data.info.num_examples)
 
 
-def finish_run_dir(run: steps.Run, metrics: dict) -> None:
+def finish_run_dir(run: steps.Run, metrics: dict, kept: dict | None = None) -> None:
+    """metrics.json (with ``keep_best``: the kept epoch's record and the final weights' metrics
+    beside the kept weights' own), the run marked finished, the backups removed."""
     directory = run.directory
     if directory.is_chief:
-        write_json(directory.metrics_file, {"split": run.config.test_split, **metrics})
+        write_json(directory.metrics_file, {"split": run.config.test_split, **metrics, **(kept or {})})
         directory.write_state({"completed_phases": [phase.name for phase in run.phases], "finished": True})
         shutil.rmtree(directory.path(RunDir.BACKUP), ignore_errors=True)
     directory.cleanup()

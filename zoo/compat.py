@@ -115,6 +115,17 @@ def weights_file_nests_a_model(path: str) -> bool:
         return True
 
 
+def ema_averages(optimizer) -> list:
+    """``(variable, its moving average)`` for each variable a ``use_ema`` optimizer averages.
+
+    Keras keeps the averages in the optimizer's private ``_model_variables_moving_average``, in
+    the order of ``_trainable_variables`` (what `keras.callbacks.SwapEMAWeights` swaps in itself).
+    """
+    if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "built", False):
+        return []
+    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+
 # Keras's optimizers accumulate gradients (``gradient_accumulation_steps``) behind an ``ops.cond``
 # around the update, and under a TensorFlow distribution strategy with several replicas the
 # update's cross-replica sum inside that cond fails ("merge_call called while defining a new

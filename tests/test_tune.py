@@ -57,13 +57,15 @@ def config(tmp_path, **overrides):
 
 def test_the_space_is_declared_beside_the_model_and_the_trainer():
     names = lambda c: [p.name for p in tuning.declared_space(tune.declare_for(c)).space]  # noqa: E731
-    trainer = ["optimizer", "learning_rate", "lr_schedule", "augment"]
-    assert names(TrainConfig(model="fashion_cnn")) == [*trainer, "filters", "dense_units", "dropout"]
-    assert names(TrainConfig(model="resnet18")) == [*trainer, "base_width", "depth"]
+    trainer = ["optimizer", "learning_rate", "lr_schedule", "augment", "label_smoothing", "weight_decay"]
+    assert names(TrainConfig(model="fashion_cnn")) == [*trainer, "warmup", "ema", "filters", "dense_units", "dropout"]
+    assert names(TrainConfig(model="resnet18")) == [*trainer, "warmup", "ema", "base_width", "depth"]
     transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1)
-    assert names(transfer) == [*trainer, "finetune_learning_rate", "unfreeze_from"]
-    # A decay is a schedule of its own: the schedule is then not searched.
-    assert "lr_schedule" not in names(TrainConfig(model="fashion_cnn", lr_decay=1e-4))
+    # One-epoch phases have no room for a warmup epoch.
+    assert names(transfer) == [*trainer, "ema", "finetune_learning_rate", "unfreeze_from"]
+    # A decay is a schedule of its own: the schedule (and the warmup) is then not searched.
+    decayed = names(TrainConfig(model="fashion_cnn", lr_decay=1e-4))
+    assert "lr_schedule" not in decayed and "warmup" not in decayed
 
 
 def test_the_settings_of_a_trial_are_a_valid_training_config():
@@ -77,6 +79,11 @@ def test_the_settings_of_a_trial_are_a_valid_training_config():
     trial = dataclasses.replace(TrainConfig(model="resnet18"), **settings)
     assert trial.model == "resnet34" and trial.builder_options == {"widths": (16, 32, 64, 128)}
     assert trial.augment == ("crop", "flip")
+    hp = kt.HyperParameters()
+    for name, value in (("label_smoothing", 0.1), ("weight_decay", 1e-4), ("warmup", True), ("ema", True)):
+        hp.Fixed(name, value)
+    trial = dataclasses.replace(TrainConfig(model="resnet18"), **search_space(hp, TrainConfig(model="resnet18")))
+    assert (trial.label_smoothing, trial.weight_decay, trial.warmup_epochs, trial.ema) == (0.1, 1e-4, 1, True)
     hp = kt.HyperParameters()
     hp.Fixed("unfreeze_from", "all")
     transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1, unfreeze_from="block14_sepconv1")

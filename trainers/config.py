@@ -533,8 +533,9 @@ def search_space(hp, config: TrainConfig) -> dict:
 
     The model's own hyperparameters are declared beside its builder (`zoo.spec(name).search_space`)
     and land in ``model_options`` (or ``model``, for ResNet depth); how any model trains is declared
-    here: optimizer, learning rate and schedule, augmentation on/off, and for a two-phase transfer
-    run the fine-tuning learning rate and where to unfreeze.
+    here: optimizer, learning rate and schedule, augmentation on/off, label smoothing, weight decay,
+    a warmup epoch, weight averaging (EMA), and for a two-phase transfer run the fine-tuning
+    learning rate and where to unfreeze.
     """
     import zoo
 
@@ -548,6 +549,20 @@ def search_space(hp, config: TrainConfig) -> dict:
         overrides["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=config.lr_schedule)
     augment_on = config.augment or AUGMENTATIONS
     overrides["augment"] = augment_on if hp.Boolean("augment", default=bool(config.augment)) else ()
+    # The regularizers (timm's usual values): label smoothing, decoupled weight decay, a warmup
+    # epoch (where every phase has more than one and no Keras 2 decay is set), weight averaging.
+    overrides["label_smoothing"] = hp.Float(
+        "label_smoothing", 0.0, 0.2, step=0.05, default=min(round(config.label_smoothing / 0.05) * 0.05, 0.2)
+    )
+    decays = [0.0, 1e-5, 1e-4, 1e-3]
+    overrides["weight_decay"] = hp.Choice(
+        "weight_decay", decays, default=config.weight_decay if config.weight_decay in decays else 0.0
+    )
+    phase_epochs = [e for e in (config.freeze_epochs, config.finetune_epochs) if e] or [config.single_phase_epochs]
+    if min(phase_epochs) > 1 and config.lr_decay == 0 and config.finetune_decay == 0:
+        warmup = hp.Boolean("warmup", default=config.warmup_epochs > 0)
+        overrides["warmup_epochs"] = max(config.warmup_epochs, 1) if warmup else 0
+    overrides["ema"] = hp.Boolean("ema", default=config.ema)
     spec = zoo.spec(config.model)
     if config.two_phase:
         overrides["finetune_learning_rate"] = hp.Float(

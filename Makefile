@@ -49,7 +49,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# docs/chapter14.ipynb run again top to bottom, its outputs kept in the file (about 1.5 min on 2 cores).
+# docs/chapter14.ipynb run again top to bottom, its outputs kept in the file (about a minute on 2 cores).
 notebook: install
 	$(BIN)/jupyter execute --inplace docs/chapter14.ipynb
 

@@ -20,7 +20,7 @@ import trainers.train  # noqa: F401  (all three together: none defines a flag wh
 import trainers.training
 from pipelines import shapes
 from pipelines.durable import atomic_path, atomic_write
-from tests.conftest import TINY
+from tests.conftest import TINY, train_in_process
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
@@ -429,6 +429,36 @@ def test_a_recipe_can_set_the_training_shuffle_buffer(tmp_path):
     labels = [int(y) for _, batch in dataset.take(2) for y in batch]
     assert len(labels) == 2 * config.batch_size
     assert TrainConfig.from_recipe("flowers_xception").shuffle_buffer == 1000
+
+
+@pytest.mark.parametrize("kind", ["read-only mount", "immutable folder"])
+def test_a_read_only_mount_or_an_immutable_folder_is_one_line_and_nothing_is_written(tmp_path, kind, capsys):
+    """Made for real (root only: skipped, with the reason, elsewhere): a tmpfs mounted read-only,
+    and a folder with the immutable attribute (chattr +i)."""
+    folder = tmp_path / "target"
+    folder.mkdir()
+    if kind == "read-only mount":
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+        undo = ["umount", "-l", str(folder)]
+    else:
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+        undo = ["chattr", "-i", str(folder)]
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a {kind} here: {made.stderr.decode().strip() or 'needs root'}")
+    try:
+        expected = "Read-only file system" if kind == "read-only mount" else "Operation not permitted"
+        model_dir = folder / "run"
+        with pytest.raises(ConfigError, match=rf"^model_dir='{model_dir}': cannot be written: {folder}: {expected}$"):
+            trainers.training.train(TrainConfig(model_dir=str(model_dir), **TINY))
+        assert os.listdir(folder) == []
+        status, _, stderr = train_in_process(
+            [f"--model_dir={model_dir}", *(f"--{k}={v}" for k, v in TINY.items())], capsys
+        )
+        assert status == 2 and stderr.strip().splitlines() == [
+            f"error: --model_dir={model_dir}: cannot be written: {folder}: {expected}"
+        ]
+    finally:
+        subprocess.run(undo, capture_output=True)
 
 
 @pytest.mark.parametrize("where", ["under a file", "under /proc", "under /sys"])

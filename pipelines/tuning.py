@@ -265,6 +265,31 @@ def write_session(logdir: str, trial, metrics: dict | None = None) -> None:
     writer.close()
 
 
+def read_session(logdir: str) -> tuple[dict, dict] | None:
+    """What `write_session` wrote in ``logdir``: (hyperparameter values by name, final metrics by
+    name; empty for a trial that did not finish), or None where no session start is there."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    values, metrics, started = {}, {}, False
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                for value in event.summary.value:
+                    if value.metadata.plugin_data.plugin_name == "hparams":
+                        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                        if data.HasField("session_start_info"):
+                            started = True
+                            for name, given in data.session_start_info.hparams.items():
+                                values[name] = getattr(given, given.WhichOneof("kind"))
+                    elif value.HasField("tensor") and value.tensor.dtype == tf.float32.as_datatype_enum:
+                        metrics[value.tag] = float(tf.make_ndarray(value.tensor))
+        except tf.errors.OpError:  # a damaged event file: what was read before it counts
+            continue
+    return (values, metrics) if started else None
+
+
 # ------------------------------------------------------------------------------------- the tuner
 
 
@@ -418,7 +443,9 @@ def _tuner_class():
                 for name in runs[0]
                 if all(isinstance(run.get(name), (int, float)) for run in runs)
             }
-            write_session(session, trial, {k: v for k, v in metrics.items() if k in self.metric_names})
+            # The metrics TensorBoard shows, and the objective: what a damaged trial.json is rebuilt from.
+            kept = {*self.metric_names, getattr(self.oracle.objective, "name", None)}
+            write_session(session, trial, {k: v for k, v in metrics.items() if k in kept})
             return metrics
 
         def on_trial_end(self, trial):
@@ -548,7 +575,8 @@ class Search:
     def repair_state(self) -> None:
         """Damaged keras-tuner state (a kill mid-write before writes were atomic, a disk fault),
         mended before keras-tuner reads it, which would fail with a traceback at every rerun: a
-        ``trial.json`` that does not parse is recorded as a failed trial (its result is lost; keras-tuner
+        ``trial.json`` that does not parse is rebuilt from the trial's HParams session where it
+        finished (`read_session`), else recorded as a failed trial (its result is lost; keras-tuner
         numbers trials by their count, so it keeps its place) and ``oracle.json`` is rebuilt from
         the trials, each with a warning. Hyperband
         keeps its brackets in ``oracle.json`` alone: there a damaged file is one line naming it."""
@@ -579,21 +607,67 @@ class Search:
                 trial = kt.engine.trial.Trial.load(path)
                 trials[trial.trial_id] = trial
         for path in damaged_trials:
-            # keras-tuner numbers trials by their count, so the trial keeps its place, as a failed one.
+            # keras-tuner numbers trials by their count, so the trial keeps its place: rebuilt from
+            # its HParams session (values, final metrics) where it finished, else a failed one.
             trial_id = os.path.basename(os.path.dirname(path))[len("trial_") :]
-            logging.warning(
-                "%s is damaged: trial %s's result is lost and it is recorded as failed (its folder in %s is kept)",
-                path,
-                trial_id,
-                self.trials_dir,
-            )
-            trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id=trial_id, status="INVALID")
-            trial.message = f"its state file {path} was damaged"
+            trial = self._trial_from_session(trial_id)
+            if trial is not None:
+                logging.warning(
+                    "%s is damaged: trial %s rebuilt from its session in %s (score %s)",
+                    path,
+                    trial_id,
+                    os.path.join(self.trials_dir, trial_id),
+                    trial.score,
+                )
+            else:
+                logging.warning(
+                    "%s is damaged and trial %s left no finished session to rebuild it from: its result is lost "
+                    "and it is recorded as failed (its folder in %s is kept)",
+                    path,
+                    trial_id,
+                    self.trials_dir,
+                )
+                trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id=trial_id, status="INVALID")
+                trial.message = f"its state file {path} was damaged"
             durable.atomic_write(path, json.dumps(trial.get_state()))
             trials[trial_id] = trial
         state = compat.oracle_state_from_trials(make_oracle(self.tuner_kind, **self.oracle_args), trials)
         durable.atomic_write(oracle_file, json.dumps(state))
         logging.warning("rebuilt %s from the %d trial(s) whose state is whole", oracle_file, len(trials))
+
+    def _trial_from_session(self, trial_id: str):
+        """A finished trial as keras-tuner recorded it, rebuilt from its HParams session (its
+        values and final metrics, which `run_trial` writes there); None where the trial had not
+        finished or its values do not fit the space."""
+        import keras_tuner as kt
+
+        session = read_session(os.path.join(self.trials_dir, trial_id))
+        if session is None or not session[1]:
+            return None
+        values, metrics = session
+        objective = self.objective
+        name = getattr(objective, "name", objective)
+        if name not in metrics:
+            return None
+        hyperparameters = self.space().copy()
+        for hp in hyperparameters.space:
+            if hp.name not in values:
+                return None
+            value = values[hp.name]
+            choices = getattr(hp, "values", None)
+            if choices:  # HParams stores numbers as floats: the declared value of the same number
+                value = next((choice for choice in choices if choice == value), value)
+            elif type(hp).__name__ == "Int":
+                value = int(value)
+            hyperparameters.values[hp.name] = value
+        trial = kt.engine.trial.Trial(hyperparameters, trial_id=trial_id, status="COMPLETED")
+        direction = getattr(objective, "direction", None)
+        for metric, value in metrics.items():
+            lower = metric.endswith(("loss", "mse")) if metric != name or direction is None else direction == "min"
+            trial.metrics.register(metric, direction="min" if lower else "max")
+            trial.metrics.update(metric, value, step=0)
+        trial.score, trial.best_step = metrics[name], 0
+        return trial
 
     def tuner(self):
         # Every state file keras-tuner writes, written whole or not at all (a kill, a full disk).

@@ -186,12 +186,15 @@ def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_pa
 
 def test_folder_memory_benchmark_trains_on_n_and_10n_images_and_prints_both_peaks(tmp_path):
     result = run_benchmark(
-        "folder_memory.py", "--images=20", "--image_size=16", "--batch_size=4", f"--work_dir={tmp_path}"
+        "folder_memory.py", "--images=20", "--image_size=16", "--batch_size=4", f"--work_dir={tmp_path}", "--bombs=1"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^  N:     20 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
     assert re.search(r"^10N:    200 images, one epoch at 16 px: peak \d+ MiB$", result.stdout, re.M), result.stdout
     assert re.search(r"^10N / N peak memory: [\d.]+x$", result.stdout, re.M), result.stdout
+    bombs = r"^N \+ 1 bombs \(23000x23000 declared, --skip_bad_files\): peak \d+ MiB$"
+    assert re.search(bombs, result.stdout, re.M), result.stdout
+    assert re.search(r"^with bombs / N peak memory: [\d.]+x$", result.stdout, re.M), result.stdout
 
 
 def test_data_autotune_benchmark_times_the_same_training_both_ways():

@@ -5,6 +5,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -104,21 +105,36 @@ def test_a_full_disk_inside_a_trial_stops_the_search_instead_of_failing_every_tr
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("damaged", ["oracle.json", "trial.json", "tuner0.json"])
+@pytest.mark.parametrize("damaged", ["oracle.json", "trial.json", "tuner0.json", "trial.json, no session"])
 def test_damaged_search_state_is_rebuilt_or_redone_with_a_warning(tmp_path, damaged, caplog):
     folder = tmp_path / "search"
     seen = []
     make_search(folder, counting_trial(seen), max_trials=2).run()
+    if damaged == "trial.json, no session":  # nothing to rebuild trial 0 from
+        shutil.rmtree(folder / tuning.TRIALS_DIR / "0")
+        damaged = lost = "trial.json"
+    else:
+        lost = None
     paths = sorted(p for p in state_files(folder) if os.path.basename(p) == damaged)
     assert paths, f"no {damaged} written"
     text = open(paths[0]).read()
+    before = json.loads(text)
     open(paths[0], "w").write(text[: len(text) // 2])
     result = make_search(folder, counting_trial(seen), max_trials=3).run()
     for path in state_files(folder):
         json.load(open(path))  # whole again
-    if damaged == "trial.json":  # trial 0's result is lost: recorded as failed; the third trial runs
-        assert "trial 0's result is lost and it is recorded as failed" in caplog.text
+    if lost:  # trial 0's result is lost: recorded as failed; the third trial runs
+        assert (
+            "trial 0 left no finished session to rebuild it from: its result is lost and it is recorded as failed"
+            in (caplog.text)
+        )
         assert (result.completed, result.failed) == (2, 1) and seen == ["0", "1", "2"]
+    elif damaged == "trial.json":  # trial 0 rebuilt from its HParams session: only the third runs
+        assert "trial 0 rebuilt from its session in" in caplog.text
+        assert (result.completed, result.failed) == (3, 0) and seen == ["0", "1", "2"]
+        after = json.load(open(paths[0]))
+        assert after["status"] == "COMPLETED" and after["score"] == pytest.approx(before["score"])
+        assert after["hyperparameters"]["values"] == pytest.approx(before["hyperparameters"]["values"])
     else:  # the two finished trials are kept: only the third runs
         assert result.completed == 3 and seen == ["0", "1", "2"]
         if damaged == "oracle.json":

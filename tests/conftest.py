@@ -68,6 +68,23 @@ def train_in_process(argv, capsys):
     return status or 0, captured.out, captured.err
 
 
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A small tmpfs (root only: skipped elsewhere), unmounted afterwards. Its size is set by the
+    test: ``subprocess.run(["mount", "-o", "remount,size=3m", path])``; it starts at 4 MiB."""
+    import subprocess
+
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({(mounted.stderr or 'mount failed').strip()})")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

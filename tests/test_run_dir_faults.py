@@ -415,20 +415,6 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
             assert "Epoch 1/2" not in output, (point, output[-2000:])
 
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A small tmpfs (root only: skipped elsewhere), unmounted afterwards."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({(mounted.stderr or 'mount failed').strip()})")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 @pytest.mark.parametrize("size", ["3m", "24m"])  # full during the first epoch's backup; at the phase's checkpoint
 def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space_resumes(small_filesystem, size):
     subprocess.run(["mount", "-o", f"remount,size={size}", str(small_filesystem)], check=True)

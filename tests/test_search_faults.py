@@ -105,6 +105,35 @@ def test_a_full_disk_inside_a_trial_stops_the_search_instead_of_failing_every_tr
     assert len(calls) == 1
 
 
+def test_a_search_on_a_filesystem_that_fills_up_stops_in_one_line_and_resumes_when_it_grows(small_filesystem):
+    """A real full disk (a 4 MiB tmpfs): each trial writes 1 MiB beside keras-tuner's state and the
+    HParams sessions, so the disk fills within a few trials, wherever the write that fails is."""
+    import subprocess
+
+    folder = small_filesystem / "search"
+    seen = []
+
+    def filling_trial(trial_id, directory, settings, budget, execution):
+        seen.append(trial_id)
+        with open(os.path.join(directory, "weights.bin"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        return {"val_loss": (settings["rate"] - 0.3) ** 2}
+
+    with pytest.raises(tuning.SearchStopped, match=r"disk full writing the search in .*search .*free space first"):
+        make_search(folder, filling_trial, max_trials=8).run()
+    stopped_after = len(seen)
+    assert 1 <= stopped_after < 8
+    for path in state_files(folder):  # every state file keras-tuner wrote is whole
+        json.load(open(path))
+    assert not os.path.exists(folder / tuning.LOCK_FILE)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)  # space freed
+    result = make_search(folder, filling_trial, max_trials=8).run()
+    assert result.completed == 8
+    recorded_before = stopped_after - 1  # at most the trial the disk stopped is run again
+    assert len(seen) <= stopped_after + (8 - recorded_before)
+    assert len(set(seen)) == 8
+
+
 @pytest.mark.parametrize("damaged", ["oracle.json", "trial.json", "tuner0.json", "trial.json, no session"])
 def test_damaged_search_state_is_rebuilt_or_redone_with_a_warning(tmp_path, damaged, caplog):
     folder = tmp_path / "search"

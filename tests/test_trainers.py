@@ -153,13 +153,14 @@ def test_mixed_precision_xla_and_steps_per_execution_on_cpu(tmp_path, capsys):
     assert trained.dtype_policy.name == "mixed_bfloat16"  # it trained in mixed precision
 
 
-def test_two_phase_localize_on_two_replicas(tmp_path):
+def test_two_phase_localize_on_two_replicas(tmp_path, capsys, caplog):
+    """Trained in process (the program's parser and main; the test process has two logical CPUs),
+    then evaluated and predicted by the programs as processes."""
     initial = zoo.build("fashion_cnn", num_classes=5, input_shape=(32, 32, 3), head="localize")
     weights = str(tmp_path / "initial.weights.h5")
     initial.save_weights(weights)
     model_dir = str(tmp_path / "run")
-    out = run(
-        "train",
+    flags = [
         f"--model_dir={model_dir}",
         "--model=fashion_cnn",
         "--head=localize",
@@ -171,9 +172,12 @@ def test_two_phase_localize_on_two_replicas(tmp_path):
         "--logical_cpus=2",
         "--loss_weights=0.7,0.3",
         *TINY,
-    )
-    assert "with 2 replica(s)" in out.stderr
-    assert "phase frozen" in out.stderr and "phase finetune" in out.stderr
+    ]
+    caplog.set_level("INFO")
+    status, _, stderr = train_in_process(flags, capsys)
+    assert status == 0, stderr[-3000:]
+    assert "with 2 replica(s)" in caplog.text
+    assert "phase frozen" in caplog.text and "phase finetune" in caplog.text
 
     def backbone_kernels(path):
         model = zoo.build("fashion_cnn", num_classes=5, input_shape=(32, 32, 3), head="localize")
@@ -205,8 +209,8 @@ def test_two_phase_localize_on_two_replicas(tmp_path):
     assert "box [ymin, xmin, ymax, xmax] = [" in prediction.stdout
 
     # flags.txt reruns the same run as is.
-    rerun = run("train", f"--flagfile={os.path.join(model_dir, 'flags.txt')}")
-    assert "holds a finished run" in rerun.stdout
+    status, stdout, _ = train_in_process([f"--flagfile={os.path.join(model_dir, 'flags.txt')}"], capsys)
+    assert status == 0 and "holds a finished run" in stdout
 
 
 def _load_quietly(model, path):

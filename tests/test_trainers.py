@@ -66,7 +66,9 @@ DECAYED_CNN = [
 ]
 
 
-def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
+def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, caplog):
+    """The programs as processes, end to end; the reruns in process (the program's own parser and
+    main: `train_in_process`), where what is checked is what they say and leave."""
     model_dir = str(tmp_path / "run")
     out = run("train", f"--model_dir={model_dir}", *DECAYED_CNN)
     # Keras 2's decay, lr / (1 + decay * step), after 4 and 8 steps of 16 images.
@@ -112,13 +114,16 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path):
     assert any(name in lines[1] for name in ("circle", "square", "triangle", "diamond", "cross"))
     assert lines[1].rstrip().endswith("%")
 
-    again = run("train", f"--model_dir={model_dir}", *DECAYED_CNN)
-    assert "holds a finished run" in again.stdout
+    status, again, _ = train_in_process([f"--model_dir={model_dir}", *DECAYED_CNN], capsys)
+    assert status == 0 and "holds a finished run" in again
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0, 1]
 
     # --overwrite trains again from scratch, leaving nothing of the old run's logs.
-    fresh = run("train", f"--model_dir={model_dir}", *DECAYED_CNN, "--epochs=1", "--overwrite")  # the last flag wins
-    assert "epoch 1 done" in fresh.stderr
+    caplog.set_level("INFO")
+    fresh = [f"--model_dir={model_dir}", *DECAYED_CNN, "--epochs=1", "--overwrite"]  # the last flag wins
+    status, _, stderr = train_in_process(fresh, capsys)
+    assert status == 0, stderr[-3000:]
+    assert "epoch 1 done" in caplog.text
     assert epoch_steps(os.path.join(model_dir, "logs", "train")) == [0]
 
 

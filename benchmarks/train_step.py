@@ -11,13 +11,15 @@ input pipeline is out of the figure; each step syncs (`train_on_batch` returns i
 ``--steps_per_execution`` > 1 the steps run through `fit` on an in-memory array instead (the only
 way Keras runs several steps per call), one epoch being one call.
 
-``--sweep`` measures, on the first model, the settings the trainer controls, one at a time from
-the defaults: precision (float32 / mixed bfloat16 or float16), float32 matmul precision (TF32 on or
-off), XLA (on vs off, under TensorFlow and JAX), steps per execution (1 vs 8), and the optimizer
-update (SGD with momentum vs AdamW). ``--baseline`` adds torchvision's model of the same name
-(resnet18/34/50) trained in PyTorch eager mode with the same batch, precision and SGD, in this
-process, and prints ours / torchvision. ``--phase=frozen|finetune`` trains a transfer model's
-heads only, or its backbone too with BatchNormalization frozen, as the trainer's two phases do.
+``--regularize=ema,weight_decay,drop_path,label_smoothing`` trains with the trainer's regularizers
+(any of them), to see what each costs a step. ``--sweep`` measures, on the first model, the settings
+the trainer controls, one at a time from the defaults: precision (float32 / mixed bfloat16 or
+float16), float32 matmul precision (TF32 on or off), XLA (on vs off, under TensorFlow and JAX),
+steps per execution (1 vs 8), and the optimizer update (SGD with momentum vs AdamW). ``--baseline``
+adds torchvision's model of the same name (resnet18/34/50) trained in PyTorch eager mode with the
+same batch, precision and SGD, in this process, and prints ours / torchvision.
+``--phase=frozen|finetune`` trains a transfer model's heads only, or its backbone too with
+BatchNormalization frozen, as the trainer's two phases do.
 """
 
 from __future__ import annotations
@@ -60,7 +62,17 @@ def define_flags() -> None:
         "Transfer models: train everything (all), the heads only (frozen), or fine-tune as the trainer's "
         "second phase does (backbone trainable, BatchNormalization kept frozen).",
     )
+    flags.DEFINE_list(
+        "regularize",
+        [],
+        f"Train with these of the trainer's regularizers ({', '.join(REGULARIZERS)}), at the values the trainer's "
+        "docs use: EMA momentum 0.999, weight decay 5e-5 (biases, gamma, beta excluded), drop_path 0.1, label "
+        "smoothing 0.1.",
+    )
     flags.DEFINE_string("out", None, "Append each result to this file as a JSON line.")
+
+
+REGULARIZERS = ("ema", "weight_decay", "drop_path", "label_smoothing")
 
 
 def device_name() -> str:
@@ -116,20 +128,35 @@ def measure(name: str, setting: dict) -> dict:
     size = FLAGS.image_size if FLAGS.same_size else USUAL_SIZE.get(name, FLAGS.image_size)
     channels = 1 if name == "fashion_cnn" else 3
     batch = FLAGS.batch_size
-    model = zoo.build(name, num_classes=10, input_shape=(size, size, channels))
+    regularize = tuple(setting.get("regularize", ()))
+    options = {"drop_path": 0.1} if "drop_path" in regularize else {}
+    model = zoo.build(name, num_classes=10, input_shape=(size, size, channels), **options)
     if FLAGS.phase == "frozen":
         zoo.freeze_backbone(model)
     elif FLAGS.phase == "finetune":
         zoo.unfreeze_backbone(model, keep_batchnorm_frozen=True)
+    extra = {}
+    if "weight_decay" in regularize:
+        extra["weight_decay"] = 5e-5
+    if "ema" in regularize:
+        extra.update(use_ema=True, ema_momentum=0.999)
     optimizer = (
-        keras.optimizers.SGD(0.01, momentum=0.9) if setting["optimizer"] == "sgd" else keras.optimizers.AdamW(1e-3)
+        keras.optimizers.SGD(0.01, momentum=0.9, **extra)
+        if setting["optimizer"] == "sgd"
+        else keras.optimizers.AdamW(1e-3, **extra)
     )
+    if "weight_decay" in regularize:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     jit = {"auto": "auto", "true": True, "false": False}[setting["jit_compile"]]
     spe = setting["steps_per_execution"]
-    model.compile(optimizer, "sparse_categorical_crossentropy", jit_compile=jit, steps_per_execution=spe)
+    smoothing = "label_smoothing" in regularize  # the trainer's loss: cross-entropy on smoothed one-hot labels
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1) if smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer, loss, jit_compile=jit, steps_per_execution=spe)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (batch, size, size, channels)).astype("float32")
     labels = rng.integers(0, 10, batch).astype("int32")
+    if smoothing:
+        labels = np.eye(10, dtype="float32")[labels]
     result = dict(
         model=name,
         backend=keras.backend.backend(),
@@ -244,6 +271,8 @@ def sweep_changes(default: dict) -> list[dict]:
 def report(result: dict) -> None:
     keys = ("precision", "tf32", "jit_compile", "steps_per_execution", "optimizer")
     setting = " ".join(f"{k}={result[k]}" for k in keys)
+    if result.get("regularize"):
+        setting += " +" + "+".join(result["regularize"])
     if result.get("phase", "all") != "all":
         setting += f" phase={result['phase']}"
     print(
@@ -270,12 +299,22 @@ def main(argv):
             f"error: --models: unknown {', '.join(unknown)}; accepted: {', '.join(zoo.names())} or all", file=sys.stderr
         )
         return 2
+    wrong = [r for r in FLAGS.regularize if r not in REGULARIZERS]
+    if wrong:
+        print(f"error: --regularize={','.join(FLAGS.regularize)}: accepted: {', '.join(REGULARIZERS)}", file=sys.stderr)
+        return 2
+    if "drop_path" in FLAGS.regularize:
+        without = [n for n in names if "drop_path" not in zoo.spec(n).options()]
+        if without:
+            print(f"error: --regularize=drop_path: {', '.join(without)} have no stochastic depth", file=sys.stderr)
+            return 2
     default = dict(
         precision=FLAGS.precision,
         tf32=FLAGS.tf32,
         jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
         optimizer=FLAGS.optimizer,
+        regularize=list(FLAGS.regularize),
     )
     print(f"backend {keras.backend.backend()}, device {device_name()}, batch {FLAGS.batch_size}", flush=True)
     ours = {}

@@ -52,6 +52,7 @@ def train_in_process(argv, capsys):
     parser, main and error handling; the flags in a fresh `FlagValues`): (exit status, stdout,
     stderr). For tests of the program's flags and messages that need no process of their own."""
     from absl import flags
+    from absl import logging as absl_logging
 
     from trainers import cli
     from trainers import train as train_program
@@ -59,11 +60,15 @@ def train_in_process(argv, capsys):
     flag_values = flags.FlagValues()
     train_program.define_flags(flag_values)
     capsys.readouterr()
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)  # as absl's --verbosity default sets it in a program
     try:
         args = cli.parse_flags(["trainers.train", *argv], flag_values)
         status = cli.guarded(lambda args: train_program.main(args, flag_values), args)
     except SystemExit as exit:
         status = exit.code
+    finally:
+        absl_logging.set_verbosity(verbosity)
     captured = capsys.readouterr()
     return status or 0, captured.out, captured.err
 

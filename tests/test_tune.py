@@ -90,6 +90,15 @@ def test_the_settings_of_a_trial_are_a_valid_training_config():
     assert dataclasses.replace(transfer, **search_space(hp, transfer)).unfreeze_from is None
 
 
+def test_a_hyperband_budget_shorter_than_the_warmup_shrinks_the_warmup(tmp_path):
+    config = TrainConfig(model="resnet18", epochs=4)
+    settings = {"warmup_epochs": 1, "ema": True}
+    short = tune.trial_config(config, settings, str(tmp_path), tuning.Budget(epochs=1), 0)
+    assert (short.epochs, short.warmup_epochs, short.ema) == (1, 0, True)
+    longer = tune.trial_config(config, settings, str(tmp_path), tuning.Budget(epochs=3, initial_epoch=1), 0)
+    assert (longer.epochs, longer.warmup_epochs) == (2, 1)
+
+
 def test_fix_and_space_pin_and_narrow_what_is_searched():
     declare = tune.declare_for(TrainConfig(model="fashion_cnn"))
     overrides = tuning.restrict(

@@ -107,8 +107,12 @@ def trial_config(config: TrainConfig, settings: dict, directory: str, budget, ex
         if trial.two_phase:
             trial = dataclasses.replace(trial, freeze_epochs=0)  # the parent has done the frozen phase
     if trial.two_phase:
-        return dataclasses.replace(trial, finetune_epochs=epochs)
-    return dataclasses.replace(trial, epochs=epochs)
+        changes, lengths = {"finetune_epochs": epochs}, [e for e in (trial.freeze_epochs, epochs) if e]
+    else:
+        changes, lengths = {"epochs": epochs}, [epochs]
+    # A budget shorter than the trial's warmup: the warmup shrinks to fit (none in a one-epoch phase).
+    changes["warmup_epochs"] = min(trial.warmup_epochs, max(min(lengths) - 1, 0))
+    return dataclasses.replace(trial, **changes)
 
 
 def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, settings, budget, execution) -> dict:

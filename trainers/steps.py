@@ -465,31 +465,34 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     import keras
 
     config, data, directory = run.config, run.data, run.directory
+    # Validation on the EMA averages (swapped in and back around it): checkpoints keep the trained
+    # weights, the averages in the optimizer's state; fit ends by taking the averages.
+    averages = [keras.callbacks.SwapEMAWeights(swap_on_epoch=False)] if config.ema else []
+    best = (
+        [
+            callbacks.KeepBest(
+                config.keep_best,
+                task.lower_is_better(config.keep_best),
+                directory.path(RunDir.CHECKPOINTS),
+                write=directory.is_chief,
+            )
+        ]
+        if config.keep_best
+        else []
+    )
     fit_callbacks = [
         # Kept after fit (delete_checkpoint=False) until the phase's weights and state are
         # written: a kill in between must not lose the finished phase.
         keras.callbacks.BackupAndRestore(directory.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 0 and fault_point("first_backup")),
         callbacks.ApplyLearningRate(make_learning_rate(config, phase, data.steps_per_epoch)),
+        *averages,
         callbacks.NanGuard(),
+        *best,
         keras.callbacks.TensorBoard(directory.logs_dir),
         callbacks.EpochSummary(phase.name),
         *extra_callbacks,
     ]
-    if config.keep_best:
-        fit_callbacks.insert(
-            4,
-            callbacks.KeepBest(
-                config.keep_best,
-                task.lower_is_better(config.keep_best),
-                directory.path(RunDir.CHECKPOINTS),
-                write=directory.is_chief,
-            ),
-        )
-    if config.ema:
-        # Validation on the averaged weights (swapped in and back around it); checkpoints keep the
-        # trained weights, the averages in the optimizer's state; fit ends by taking the averages.
-        fit_callbacks.insert(3, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     if config.head == "localize" and data.validation is not None:
         images, targets = next(iter(data.validation))
         fit_callbacks.append(

@@ -31,6 +31,8 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
+from zoo.common import error_line
+
 SOURCE = Path(__file__).resolve().parent / "csrc" / "resize_flip.cc"
 DISABLE_VARIABLE = "ZOO_FUSED_OPS"
 
@@ -108,7 +110,7 @@ def _load(path: str):
     try:
         module = tf.load_op_library(path)
     except (tf.errors.OpError, OSError) as error:
-        return None, f"{path} does not load ({str(error).splitlines()[0]}); rebuild it"
+        return None, f"{path} does not load ({error_line(error)}); rebuild it"
     _modules[path] = module
     return module, None
 

@@ -25,6 +25,7 @@ from absl import flags
 
 from trainers import cli, config
 from trainers.cli import UserError
+from zoo.common import error_line
 
 FLAGS = flags.FLAGS
 IMAGENET_CLASSES = 1000
@@ -81,7 +82,7 @@ def build_pretrained(model: str, weights: str | None, image_size: int | None):
     except Exception as error:  # the download of ImageNet weights fails without a network
         raise UserError(
             f"--model={model} --weights={weights}: could not get the weights "
-            f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}); "
+            f"({error_line(error)}); "
             f"pass a local Keras weights file with --weights=PATH"
         ) from None
 
@@ -153,7 +154,7 @@ def main(argv):
         try:
             decoded = keras.applications.imagenet_utils.decode_predictions(probabilities, top=top_k)
         except Exception as error:  # the class index is downloaded on first use
-            print(f"warning: ImageNet class names unavailable ({str(error).splitlines()[0]}); printing class ids")
+            print(f"warning: ImageNet class names unavailable ({error_line(error)}); printing class ids")
     for index, path in enumerate(paths):
         print(f"{path}")
         if decoded is not None:

@@ -21,6 +21,7 @@ import os
 from trainers import task
 from trainers.config import TrainConfig
 from trainers.rundir import RunDir
+from zoo.common import error_line
 
 
 def locate(model_path: str) -> tuple[str, RunDir | None]:
@@ -43,7 +44,7 @@ def load_model(path: str):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # a file that is not a Keras model: several exception types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = error_line(error)
         raise ValueError(f"{path} is not a valid Keras model file ({reason})") from None
 
 

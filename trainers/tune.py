@@ -29,6 +29,7 @@ from trainers.config import ConfigError, TrainConfig, search_space
 from trainers.config import define_flags as define_config_flags
 from trainers.rundir import RunDir
 from zoo import compat
+from zoo.common import error_line
 
 FLAGS = flags.FLAGS
 BEST_FLAGS = "best.flags"
@@ -136,7 +137,7 @@ def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, 
     except steps.TrainingError as error:  # a NaN loss
         raise tuning.TrialFailed(str(error)) from None
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
-        raise tuning.TrialFailed(f"out of memory ({type(error).__name__}); {str(error).splitlines()[0]}") from None
+        raise tuning.TrialFailed(f"out of memory ({type(error).__name__}); {error_line(error)}") from None
     except ConfigError as error:  # a combination the model cannot take (image too small for its depth)
         raise tuning.TrialFailed(str(error)) from None
     metrics = {f"val_{k}": v for k, v in result.metrics.items() if k != "num_examples"}

@@ -7,6 +7,7 @@ import warnings
 import keras
 from keras import layers
 
+from zoo.common import error_line
 from zoo.layers import ImageNetPreprocessing
 from zoo.registry import ZOO_WEIGHTS_SUFFIX, Backbone, register
 
@@ -56,7 +57,7 @@ def _load_plain_weights(base, application, path: str, include_top: bool) -> None
                 warnings.simplefilter("ignore")  # Keras warns per layer before it raises
                 plain.load_weights(path)
         except Exception as error:  # Keras raises several types for a mismatched file
-            problems.append(str(error).strip().splitlines()[0][:200])
+            problems.append(error_line(error)[:200])
             continue
         if include_top and not with_top:
             raise ValueError(
@@ -107,10 +108,9 @@ def xception(input_shape, *, num_classes: int, weights=None, imagenet_top="auto"
     inputs = keras.Input(shape=input_shape, name="pixels")
     # xception.preprocess_input, as a real layer: [0, 255] -> [-1, 1].
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    base = _application(keras.applications.Xception, x, input_shape, weights=weights, include_top=include_top)
     if include_top:
-        base = _application(keras.applications.Xception, x, input_shape, weights=weights, include_top=True)
         return _backbone(inputs, base, include_top=True)
-    base = _application(keras.applications.Xception, x, input_shape, weights=weights, include_top=False)
     features = layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     return Backbone(keras.Model(inputs, features, name="backbone"))
 

@@ -22,6 +22,13 @@ MAX_IMAGE_PIXELS = 89_478_485
 AUGMENTATIONS = ("crop", "flip")
 
 
+def error_line(error: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error (its type's name when the
+    message is empty): upstream messages often run to pages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def is_int(value) -> bool:
     """An int that is not a bool (``True`` is an int in Python, never a size)."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import keras
 
 from zoo import compat
-from zoo.common import HEADS, positive_int, positive_ints
+from zoo.common import HEADS, error_line, positive_int, positive_ints
 
 # The modules whose builders register themselves (timm's one file per family); imported on the
 # first lookup, so that importing the registry (or `zoo.common`) builds nothing.
@@ -194,10 +194,9 @@ def build(
                 warnings.simplefilter("ignore")  # Keras warns per layer before it raises
                 model.load_weights(model_weights)
         except Exception as error:  # Keras raises several types for a mismatched file
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(
                 f"weights file {str(model_weights)!r} does not fit model {name!r} "
-                f"(head={head!r}, num_classes={num_classes}, input_shape={input_shape}): {first_line}"
+                f"(head={head!r}, num_classes={num_classes}, input_shape={input_shape}): {error_line(error)}"
             ) from None
     return model
 

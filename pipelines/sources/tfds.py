@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from pipelines.errors import DataError
 from pipelines.sources.base import Source, announce_holdout, hold_out, log
 from zoo import compat
+from zoo.common import error_line
 
 # Datasets published with only a train split: the seed's tf_flowers recipe (test 10%, validation
 # 15%, train the remaining 75%). Any explicit slice overrides it ("train[:5%]").
@@ -152,7 +153,7 @@ def tfds_source(
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as error:  # DatasetNotFoundError and friends
-        first = str(error).strip().splitlines()[0]
+        first = error_line(error)
         raise DataError(
             f"unknown dataset {name!r} ({first}); accepted: 'shapes', 'synthetic', 'dir:PATH' or a TFDS name "
             f"such as fashion_mnist, tf_flowers, cifar10, caltech_birds2011"
@@ -174,7 +175,7 @@ def tfds_source(
             num_examples = info.splits[resolved].num_examples
         except (KeyError, ValueError, AssertionError) as error:
             raise DataError(
-                f"bad split {split!r} for dataset {name!r} ({str(error).splitlines()[0]}); "
+                f"bad split {split!r} for dataset {name!r} ({error_line(error)}); "
                 f"available splits: {', '.join(available)}, sliceable as in 'train[:10%]'"
             ) from None
 
@@ -211,7 +212,7 @@ def tfds_source(
         )
     except AssertionError as error:
         raise DataError(
-            f"dataset {name!r} is not available offline ({str(error).splitlines()[0]}); download it "
+            f"dataset {name!r} is not available offline ({error_line(error)}); download it "
             f"first (tfds build {name}) or point data_dir at a folder that holds it"
         ) from None
     except ValueError as error:

@@ -5,7 +5,7 @@ Order of work, chosen so the accelerator is fed and memory stays flat:
     light elements (indices / paths / records) -> [shard per input pipeline] -> [shuffle:
       a whole fresh permutation per epoch for folders and shapes, a bounded buffer for TFDS]
       -> parallel map: read, decode (only the crop window of a JPEG), crop, resize, flip
-      -> batch (per replica) -> prefetch
+      -> batch (per replica) -> [the policies: RandAugment, erasing, MixUp, CutMix] -> prefetch
 
 With ``cache=True`` the decoded, deterministically preprocessed images are cached in memory and
 only the random ops run again each epoch.
@@ -14,15 +14,23 @@ only the random ops run again each epoch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
 from pipelines import ops, sources
 from pipelines.errors import DataError
 from pipelines.ops import decode, decode_random_crop
+from zoo.common import (
+    AUGMENT_STRENGTHS,
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIZE,
+    box_augmentation_error,
+    is_int,
+    positive_int,
+)
 from zoo.common import HEADS as TASKS  # one vocabulary: a pipeline's task is the model's head
-from zoo.common import MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, is_int, positive_int
 
 DEFAULT_SHUFFLE_BUFFER = 2048  # encoded records: bounded, whatever the dataset's size
 
@@ -58,6 +66,7 @@ class _Plan:
     info: DatasetInfo
     training: bool
     augment: tuple[ops.Augmentation, ...]
+    strengths: dict[str, float]
     seed: int | None
     cache: bool
     central_crop: bool
@@ -77,6 +86,7 @@ def load(
     batch_size: int = 32,
     training: bool = False,
     augment: Sequence[str] | str = (),
+    augment_strength: Mapping[str, float] | None = None,
     seed: int | None = None,
     data_dir: str | None = None,
     channels: int | None = None,
@@ -105,7 +115,14 @@ def load(
         (shapes: 64) and is an error for sources whose images differ in size.
       batch_size: the global batch size (split across replicas under ``input_context``).
       training: shuffle, drop the last partial batch, and apply ``augment``.
-      augment: names from `zoo.common.AUGMENTATIONS`, as a sequence or comma-separated.
+      augment: names from `zoo.common.AUGMENTATIONS`, as a sequence or comma-separated: crop and
+        flip (per image, from the element's seed), then the policies randaugment, erase, mixup
+        and cutmix (Keras's layers, on batches: `pipelines.ops.policy_batches`). A localize task
+        accepts only crop and flip (they move the box with the pixels). With mixup or cutmix the
+        training labels are class probabilities.
+      augment_strength: a policy's strength by its name, each defaulting to
+        `zoo.common.AUGMENT_STRENGTHS`: randaugment's magnitude and erase's probability in
+        [0, 1], mixup's and cutmix's Beta alpha (> 0).
       seed: seeds shuffling and augmentation; None for a random run. (The shapes set is the
         same whatever the seed.)
       data_dir: TFDS data directory (pre-downloaded data).
@@ -145,6 +162,7 @@ def load(
         batch_size=batch_size,
         training=training,
         augment=augment,
+        augment_strength=augment_strength,
         seed=seed,
         data_dir=data_dir,
         channels=channels,
@@ -199,6 +217,26 @@ def _augmentations(augment) -> tuple[ops.Augmentation, ...]:
     return tuple(ops.AUGMENTATIONS[name] for name in dict.fromkeys(names))
 
 
+def _strengths(augment_strength) -> dict[str, float]:
+    given = dict(augment_strength or {})
+    unknown = [name for name in given if name not in AUGMENT_STRENGTHS]
+    if unknown:
+        raise DataError(
+            f"augment_strength names {', '.join(map(repr, unknown))}; accepted: {', '.join(AUGMENT_STRENGTHS)}"
+        )
+    strengths = {}
+    for name, (option, default, (low, high)) in AUGMENT_STRENGTHS.items():
+        value = given.get(name, default)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < low or (high is not None and value > high):
+            accepted = f"in [{low}, {high}]" if high is not None else f"above {low}"
+            raise DataError(f"{option} must be a number {accepted}, received {value!r}")
+        if high is None and value <= low:
+            raise DataError(f"{option} must be a number above {low}, received {value!r}")
+        strengths[name] = float(value)
+    return strengths
+
+
 def _resolve(
     source,
     split,
@@ -208,6 +246,7 @@ def _resolve(
     batch_size=32,
     training=False,
     augment=(),
+    augment_strength=None,
     seed=None,
     data_dir=None,
     channels=None,
@@ -233,6 +272,10 @@ def _resolve(
         raise DataError(f"split must be a non-empty string such as 'train', received {split!r}")
     size = _image_size(image_size)
     augment = _augmentations(augment)
+    if task == "localize" and any(not op.boxes for op in augment):
+        accepted = [name for name, op in ops.AUGMENTATIONS.items() if op.boxes]
+        raise DataError(box_augmentation_error([op.name for op in augment], accepted))
+    strengths = _strengths(augment_strength)
     if not (isinstance(validation_holdout, (int, float)) and 0 <= validation_holdout < 1):
         raise DataError(f"validation_holdout must be a fraction in [0, 1), received {validation_holdout!r}")
     resolved = sources.resolve(
@@ -274,6 +317,7 @@ def _resolve(
         info=info,
         training=training,
         augment=augment,
+        strengths=strengths,
         seed=seed,
         cache=cache,
         central_crop=central_crop,
@@ -350,7 +394,13 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
     augment = plan.augment if plan.training else ()
     window_op = next((op for op in augment if op.window is not None), None)
     mirror_op = next((op for op in augment if op.mirror is not None), None)
-    pixel_ops = [op for op in augment if op is not window_op and op is not mirror_op]
+    pixel_ops = [op for op in augment if op.apply is not None and op is not window_op and op is not mirror_op]
+    policies = [op for op in augment if op.layer is not None]
+
+    def through_policies(batches):
+        if not policies:
+            return batches
+        return ops.policy_batches(batches, policies, plan.strengths, plan.seed, info.num_classes)
 
     num_shards, shard = 1, 0
     if input_context is not None:
@@ -414,7 +464,7 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
         # One batch, made once (augmented once, if asked), cached and repeated: an epoch is
         # num_examples // batch_size copies of it.
         one = tf.data.Dataset.zip((source.elements.take(batch_size), random_seeds())).map(full_example)
-        dataset = one.batch(batch_size, drop_remainder=plan.training).cache()
+        dataset = through_policies(one.batch(batch_size, drop_remainder=plan.training)).cache()
         dataset = dataset.repeat() if plan.repeat else dataset.repeat(max(info.num_examples // info.batch_size, 1))
         return dataset.prefetch(autotune)
     if not plan.cache:
@@ -449,7 +499,7 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
         # skipped here, with a warning each, is a file deleted or damaged since, or an undecodable
         # record of another source.
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.batch(batch_size, drop_remainder=plan.training)
+    dataset = through_policies(dataset.batch(batch_size, drop_remainder=plan.training))
     if plan.repeat:
         dataset = dataset.repeat()
     return dataset.prefetch(autotune)

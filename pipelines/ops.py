@@ -244,12 +244,20 @@ class Augmentation:
       (`crops_at_evaluation`).
     mirror: for flips, ``seed -> bool tensor``: the pipeline mirrors in the resize's own pass.
     Ops with neither run after the resize, on float32 pixels, in the order they are given.
+    layer: for the policies, ``(strength, seed) -> Keras preprocessing layer``, and then ``apply``
+      is None: `policy_batches` runs them on whole batches, after the per-image ops (see there).
+    mixes_labels: the op mixes two examples (mixup, cutmix), so labels become class probabilities.
+    boxes: the op keeps a box right (moves it with the pixels, or moves no pixels): a localize
+      task accepts only such ops.
     """
 
     name: str
-    apply: Callable
+    apply: Callable | None
     window: Callable | None = None
     mirror: Callable | None = None
+    layer: Callable | None = None
+    mixes_labels: bool = False
+    boxes: bool = True
 
     @property
     def stream(self) -> int:
@@ -262,16 +270,100 @@ class Augmentation:
         return tf.random.experimental.stateless_fold_in(tf.cast(element_seed, tf.int64), self.stream)
 
 
+def _randaugment(magnitude: float, seed):
+    import keras
+
+    return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=magnitude, seed=seed)
+
+
+def _erase(probability: float, seed):
+    import keras
+
+    # A (p, p) factor erases with probability p exactly (a single float would draw it from [0, p]);
+    # the erased patch gets Gaussian noise, as timm's default "pixel" mode.
+    return keras.layers.RandomErasing(factor=(probability, probability), value_range=(0, 255), seed=seed)
+
+
+def _mixup(alpha: float, seed):
+    import keras
+
+    return keras.layers.MixUp(alpha=alpha, seed=seed)
+
+
+def _cutmix(alpha: float, seed):
+    import keras
+
+    return keras.layers.CutMix(factor=alpha, seed=seed)
+
+
 AUGMENTATIONS: dict[str, Augmentation] = {
     op.name: op
     for op in (
         Augmentation("crop", random_crop, window=random_crop_window),
         Augmentation("flip", random_flip, mirror=flip_decision),
+        Augmentation("randaugment", None, layer=_randaugment, boxes=False),
+        Augmentation("erase", None, layer=_erase),
+        Augmentation("mixup", None, layer=_mixup, mixes_labels=True, boxes=False),
+        Augmentation("cutmix", None, layer=_cutmix, mixes_labels=True, boxes=False),
     )
 }
 # The names are the shared vocabulary's (flags and configs check against it without TensorFlow).
 if tuple(AUGMENTATIONS) != common.AUGMENTATIONS:
     raise ImportError(f"pipelines.ops registers {tuple(AUGMENTATIONS)}, zoo.common names {common.AUGMENTATIONS}")
+
+
+if tuple(n for n, op in AUGMENTATIONS.items() if op.mixes_labels) != common.MIXING_AUGMENTATIONS:
+    raise ImportError(f"pipelines.ops mixes labels in other ops than zoo.common's {common.MIXING_AUGMENTATIONS}")
+if tuple(n for n, op in AUGMENTATIONS.items() if op.boxes) != common.BOX_AUGMENTATIONS:
+    raise ImportError(f"pipelines.ops keeps boxes in other ops than zoo.common's {common.BOX_AUGMENTATIONS}")
+
+
+def policy_batches(
+    dataset: tf.data.Dataset, policies, strengths: dict[str, float], seed: int | None, num_classes: int
+) -> tf.data.Dataset:
+    """``dataset``'s batches of ``(image, label)`` through the policies (Keras's layers); a
+    localize batch's ``{"class", "bbox"}`` labels pass through (no policy for it moves pixels).
+
+    RandAugment runs per image (Keras's layer would give a whole batch the same two ops), random
+    erasing per batch (its layer draws per image). MixUp and CutMix mix within a batch; with both,
+    each batch gets one of them, at even odds (timm's ``--mixup-switch-prob`` 0.5). Mixing turns
+    the labels into class probabilities (float32, ``num_classes`` wide), which the class loss and
+    accuracy of `trainers.metrics` accept beside class ids.
+
+    Keras's layers draw from their own seeded generators, not from the per-element stateless seeds
+    that crop and flip use (their ``get_random_transformation`` accepts no tensor seed:
+    `zoo.compat.KERAS_LAYER_SEEDS`), so this map is sequential: a seeded run draws the same
+    policies from its start, but a resumed run draws anew.
+    """
+    import keras
+
+    def stream(op):
+        return None if seed is None else (int(seed) * 7919 + op.stream) % 2**31
+
+    layers = {op.name: op.layer(strengths[op.name], stream(op)) for op in policies}
+    mixers = [op.name for op in policies if op.mixes_labels]
+    chooser = keras.random.SeedGenerator(None if seed is None else int(seed) + 1)
+
+    def apply(images, labels):
+        if "randaugment" in layers:
+            randaugment = layers["randaugment"]
+            images = tf.map_fn(lambda image: randaugment(image, training=True), images)
+        if "erase" in layers:
+            images = tf.clip_by_value(layers["erase"](images, training=True), 0.0, 255.0)
+        if not mixers or isinstance(labels, dict):
+            return images, labels
+        soft = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes, dtype=tf.float32)
+
+        def mix(name):
+            mixed = layers[name]({"images": images, "labels": soft}, training=True)
+            return tf.cast(mixed["images"], tf.float32), tf.cast(mixed["labels"], tf.float32)
+
+        if len(mixers) == 1:
+            return mix(mixers[0])
+        coin = keras.random.uniform((), seed=chooser) < 0.5
+        return tf.cond(coin, lambda: mix(mixers[0]), lambda: mix(mixers[1]))
+
+    return dataset.map(apply)
 
 
 def crops_at_evaluation(augment) -> bool:

@@ -57,7 +57,8 @@ def config(tmp_path, **overrides):
 
 def test_the_space_is_declared_beside_the_model_and_the_trainer():
     names = lambda c: [p.name for p in tuning.declared_space(tune.declare_for(c)).space]  # noqa: E731
-    trainer = ["optimizer", "learning_rate", "lr_schedule", "augment", "label_smoothing", "weight_decay"]
+    trainer = ["optimizer", "learning_rate", "lr_schedule", "augment", "augment_policy", "label_smoothing"]
+    trainer.append("weight_decay")
     assert names(TrainConfig(model="fashion_cnn")) == [*trainer, "warmup", "ema", "filters", "dense_units", "dropout"]
     assert names(TrainConfig(model="resnet18")) == [*trainer, "warmup", "ema", "base_width", "depth"]
     transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1)
@@ -78,6 +79,8 @@ def test_the_settings_of_a_trial_are_a_valid_training_config():
     settings = search_space(hp, TrainConfig(model="resnet18"))
     trial = dataclasses.replace(TrainConfig(model="resnet18"), **settings)
     assert trial.model == "resnet34" and trial.builder_options == {"widths": (16, 32, 64, 128)}
+    assert trial.augment == ("crop", "flip")  # the seed's pair, no policy by default
+
     assert trial.augment == ("crop", "flip")
     hp = kt.HyperParameters()
     for name, value in (("label_smoothing", 0.1), ("weight_decay", 1e-4), ("warmup", True), ("ema", True)):
@@ -88,6 +91,37 @@ def test_the_settings_of_a_trial_are_a_valid_training_config():
     hp.Fixed("unfreeze_from", "all")
     transfer = TrainConfig(model="xception", freeze_epochs=1, finetune_epochs=1, unfreeze_from="block14_sepconv1")
     assert dataclasses.replace(transfer, **search_space(hp, transfer)).unfreeze_from is None
+
+
+def test_the_search_chooses_an_augmentation_policy_that_fits_the_head():
+    import keras_tuner as kt
+
+    def searched(config, policy):
+        hp = kt.HyperParameters()
+        hp.Fixed("augment", True)
+        hp.Fixed("augment_policy", policy)
+        return dataclasses.replace(config, **search_space(hp, config))
+
+    plain = TrainConfig(model="fashion_cnn", augment=("flip",))
+    assert searched(plain, "mixup,cutmix").augment == ("flip", "mixup", "cutmix")
+    assert searched(plain, "mixup,cutmix").mixes_labels
+    assert searched(plain, "none").augment == ("flip",)
+    # The policy list: every one for classify, the run's own too; only erase for a box head.
+    hp = kt.HyperParameters()
+    search_space(hp, TrainConfig(model="fashion_cnn", augment=("randaugment", "erase")))
+    assert hp.get("augment_policy") == "randaugment,erase"
+    assert list(hp._hps["augment_policy"][0].values) == [
+        "none",
+        "randaugment",
+        "erase",
+        "mixup",
+        "cutmix",
+        "mixup,cutmix",
+        "randaugment,erase",
+    ]
+    hp = kt.HyperParameters()
+    search_space(hp, TrainConfig(model="resnet18", head="localize"))
+    assert list(hp._hps["augment_policy"][0].values) == ["none", "erase"]
 
 
 def test_a_hyperband_budget_shorter_than_the_warmup_shrinks_the_warmup(tmp_path):

@@ -19,10 +19,22 @@ from absl import flags
 
 from pipelines.errors import SettingError
 from trainers.distribute import STRATEGIES
-from zoo.common import AUGMENTATIONS, HEADS, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE
+from zoo.common import (
+    AUGMENT_STRENGTHS,
+    AUGMENTATIONS,
+    HEADS,
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIZE,
+    MIXING_AUGMENTATIONS,
+    box_augmentation_error,
+)
 
 OPTIMIZERS = ("sgd", "nadam", "adam", "adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
+# A search turns the seed's crop and flip on or off, and chooses a policy on top (or none), at
+# its strength in the run's flags.
+SEARCHED_BASE = ("crop", "flip")
+SEARCHED_POLICIES = ("randaugment", "erase", "mixup", "cutmix", "mixup,cutmix")
 DEFAULT_EPOCHS = 10
 LOSS_WEIGHTS_RULE = "must be two non-negative numbers, e.g. 0.8,0.2"
 
@@ -89,7 +101,38 @@ class TrainConfig:
     )
     batch_size: int = option(32, "Global batch size, split across replicas.", kind="integer", lower_bound=1)
     augment: tuple[str, ...] = option(
-        (), f"Training augmentations: {', '.join(AUGMENTATIONS)}.", kind="list", choices=AUGMENTATIONS
+        (),
+        f"Training augmentations: {', '.join(AUGMENTATIONS)} (crop and flip per image; the policies Keras's "
+        "RandAugment, RandomErasing, MixUp and CutMix layers on batches; localize: crop and flip only).",
+        kind="list",
+        choices=AUGMENTATIONS,
+    )
+    randaugment_magnitude: float = option(
+        AUGMENT_STRENGTHS["randaugment"][1],
+        "randaugment: the strength of its two ops per image (RandAugment's factor), in [0, 1].",
+        kind="float",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
+    erase_probability: float = option(
+        AUGMENT_STRENGTHS["erase"][1],
+        "erase: the probability that an image gets a random rectangle of noise (timm's --reprob).",
+        kind="float",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
+    mixup_alpha: float = option(
+        AUGMENT_STRENGTHS["mixup"][1],
+        "mixup: alpha of the Beta(alpha, alpha) mixing weight (timm's --mixup), above 0.",
+        kind="float",
+        lower_bound=0.0,
+    )
+    cutmix_alpha: float = option(
+        AUGMENT_STRENGTHS["cutmix"][1],
+        "cutmix: alpha of the Beta(alpha, alpha) pasted area (timm's --cutmix), above 0. With mixup too, each "
+        "batch gets one of the two.",
+        kind="float",
+        lower_bound=0.0,
     )
     cache: bool = option(False, "Cache decoded images in memory.", kind="boolean")
     shuffle_buffer: int | None = option(
@@ -291,6 +334,16 @@ class TrainConfig:
         return self.nesterov if self.finetune_nesterov is None else self.finetune_nesterov
 
     @property
+    def mixes_labels(self) -> bool:
+        """Whether training mixes examples (mixup, cutmix): its labels are class probabilities."""
+        return any(name in MIXING_AUGMENTATIONS for name in self.augment)
+
+    @property
+    def augment_strength(self) -> dict[str, float]:
+        """The policies' strengths, as `pipelines.load(augment_strength=...)` takes them."""
+        return {name: getattr(self, option) for name, (option, _, _) in AUGMENT_STRENGTHS.items()}
+
+    @property
     def builder_options(self) -> dict:
         """``model_options`` as keyword arguments of `zoo.build` (JSON lists become tuples)."""
         options = json.loads(self.model_options) if self.model_options else {}
@@ -333,6 +386,11 @@ class TrainConfig:
                     self.model_options,
                     f"{', '.join(unknown)} is not an option of {self.model}; accepted: {', '.join(accepted) or 'none'}",
                 )
+        for option_name, _, (low, high) in AUGMENT_STRENGTHS.values():
+            if high is None and getattr(self, option_name) <= low:
+                raise ConfigError(option_name, getattr(self, option_name), f"must be above {low}")
+        if self.head == "localize" and box_augmentation_error(self.augment):
+            raise ConfigError("augment", self.augment, box_augmentation_error(self.augment))
         if self.keep_best is not None:
             from trainers import task
 
@@ -547,8 +605,16 @@ def search_space(hp, config: TrainConfig) -> dict:
     }
     if config.lr_decay == 0 and config.finetune_decay == 0:  # a decay is a schedule of its own
         overrides["lr_schedule"] = hp.Choice("lr_schedule", list(LR_SCHEDULES), default=config.lr_schedule)
-    augment_on = config.augment or AUGMENTATIONS
-    overrides["augment"] = augment_on if hp.Boolean("augment", default=bool(config.augment)) else ()
+    # Crop and flip on or off (the run's own, or both), then a policy on top (localize: erase only).
+    own_base = tuple(name for name in config.augment if name in SEARCHED_BASE)
+    own_policy = ",".join(name for name in config.augment if name not in SEARCHED_BASE) or "none"
+    augment_on = hp.Boolean("augment", default=bool(own_base))
+    searched = SEARCHED_POLICIES if config.head == "classify" else ("erase",)
+    policies = ["none", *searched] + ([own_policy] if own_policy not in searched else [])
+    policy = hp.Choice("augment_policy", list(dict.fromkeys(policies)), default=own_policy)
+    overrides["augment"] = ((own_base or SEARCHED_BASE) if augment_on else ()) + (
+        tuple(policy.split(",")) if policy != "none" else ()
+    )
     # The regularizers (timm's usual values): label smoothing, decoupled weight decay, a warmup
     # epoch (where every phase has more than one and no Keras 2 decay is set), weight averaging.
     overrides["label_smoothing"] = hp.Float(

@@ -82,23 +82,59 @@ def giou_loss(y_true, y_pred):
 BOX_LOSSES = {"mse": "mse", "giou": giou_loss}
 
 
+def _soft_labels(y_true, y_pred) -> bool:
+    """Whether ``y_true`` holds class probabilities (mixup, cutmix) rather than class ids: it has
+    the predictions' static shape, more than one class wide. Decided when the step is traced, so
+    one compiled model trains on mixed labels and validates on class ids."""
+    true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
+    return len(true_shape) == len(pred_shape) and true_shape[-1] == pred_shape[-1] and (pred_shape[-1] or 0) > 1
+
+
+def _as_probabilities(y_true, y_pred):
+    ops = keras.ops
+    if _soft_labels(y_true, y_pred):
+        return ops.cast(y_true, y_pred.dtype)
+    return ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+
+
 @keras.saving.register_keras_serializable(package="trainers")
 class SparseCrossentropyWithSmoothing(keras.losses.Loss):
-    """Sparse categorical cross-entropy with label smoothing: Keras's categorical cross-entropy
-    (and its ``label_smoothing``) on the one-hot labels, which Keras's sparse loss has no option
-    for. The labels stay class ids everywhere else (metrics, evaluation, the pipelines)."""
+    """Categorical cross-entropy (with ``label_smoothing``) on class ids or class probabilities.
+
+    Class ids (the pipelines' labels) are one-hot encoded, which Keras's sparse loss has no
+    smoothing for; the class probabilities of mixup and cutmix are taken as they are, so one
+    compiled model trains on mixed labels and validates on ids.
+    """
 
     def __init__(self, label_smoothing: float = 0.0, name: str = "sparse_categorical_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
-        ops = keras.ops
-        labels = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        labels = _as_probabilities(y_true, y_pred)
         return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=self.label_smoothing)
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="trainers")
+def class_accuracy(y_true, y_pred):
+    """Accuracy on class ids, or on class probabilities against their most likely class (the
+    larger share of a mixed example, as timm counts it)."""
+    ops = keras.ops
+    if _soft_labels(y_true, y_pred):
+        y_true = ops.argmax(y_true, axis=-1)
+    return keras.metrics.sparse_categorical_accuracy(ops.reshape(y_true, (-1,)), y_pred)
+
+
+@keras.saving.register_keras_serializable(package="trainers")
+def class_top5_accuracy(y_true, y_pred):
+    """`class_accuracy`'s top-5: the true (or most likely) class among the five highest scores."""
+    ops = keras.ops
+    if _soft_labels(y_true, y_pred):
+        y_true = ops.argmax(y_true, axis=-1)
+    return keras.metrics.sparse_top_k_categorical_accuracy(ops.reshape(y_true, (-1,)), y_pred, k=5)
 
 
 # --------------------------------------------------------------------------------------- mAP

@@ -130,6 +130,7 @@ class Saved:
             weights=self.config.loss_weights,
             box_loss=self.config.box_loss,
             label_smoothing=self.config.label_smoothing,
+            mixed_labels=self.config.mixes_labels,
         )
         return steps.evaluate(self.model, dataset, info)
 

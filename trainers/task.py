@@ -8,13 +8,16 @@ from __future__ import annotations
 from pipelines.ops import crops_at_evaluation
 
 
-def losses(head: str, box_loss: str = "mse", label_smoothing: float = 0.0):
-    """Cross-entropy for the class (with ``label_smoothing``, Keras's categorical cross-entropy
-    on one-hot labels); for the box, MSE (the seed's) or 1 - GIoU (``box_loss``)."""
+def losses(head: str, box_loss: str = "mse", label_smoothing: float = 0.0, mixed_labels: bool = False):
+    """Cross-entropy for the class (with ``label_smoothing`` or ``mixed_labels``, Keras's
+    categorical cross-entropy on one-hot or mixed labels); for the box, MSE (the seed's) or
+    1 - GIoU (``box_loss``)."""
     from trainers.metrics import BOX_LOSSES, SparseCrossentropyWithSmoothing
 
     class_loss = (
-        SparseCrossentropyWithSmoothing(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+        SparseCrossentropyWithSmoothing(label_smoothing)
+        if label_smoothing or mixed_labels
+        else "sparse_categorical_crossentropy"
     )
     if head == "classify":
         return class_loss
@@ -31,15 +34,17 @@ def loss_weights(head: str, weights: tuple[float, float]):
     return {"class": float(class_weight), "bbox": float(box_weight)}
 
 
-def metrics(head: str):
-    """Accuracy; for a box head also the mean IoU of predicted and true boxes (logged as
-    ``bbox_mean_iou``, ``val_bbox_mean_iou``) and their MSE."""
+def metrics(head: str, mixed_labels: bool = False):
+    """Accuracy (on mixed labels, of their larger share: `trainers.metrics.class_accuracy`); for a
+    box head also the mean IoU of predicted and true boxes (logged as ``bbox_mean_iou``,
+    ``val_bbox_mean_iou``) and their MSE."""
     import keras
 
-    from trainers.metrics import MeanBoxIoU
+    from trainers.metrics import MeanBoxIoU, class_accuracy
 
     if head == "classify":
-        return ["accuracy"]
+        # Keras's "accuracy" picks sparse or categorical once, from the first (training) batch.
+        return [keras.metrics.MeanMetricWrapper(class_accuracy, name="accuracy")] if mixed_labels else ["accuracy"]
     return {"class": ["accuracy"], "bbox": [MeanBoxIoU(name="mean_iou"), keras.metrics.MeanSquaredError(name="mse")]}
 
 
@@ -63,16 +68,18 @@ def compile_model(
     weights: tuple[float, float],
     box_loss: str = "mse",
     label_smoothing: float = 0.0,
+    mixed_labels: bool = False,
     optimizer="rmsprop",
     jit_compile=False,
     steps_per_execution: int = 1,
 ) -> None:
-    """Compile ``model`` for its head; ``optimizer`` matters only for training."""
+    """Compile ``model`` for its head; ``optimizer`` matters only for training. ``mixed_labels``:
+    the training labels are class probabilities (mixup, cutmix)."""
     model.compile(
         optimizer=optimizer,
-        loss=losses(head, box_loss, label_smoothing),
+        loss=losses(head, box_loss, label_smoothing, mixed_labels),
         loss_weights=loss_weights(head, weights),
-        metrics=metrics(head),
+        metrics=metrics(head, mixed_labels),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )

@@ -18,8 +18,35 @@ MIN_IMAGE_SIZE = 8
 # 2**29 pixels, after allocating them.
 MAX_IMAGE_PIXELS = 89_478_485
 # The random training ops, by the names `--augment` takes (`pipelines.ops.AUGMENTATIONS` holds
-# each one's implementation under the same name).
-AUGMENTATIONS = ("crop", "flip")
+# each one's implementation under the same name): the seed's crop and flip, then the policies
+# (Keras's RandAugment, RandomErasing, MixUp and CutMix layers).
+AUGMENTATIONS = ("crop", "flip", "randaugment", "erase", "mixup", "cutmix")
+# Those that keep a box right, moving it with the pixels or moving no pixels: the only ones a
+# localize head (boxes) may train with. (RandAugment's shears and rotations do not move the box;
+# mixup and cutmix put two objects in one image.)
+BOX_AUGMENTATIONS = ("crop", "flip", "erase")
+# Those that mix two examples' pixels and labels (the labels become class probabilities).
+MIXING_AUGMENTATIONS = ("mixup", "cutmix")
+# Each policy's strength: the option that sets it, its default (Keras's, timm's for erase) and its
+# accepted range (the upper bound None for none).
+AUGMENT_STRENGTHS = {
+    "randaugment": ("randaugment_magnitude", 0.5, (0.0, 1.0)),
+    "erase": ("erase_probability", 0.25, (0.0, 1.0)),
+    "mixup": ("mixup_alpha", 0.2, (0.0, None)),
+    "cutmix": ("cutmix_alpha", 1.0, (0.0, None)),
+}
+
+
+def box_augmentation_error(names, accepted=BOX_AUGMENTATIONS) -> str | None:
+    """The one-line complaint about ``names`` for a localize (box) task, or None if all are
+    ``accepted``."""
+    refused = [name for name in names if name not in accepted]
+    if not refused:
+        return None
+    return (
+        f"augmentation(s) {', '.join(map(repr, refused))} would not keep the box on the object; "
+        f"a localize head accepts {', '.join(accepted)}"
+    )
 
 
 def error_line(error: BaseException) -> str:

@@ -195,3 +195,52 @@ def test_a_tie_goes_to_the_last_true_box_as_in_pycocotools():
 def test_bad_arguments_name_the_argument(ground_truth, detections, kwargs, message):
     with pytest.raises(ValueError, match=message):
         mean_average_precision(ground_truth, detections, **kwargs)
+
+
+# ------------------------------------------------------------------------------ the class report
+
+
+def test_the_class_report_agrees_with_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn (the figures extra) checks the report")
+    from trainers.metrics import classification_report, format_report, top_k_accuracy
+
+    rng = np.random.default_rng(1)
+    names = [f"c{i}" for i in range(7)]
+    truth = rng.integers(0, 6, size=200)  # class c6 never present
+    scores = rng.random((200, 7)).astype("float32")
+    scores[np.arange(200), truth] += rng.random(200) * 0.8  # better than chance
+    predicted = scores.argmax(axis=1)
+    report = classification_report(truth, scores, names)
+    np.testing.assert_array_equal(
+        report["confusion_matrix"], metrics.confusion_matrix(truth, predicted, labels=range(7))
+    )
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predicted, labels=range(7), zero_division=0
+    )
+    for i, name in enumerate(names):
+        row = report["per_class"][name]
+        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx(
+            (precision[i], recall[i], f1[i], support[i])
+        ), name
+    # The macro F1 over the classes present (scikit-learn's labels=present).
+    assert report["macro_f1"] == pytest.approx(metrics.f1_score(truth, predicted, labels=range(6), average="macro"))
+    assert report["top5_accuracy"] == pytest.approx(metrics.top_k_accuracy_score(truth, scores, k=5, labels=range(7)))
+    assert top_k_accuracy(truth, scores, 1) == pytest.approx(np.mean(predicted == truth))
+    # Five classes or fewer: top-5 would always be right, so it is left out.
+    assert "top5_accuracy" not in classification_report(truth % 5, scores[:, :5], names[:5])
+    printed = format_report(report).splitlines()
+    assert printed[0].split() == ["class", "precision", "recall", "f1", "support"]
+    assert printed[1].split()[0] == "c0" and int(printed[1].split()[-1]) == support[0]
+    assert [int(v) for v in printed[-7].split()[1:]] == report["confusion_matrix"][0]
+    with pytest.raises(ValueError, match="7 class scores per example but 6 class names"):
+        classification_report(truth, scores, names[:6])
+
+
+def test_the_confusion_image_is_row_normalized():
+    from trainers.metrics import confusion_image
+
+    image = confusion_image([[3, 1], [0, 0]], cell=4)
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+    assert image[0, 0].tolist() != image[0, 4].tolist()  # 75% darker than 25%
+    assert image[4, 0].tolist() == [255, 255, 255]  # a class with no example is blank
+    assert (image[0, 0] < image[0, 4]).all()

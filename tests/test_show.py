@@ -1,5 +1,6 @@
 """`python -m trainers.show`: every kind of figure on tiny inputs, and its one-line errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
         ),
         "predictions": (["predictions", f"--model_path={tiny_run}", "--count=4"], {"predictions": 1}),
         "pr": (["pr", f"--model_path={tiny_run}"], {"pr": 1}),
+        "confusion": (["confusion", f"--model_path={tiny_run}"], {"confusion": 1}),
         "history": (["history", tiny_run], {"history": 1}),
     }
     processes = {name: start(command[0], tmp_path / name, *command[1:]) for name, (command, _) in cases.items()}
@@ -88,6 +90,10 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
             assert "(1, 224, 224, 3) -> (1, 449, 449, 5)" in stdout
         if name == "pr":
             assert "mAP@0.5 (VOC 2007, 11 points) on test[:16]:" in stdout
+        if name == "confusion":  # the run's own report, printed: the same matrix as metrics.json
+            recorded = json.load(open(tiny_run / "metrics.json"))["report"]["confusion_matrix"]
+            printed = [line.split()[1:] for line in stdout.splitlines()[-6:-1]]
+            assert [[int(v) for v in row] for row in printed] == recorded
 
 
 def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,27 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, cap
     for key in ("accuracy", "loss"):
         assert saved[key] == pytest.approx(metrics[key], abs=1e-5), key
     assert "accuracy" in evaluation.stdout
+    # The class report: in metrics.json and evaluate's JSON alike, printed by evaluate, and in
+    # TensorBoard (the matrix as a picture, the report as tables).
+    assert saved["report"] == metrics["report"]
+    matrix = np.array(metrics["report"]["confusion_matrix"])
+    assert matrix.shape == (5, 5) and matrix.sum() == 32
+    assert np.trace(matrix) / 32 == pytest.approx(metrics["accuracy"], abs=1e-6)
+    assert "top5_accuracy" not in metrics  # 5 classes: top-5 is always right
+    assert "confusion matrix (rows: true class, columns: predicted" in evaluation.stdout
+    assert re.search(r"^circle +\d\.\d{3} +\d\.\d{3} +\d\.\d{3} +\d+$", evaluation.stdout, re.M)
+    evaluation_logs = os.path.join(model_dir, "logs", "evaluation")
+    tags = {
+        value.tag
+        for path in glob.glob(os.path.join(evaluation_logs, "events.*"))
+        for event in tf.compat.v1.train.summary_iterator(path)
+        for value in event.summary.value
+    }
+    assert tags == {
+        "confusion matrix (test[:32]; rows: true class)",
+        "class report (test[:32])",
+        "confusion matrix (test[:32])",
+    }
 
     image = write_png(str(tmp_path / "shape.png"))
     prediction = run("predict", f"--model_path={model_dir}", "--top_k=2", image)

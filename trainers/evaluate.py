@@ -3,7 +3,8 @@
 On a run directory, the run's own settings apply (dataset, test split, loss weights, the test-time
 central crop), so evaluating its test split reproduces its metrics.json; flags given override
 them. A bare .keras file is evaluated with the defaults. Prints the metrics and writes them as JSON
-(--output; default: eval_<dataset>_<split>.json beside the model).
+(--output; default: eval_<dataset>_<split>.json beside the model), with the class report: top-5
+accuracy (more than 5 classes), each class's precision, recall and F1, and the confusion matrix.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv):
             f"--dataset={dataset_name} has {info.num_classes} classes but the model predicts {saved.num_classes}"
         )
     try:
-        metrics = saved.score(dataset, info)
+        metrics = saved.score(dataset, info, report=True)
     except steps.TrainingError as error:  # an image that cannot be decoded, named
         cli.fail(str(error), status=1)
     metrics.update(dataset=dataset_name, split=split, model=saved.path)
@@ -73,7 +74,11 @@ def main(argv):
     )
     write_json(output, metrics)
     for key in sorted(metrics):
-        print(f"{key:>20}: {metrics[key]}")
+        if key != "report":
+            print(f"{key:>20}: {metrics[key]}")
+    from trainers.metrics import format_report
+
+    print(format_report(metrics["report"]))
     logging.info("metrics written to %s", output)
     print(f"written to {output}")
     return 0

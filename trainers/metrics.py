@@ -324,28 +324,141 @@ def mean_average_precision(
     return APResult(mean, per_class, precisions, recalls, interpolated)
 
 
-def single_object_detections(model, dataset, max_batches: int | None = None):
-    """``(ground_truth, detections)`` for `mean_average_precision` from a class + box model on
-    batches of ``(images, {"class", "bbox"})``: one object per image, and one detection (the
-    predicted box, labelled with the top class, whose probability is its score)."""
-    truth, found = [], []
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """A model's outputs on a split, beside the truth, from one pass (`predict_split`)."""
+
+    true_classes: np.ndarray  # (N,) class ids
+    probabilities: np.ndarray  # (N, classes)
+    true_boxes: np.ndarray | None = None  # (N, 4), localize only
+    boxes: np.ndarray | None = None  # (N, 4), localize only
+
+
+def predict_split(model, dataset, max_batches: int | None = None) -> Predictions:
+    """One pass of ``model`` over batches of ``(images, labels)`` or ``(images, {"class", "bbox"})``."""
+    true_classes, probabilities, true_boxes, boxes = [], [], [], []
     for index, (images, targets) in enumerate(dataset):
         if max_batches is not None and index >= max_batches:
             break
         predicted = model(images, training=False)  # the whole batch, whatever the strategy
-        probabilities, boxes = np.asarray(predicted["class"]), np.asarray(predicted["bbox"])
-        true_classes, true_boxes = np.asarray(targets["class"]), np.asarray(targets["bbox"])
-        for i in range(len(probabilities)):
-            truth.append({"boxes": true_boxes[i : i + 1], "classes": true_classes[i : i + 1]})
-            top = int(np.argmax(probabilities[i]))
-            found.append({"boxes": boxes[i : i + 1], "classes": [top], "scores": [float(probabilities[i, top])]})
+        if isinstance(predicted, dict):
+            probabilities.append(np.asarray(predicted["class"]))
+            boxes.append(np.asarray(predicted["bbox"]))
+            true_classes.append(np.asarray(targets["class"]).reshape(-1))
+            true_boxes.append(np.asarray(targets["bbox"]))
+        else:
+            probabilities.append(np.asarray(predicted))
+            true_classes.append(np.asarray(targets).reshape(-1))
+    if not probabilities:
+        raise ValueError("the split gave no batch to predict")
+    return Predictions(
+        np.concatenate(true_classes).astype(np.int64),
+        np.concatenate(probabilities).astype(np.float32),
+        np.concatenate(true_boxes) if true_boxes else None,
+        np.concatenate(boxes) if boxes else None,
+    )
+
+
+def single_object_detections(model, dataset, max_batches: int | None = None, predictions: Predictions | None = None):
+    """``(ground_truth, detections)`` for `mean_average_precision` from a class + box model on
+    batches of ``(images, {"class", "bbox"})``: one object per image, and one detection (the
+    predicted box, labelled with the top class, whose probability is its score). ``predictions``:
+    from `predict_split` already (then ``model`` and ``dataset`` are not used)."""
+    predictions = predictions or predict_split(model, dataset, max_batches)
+    truth, found = [], []
+    for i, probabilities in enumerate(predictions.probabilities):
+        truth.append({"boxes": predictions.true_boxes[i : i + 1], "classes": predictions.true_classes[i : i + 1]})
+        top = int(np.argmax(probabilities))
+        found.append({"boxes": predictions.boxes[i : i + 1], "classes": [top], "scores": [float(probabilities[top])]})
     return truth, found
 
 
-def localization_scores(model, dataset) -> dict[str, float]:
+def localization_scores(predictions: Predictions) -> dict[str, float]:
     """``map_50`` (VOC 2007's 11-point AP at IoU 0.5) and ``map_coco`` (COCO's AP over IoU
     0.50:0.05:0.95) of `single_object_detections`."""
-    truth, found = single_object_detections(model, dataset)
+    truth, found = single_object_detections(None, None, predictions=predictions)
     voc = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
     coco = mean_average_precision(truth, found, iou_thresholds=COCO_IOU_THRESHOLDS, recall_points=101)
     return {"map_50": voc.mean, "map_coco": coco.mean}
+
+
+# ------------------------------------------------------------------------------ the class report
+
+
+def top_k_accuracy(true_classes, probabilities, k: int = 5) -> float:
+    """The share of examples whose true class is among the ``k`` highest scores."""
+    top = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == np.asarray(true_classes)[:, None], axis=1)))
+
+
+def confusion_matrix(true_classes, predicted_classes, num_classes: int) -> np.ndarray:
+    """(classes, classes) counts: row = true class, column = predicted class."""
+    true_classes, predicted_classes = np.asarray(true_classes), np.asarray(predicted_classes)
+    cells = true_classes * num_classes + predicted_classes
+    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def classification_report(true_classes, probabilities, class_names) -> dict:
+    """What a practitioner reads after training, as JSON: top-5 accuracy (more than 5 classes),
+    each class's precision, recall, F1 and support, their macro average, and the confusion matrix
+    (rows: true class, columns: predicted). A class never predicted has precision 0, one never
+    present recall 0 (scikit-learn's ``zero_division=0``)."""
+    probabilities = np.asarray(probabilities)
+    names = list(class_names)
+    if probabilities.shape[1] != len(names):
+        raise ValueError(f"{probabilities.shape[1]} class scores per example but {len(names)} class names")
+    matrix = confusion_matrix(true_classes, probabilities.argmax(axis=1), len(names))
+    hits = np.diag(matrix).astype(float)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    report = {
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": names,
+    }
+    if len(names) > 5:
+        report["top5_accuracy"] = top_k_accuracy(true_classes, probabilities, 5)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """`classification_report` as the terminal shows it: a table per class, then the matrix."""
+    names = report["class_names"]
+    width = max(12, *(len(name) for name in names))
+    lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+    for name, row in report["per_class"].items():
+        lines.append(
+            f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f} {row['support']:>8d}"
+        )
+    lines.append(f"{'macro f1':<{width}} {'':>9} {'':>7} {report['macro_f1']:>7.3f}")
+    if "top5_accuracy" in report:
+        lines.append(f"{'top-5 accuracy':<{width}} {report['top5_accuracy']:>9.3f}")
+    matrix = np.asarray(report["confusion_matrix"])
+    cell = max(5, len(str(matrix.max())) + 1)
+    lines.append(f"confusion matrix (rows: true class, columns: predicted, in the order above; {len(names)} classes)")
+    for name, row in zip(names, matrix):
+        lines.append(f"{name:<{width}} " + "".join(f"{v:>{cell}d}" for v in row))
+    return "\n".join(lines)
+
+
+def confusion_image(matrix, cell: int = 16) -> np.ndarray:
+    """The confusion matrix as an RGB uint8 picture for TensorBoard: each row normalized by its
+    class's support, white (none) to dark blue (all), ``cell`` pixels a cell."""
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    image = white + share[..., None] * (blue - white)
+    return np.kron(image, np.ones((cell, cell, 1))).astype(np.uint8)

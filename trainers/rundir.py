@@ -4,12 +4,12 @@
       flags.txt            the run's settings, rerunnable: --flagfile=runs/x/flags.txt
       state.json           completed phases, finished or not
       class_names.json     the label names, for predict
-      logs/                TensorBoard: train/, validation/, train_images/
+      logs/                TensorBoard: train/, validation/, train_images/, evaluation/ (the class report)
       backup/<phase>/      BackupAndRestore's resume state (removed when the run finishes)
       checkpoints/<phase>.weights.h5   the weights each finished phase ended with
       model.keras          the final model
       export/              the SavedModel
-      metrics.json         test metrics
+      metrics.json         test metrics, the class report (per-class scores, confusion matrix)
 
 Every file is written under a temporary name, flushed and fsynced, then renamed over the old one
 (`pipelines.durable`): a kill or a crash at any point leaves the previous version or the new one,
@@ -74,6 +74,7 @@ class RunDir:
     BACKUP = "backup"
     CHECKPOINTS = "checkpoints"
     TRAIN_IMAGES = "train_images"
+    EVALUATION = "evaluation"  # under logs/: the class report of the test split
     # Marks the folder as a run directory and lists what the run wrote (all --overwrite removes).
     MANIFEST = ".zoo-run.json"
     # One trainer at a time: host and PID of the holder.
@@ -138,6 +139,10 @@ class RunDir:
     @property
     def train_images_dir(self) -> str:
         return self.output(self.LOGS, self.TRAIN_IMAGES)
+
+    @property
+    def evaluation_logs_dir(self) -> str:
+        return self.output(self.LOGS, self.EVALUATION)
 
     def completed_weights(self, phase: str) -> str:
         """The weights a finished phase ended with, as the chief saved them: what every worker

@@ -120,8 +120,9 @@ class Saved:
             overrides["central_crop"] = central_crop
         return pipelines.load(self.config.dataset, split, **steps.eval_data_args(self.config, **overrides))
 
-    def score(self, dataset, info) -> dict:
-        """Compile the model as its run did (losses, loss weights, metrics) and evaluate ``dataset``."""
+    def score(self, dataset, info, report: bool = False) -> dict:
+        """Compile the model as its run did (losses, loss weights, metrics) and evaluate ``dataset``
+        (``report``: with the class report, as `trainers.steps.evaluate`)."""
         from trainers import steps
 
         task.compile_model(
@@ -132,7 +133,7 @@ class Saved:
             label_smoothing=self.config.label_smoothing,
             mixed_labels=self.config.mixes_labels,
         )
-        return steps.evaluate(self.model, dataset, info)
+        return steps.evaluate(self.model, dataset, info, report=report)
 
     def evaluate(self, split: str, central_crop: bool | None = None) -> dict:
         """`score` on `evaluation_data`: ``split``, evaluated as the run evaluated its test split."""

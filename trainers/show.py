@@ -14,6 +14,8 @@
     pr           a localize model's precision/recall curves with the interpolated (max) precisions
                  and the mAP, from its own detections on a split; or, with --precisions=P0,...,P10,
                  the chapter's hand-made example (precisions at recall 0, 0.1, ..., 1)
+    confusion    a saved model's confusion matrix on a split (default: its run's test split), counts
+                 in the cells, colored by the share of each true class; the class report printed
     history      loss and accuracy of the INPUT run directories (from their TensorBoard logs), both
                  phases of a transfer run on one epoch axis
 
@@ -49,6 +51,7 @@ SIZES = {
     "dataset": (9.0, 9.0),
     "predictions": (9.0, 9.0),
     "pr": (8.0, 6.0),
+    "confusion": (8.0, 7.0),
     "history": (12.0, 5.0),
 }
 
@@ -462,6 +465,37 @@ def show_pr(out: str, inputs, options: Options) -> list[str]:
     return [_save(figure, out, "pr")]
 
 
+def show_confusion(out: str, inputs, options: Options) -> list[str]:
+    """A saved model's confusion matrix on a split, and its class report printed."""
+    from trainers.metrics import classification_report, format_report, predict_split
+
+    if inputs:
+        raise UserError(f"confusion takes no INPUT, received {' '.join(inputs)}; give --model_path")
+    model, dataset, info, split = _model_and_data(options)
+    predictions = predict_split(model, dataset)
+    report = classification_report(predictions.true_classes, predictions.probabilities, info.class_names)
+    matrix = np.asarray(report["confusion_matrix"])
+    support = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
+    figure = _figure("confusion")
+    axis = figure.add_subplot(1, 1, 1)
+    axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    names = info.class_names
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    if len(names) <= 30:  # counts stay readable
+        for (row, column), count in np.ndenumerate(matrix):
+            color = "white" if share[row, column] > 0.5 else "black"
+            axis.text(column, row, str(count), ha="center", va="center", color=color, fontsize=8)
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    axis.set_title(f"{split}: {matrix.sum()} images, accuracy {accuracy:.3f}, macro F1 {report['macro_f1']:.3f}")
+    figure.tight_layout()
+    print(format_report(report))
+    return [_save(figure, out, "confusion")]
+
+
 def _scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard holds in ``log_dir`` (all event files: every restart), by tag."""
     import tensorflow as tf
@@ -527,6 +561,7 @@ KINDS = {
     "dataset": show_dataset,
     "predictions": show_predictions,
     "pr": show_pr,
+    "confusion": show_confusion,
     "history": show_history,
 }
 

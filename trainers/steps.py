@@ -590,17 +590,56 @@ def resume_from_completed_phase(build, directory: RunDir, state: dict):
 # ------------------------------------------------------------------------------------- evaluate, export
 
 
-def evaluate(model, dataset, info: pipelines.DatasetInfo) -> dict:
-    """Metrics of a compiled model on a loaded split, as plain floats, with its example count."""
-    from trainers.metrics import localization_scores
+def evaluate(model, dataset, info: pipelines.DatasetInfo, *, report: bool = False) -> dict:
+    """Metrics of a compiled model on a loaded split, as plain floats, with its example count.
 
+    ``report``: also the class report of `trainers.metrics.classification_report` under
+    ``"report"`` (per-class precision, recall and F1, the confusion matrix), and
+    ``top5_accuracy`` beside the others where there are more than 5 classes.
+    """
+    from trainers import metrics as scores
+
+    localize = task.head_of(model) == "localize"
     with naming_bad_files(f"evaluating on {info.split!r}", info):
         results = model.evaluate(dataset, return_dict=True, verbose=0)
-        if task.head_of(model) == "localize":
-            results.update(localization_scores(model, dataset))
+        predictions = scores.predict_split(model, dataset) if (localize or report) else None
+    if localize:
+        results.update(scores.localization_scores(predictions))
     metrics = {k: float(v) for k, v in results.items()}
     metrics["num_examples"] = info.num_examples
+    if report:
+        metrics["report"] = scores.classification_report(
+            predictions.true_classes, predictions.probabilities, info.class_names
+        )
+        if "top5_accuracy" in metrics["report"]:
+            metrics["top5_accuracy"] = metrics["report"].pop("top5_accuracy")
     return metrics
+
+
+def write_report_summary(path: str, report: dict, split: str) -> None:
+    """TensorBoard, at the end of a run: the confusion matrix as a picture and the class report as
+    a table (the Text and Images dashboards, under ``evaluation``)."""
+    import tensorflow as tf
+
+    from trainers import metrics as scores
+
+    names = report["class_names"]
+    header = "| class | precision | recall | f1 | support |\n|---|---|---|---|---|\n"
+    rows = "".join(
+        f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |\n"
+        for name, r in report["per_class"].items()
+    )
+    matrix = "| true \\ predicted | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
+    matrix += "".join(
+        f"| {name} | " + " | ".join(map(str, row)) + " |\n" for name, row in zip(names, report["confusion_matrix"])
+    )
+    writer = tf.summary.create_file_writer(path)
+    with writer.as_default():
+        image = scores.confusion_image(report["confusion_matrix"])
+        tf.summary.image(f"confusion matrix ({split}; rows: true class)", image[None], step=0)
+        tf.summary.text(f"class report ({split})", header + rows, step=0)
+        tf.summary.text(f"confusion matrix ({split})", matrix, step=0)
+    writer.close()
 
 
 def keep_best(model, config: TrainConfig, directory: RunDir, test) -> tuple[dict, dict | None]:

@@ -59,7 +59,7 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         directory = open_run_dir(config, strategy)
         if directory.read_state().get("finished") and not config.overwrite:
             recorded = read_json(directory.metrics_file, {})
-            metrics = {k: v for k, v in recorded.items() if k not in ("split", "final", "best")}
+            metrics = {k: v for k, v in recorded.items() if k not in ("split", "final", "best", "report")}
             return TrainResult(directory, metrics, model=None, already_finished=True)
         data = steps.load_data(config, strategy)
         run = steps.Run(config, strategy, directory, data, tuple(steps.phases(config)))
@@ -73,14 +73,17 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         if config.keep_best:  # the final weights measured, then the best epoch's put in their place
             final, record = steps.keep_best(model, config, directory, data.test)
             kept = {"final": final, "best": record}
-        metrics = steps.evaluate(model, *data.test) if data.test else {}
+        metrics = steps.evaluate(model, *data.test, report=True) if data.test else {}
+        report = metrics.pop("report", None)
         if metrics:
             logging.info("test metrics (%s): %s", config.test_split, metrics)
+        if report and directory.is_chief:
+            steps.write_report_summary(directory.evaluation_logs_dir, report, config.test_split)
         logging.info("final weights checksum: %s", steps.weights_checksum(model))
         # Listed in the manifest before they exist.
         directory.record(RunDir.MODEL, *([RunDir.EXPORT] if export else []), RunDir.METRICS)
         steps.export(model, directory, saved_model=export)
-        finish_run_dir(run, metrics, kept)
+        finish_run_dir(run, metrics, {**kept, **({"report": report} if report else {})})
         return TrainResult(directory, metrics, model)
     except RunDirError as error:
         raise ConfigError("model_dir", config.model_dir, str(error)) from None
@@ -147,8 +150,8 @@ def prepare_run_dir(run: steps.Run) -> None:
 
 
 def finish_run_dir(run: steps.Run, metrics: dict, kept: dict | None = None) -> None:
-    """metrics.json (with ``keep_best``: the kept epoch's record and the final weights' metrics
-    beside the kept weights' own), the run marked finished, the backups removed."""
+    """metrics.json (the class report; with ``keep_best``: the kept epoch's record and the final
+    weights' metrics beside the kept weights' own), the run marked finished, the backups removed."""
     directory = run.directory
     if directory.is_chief:
         write_json(directory.metrics_file, {"split": run.config.test_split, **metrics, **(kept or {})})

@@ -60,6 +60,8 @@ SETTINGS_FILE = "search.json"
 LOCK_FILE = ".zoo-search.lock"
 TUNER_DIR = "tuner"
 TRIALS_DIR = "trials"
+# With a pruner, each trial's HParams session also says after which epoch it was pruned (0: never).
+PRUNED_METRIC = "pruned_after_epoch"
 
 
 class SearchError(SettingError):
@@ -86,6 +88,91 @@ class TrialFailed(Exception):
     """Raised by ``run_trial``: this trial cannot finish; it is recorded as failed, the search goes on."""
 
 
+class TrialPruned(Exception):
+    """Raised by ``run_trial`` when the pruner stopped the trial after ``epoch`` epochs: it is
+    recorded as pruned (not failed), with ``metrics``, its last values, and is not resumed."""
+
+    def __init__(self, metrics: dict, epoch: int, reason: str):
+        super().__init__(reason)
+        self.metrics, self.epoch, self.reason = metrics, epoch, reason
+
+    def __reduce__(self):  # through a trial process's pipe
+        return TrialPruned, (self.metrics, self.epoch, self.reason)
+
+
+PRUNERS = ("none", "median")
+CURVE_FILE = "curve{execution}.json"  # in trials/<id>/: the objective after each epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class MedianPruner:
+    """Optuna's MedianPruner, for keras-tuner (which has none): stop a trial whose objective after
+    epoch k (k >= ``after``) is worse than the median of the finished trials' at epoch k.
+
+    Each execution of a trial records its objective after every epoch in
+    ``trials/<id>/curve<execution>.json`` (`record`); the search marks a trial's curves finished
+    when it completes, or pruned (`mark`). Only finished trials make the median, and only once
+    ``startup_trials`` of them reached epoch k (Optuna's ``n_startup_trials``); a pruned trial
+    never does. The files are the whole state: a search resumed after a kill prunes as before.
+    """
+
+    trials_dir: str
+    objective: str
+    maximize: bool
+    after: int = 1
+    startup_trials: int = 3
+
+    def _path(self, trial_id: str, execution: int) -> str:
+        return os.path.join(self.trials_dir, str(trial_id), CURVE_FILE.format(execution=execution))
+
+    def _curve(self, trial_id: str, execution: int) -> dict:
+        return durable.read_json(self._path(trial_id, execution), None) or {"status": "running", "values": {}}
+
+    def record(self, trial_id: str, execution: int, epoch: int, value: float) -> None:
+        """The objective after ``epoch`` (1-based) of this execution."""
+        curve = self._curve(trial_id, execution)
+        curve["values"][str(epoch)] = float(value)
+        durable.write_json(self._path(trial_id, execution), curve)
+
+    def mark(self, trial_id: str, executions: int, status: str) -> None:
+        """Mark the trial's curves ``finished`` (they make medians from now on) or ``pruned``."""
+        for execution in range(executions):
+            curve = self._curve(trial_id, execution)
+            if curve["values"] or status == "pruned":
+                durable.write_json(self._path(trial_id, execution), {**curve, "status": status})
+
+    def status(self, trial_id: str) -> str | None:
+        """``finished``, ``pruned`` or ``running`` as the trial's first curve says (None: no curve)."""
+        curve = durable.read_json(self._path(trial_id, 0), None)
+        return curve.get("status") if isinstance(curve, dict) else None
+
+    def median(self, trial_id: str, execution: int, epoch: int) -> float | None:
+        """The median objective of the other finished trials after ``epoch``, or None while fewer
+        than ``startup_trials`` of them have one."""
+        import statistics
+
+        values = []
+        for path in glob.glob(os.path.join(self.trials_dir, "*", CURVE_FILE.format(execution=execution))):
+            if os.path.basename(os.path.dirname(path)) == str(trial_id):
+                continue
+            curve = durable.read_json(path, None)
+            if isinstance(curve, dict) and curve.get("status") == "finished" and str(epoch) in curve["values"]:
+                values.append(float(curve["values"][str(epoch)]))
+        return statistics.median(values) if len(values) >= self.startup_trials else None
+
+    def should_prune(self, trial_id: str, execution: int, epoch: int, value: float) -> str | None:
+        """Why the trial stops after ``epoch`` with ``value`` (one line), or None to go on."""
+        if epoch < self.after:
+            return None
+        median = self.median(trial_id, execution, epoch)
+        if median is None:
+            return None
+        worse = value < median if self.maximize else value > median
+        if not worse:
+            return None
+        return f"pruned after epoch {epoch}: {self.objective}={value:.4g}, the finished trials' median {median:.4g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """Hyperband's share of a trial: train up to ``epochs``, continuing from the weights the
@@ -98,10 +185,11 @@ class Budget:
 
 @dataclasses.dataclass
 class SearchResult:
-    best: list  # keras_tuner Trials, best first
-    completed: int
+    best: list  # keras_tuner Trials that ran to the end, best first (not the pruned)
+    completed: int  # ran to the end
     failed: int
     is_chief: bool  # False on a worker of a distributed search (the chief reports)
+    pruned: int = 0  # stopped by the pruner (keras-tuner counts them completed, at their last value)
 
 
 # ------------------------------------------------------------------------------------- the space
@@ -319,6 +407,8 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         connection.send(("ok", function(*args)))
     except TrialFailed as error:
         connection.send(("failed", str(error)))
+    except TrialPruned as error:
+        connection.send(("pruned", error))
     except BaseException as error:  # noqa: BLE001  (everything the parent must hear about)
         if durable.disk_full(error):  # not the trial's fault: the search stops
             connection.send(("disk full", None))
@@ -361,6 +451,8 @@ def run_in_child(function, args) -> dict:
     kind, payload = outcome
     if kind == "failed":
         raise TrialFailed(payload)
+    if kind == "pruned":
+        raise payload
     if kind == "disk full":
         raise DiskFull()
     if kind == "error":
@@ -405,9 +497,9 @@ def _tuner_class():
     class TrialTuner(base_tuner.BaseTuner):
         """A keras-tuner tuner whose trials are run by a function of the caller."""
 
-        def __init__(self, oracle, declare, run_trial, directory, executions, metrics, isolate, **kwargs):
+        def __init__(self, oracle, declare, run_trial, directory, executions, metrics, isolate, pruner, **kwargs):
             self.run_function, self.executions, self.metric_names = run_trial, executions, metrics
-            self.isolate = isolate
+            self.isolate, self.pruner = isolate, pruner
             self.trials_dir = os.path.join(directory, TRIALS_DIR)
             # keras-tuner wraps ``declare`` as the hypermodel: its "model" is the settings dict.
             super().__init__(oracle, hypermodel=declare, directory=directory, project_name=TUNER_DIR, **kwargs)
@@ -424,11 +516,16 @@ def _tuner_class():
                 budget = Budget(values["tuner/epochs"], values["tuner/initial_epoch"], parent)
             session = os.path.join(self.trials_dir, trial.trial_id)
             write_session(session, trial)
-            runs = []
+            runs, pruned = [], None
             for execution in range(self.executions):
                 args = (trial.trial_id, session, settings, budget, execution)
                 try:
                     runs.append(run_in_child(self.run_function, args) if self.isolate else self.run_function(*args))
+                except TrialPruned as error:  # its last values stand for it; no further execution
+                    logging.warning("trial %s %s", trial.trial_id, error.reason)
+                    runs.append(error.metrics)
+                    pruned = error
+                    break
                 except TrialFailed as error:
                     logging.warning("trial %s failed: %s", trial.trial_id, error)
                     raise kt.errors.FailedTrialError(str(error)) from None
@@ -445,7 +542,11 @@ def _tuner_class():
             }
             # The metrics TensorBoard shows, and the objective: what a damaged trial.json is rebuilt from.
             kept = {*self.metric_names, getattr(self.oracle.objective, "name", None)}
-            write_session(session, trial, {k: v for k, v in metrics.items() if k in kept})
+            shown = {k: v for k, v in metrics.items() if k in kept}
+            if self.pruner is not None:
+                shown[PRUNED_METRIC] = float(pruned.epoch if pruned else 0)
+                self.pruner.mark(trial.trial_id, self.executions, "pruned" if pruned else "finished")
+            write_session(session, trial, shown)
             return metrics
 
         def on_trial_end(self, trial):
@@ -498,12 +599,18 @@ class Search:
         overwrite: bool = False,
         trial_process: bool = True,
         peer_timeout: float = 300,
+        pruner: MedianPruner | None = None,
     ):
         if tuner not in TUNERS:
             raise SearchError("tuner", tuner, f"accepted: {', '.join(TUNERS)}")
+        if pruner is not None and tuner == "hyperband":
+            raise SearchError(
+                "prune", "median", "Hyperband stops trials early itself; prune a random or bayesian search"
+            )
+        self.pruner = pruner
         self.directory = directory
         self.declare, self.run_trial = declare, run_trial
-        self.objective, self.metrics = objective, list(metrics)
+        self.objective, self.metrics = objective, list(metrics) + ([PRUNED_METRIC] if pruner else [])
         self.settings = {"tuner": tuner, **(settings or {})}
         self.overwrite = overwrite
         self.executions = executions_per_trial
@@ -683,6 +790,7 @@ class Search:
             self.executions,
             self.metrics,
             self.trial_process,
+            self.pruner,
             overwrite=False,
         )
         if self.tuner_kind != "hyperband" and hasattr(tuner.oracle, "max_trials"):
@@ -754,11 +862,13 @@ class Search:
             return SearchResult([], 0, 0, is_chief=False)
         oracle = tuner.oracle
         statuses = [trial.status for trial in oracle.trials.values()]
+        pruned = {t for t in oracle.trials if self.pruner is not None and self.pruner.status(t) == "pruned"}
         return SearchResult(
-            best=oracle.get_best_trials(len(oracle.trials)),
-            completed=statuses.count("COMPLETED"),
+            best=[t for t in oracle.get_best_trials(len(oracle.trials)) if t.trial_id not in pruned],
+            completed=statuses.count("COMPLETED") - len(pruned),
             failed=statuses.count("FAILED") + statuses.count("INVALID"),
             is_chief=True,
+            pruned=len(pruned),
         )
 
 

@@ -1,7 +1,9 @@
 """Hyperparameter search: the space, its overrides, HParams logging, resuming, failures, workers."""
 
 import dataclasses
+import functools
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -499,7 +501,8 @@ def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
         tune.run_trial(base, objective, 0, "0", str(tmp_path / "0"), settings, None, 0)
     # Six steps: the training loss itself becomes NaN, and the trainer stops.
     longer = dataclasses.replace(base, steps_per_epoch=None, train_split="train[:96]")
-    with pytest.raises(tuning.TrialFailed, match="loss became nan"):
+    # One line, the reason alone: no advice to rerun (a search does not resume a failed trial).
+    with pytest.raises(tuning.TrialFailed, match=r"^loss became nan at epoch 1, batch \d+; try a lower learning_rate$"):
         tune.run_trial(longer, objective, 0, "1", str(tmp_path / "1"), settings, None, 0)
 
 
@@ -584,3 +587,116 @@ def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path):
             continued.append(recorded)
             assert recorded.weights.endswith(os.path.join("execution0", "checkpoints", "train.weights.h5"))
     assert continued, "no trial continued from a parent"
+
+
+# ------------------------------------------------------------------------------------- pruning
+
+
+def test_the_median_pruner_compares_with_the_finished_trials_at_the_same_epoch(tmp_path):
+    pruner = tuning.MedianPruner(str(tmp_path), "val_accuracy", maximize=True, after=2, startup_trials=2)
+    for trial_id, values in (("a", [0.5, 0.7]), ("b", [0.4, 0.5]), ("c", [0.9, 0.95])):
+        for epoch, value in enumerate(values, start=1):
+            pruner.record(trial_id, 0, epoch, value)
+    pruner.mark("a", 1, "finished")
+    # One finished trial: too few for a median (startup_trials=2).
+    assert pruner.should_prune("x", 0, 2, 0.1) is None
+    pruner.mark("b", 1, "finished")
+    assert pruner.median("x", 0, 2) == pytest.approx(0.6)  # a and b; c still running
+    assert pruner.should_prune("x", 0, 1, 0.1) is None  # before prune_after
+    assert pruner.should_prune("x", 0, 2, 0.65) is None
+    assert pruner.should_prune("x", 0, 2, 0.55) == (
+        "pruned after epoch 2: val_accuracy=0.55, the finished trials' median 0.6"
+    )
+    assert pruner.median("x", 0, 3) is None  # no finished trial went that far
+    pruner.mark("c", 1, "pruned")
+    assert (pruner.status("a"), pruner.status("c"), pruner.status("x")) == ("finished", "pruned", None)
+    assert pruner.median("x", 0, 2) == pytest.approx(0.6)  # a pruned trial never makes the median
+    # A loss is pruned when above the median.
+    losses = tuning.MedianPruner(str(tmp_path), "val_loss", maximize=False, startup_trials=2)
+    assert losses.should_prune("x", 0, 2, 0.61) and not losses.should_prune("x", 0, 2, 0.59)
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_is_recorded_as_pruned_shown_with_its_last_value_and_not_resumed(tmp_path):
+    import keras_tuner as kt
+
+    calls = []
+    directory = tmp_path / "search"
+    pruner = tuning.MedianPruner(str(directory / "trials"), "val_accuracy", maximize=True, startup_trials=2)
+
+    def run_trial(trial_id, session, settings, budget, execution):
+        calls.append(trial_id)
+        value = {"0": 0.8, "1": 0.6, "2": 0.3, "3": 0.9}[trial_id]
+        for epoch in (1, 2):
+            pruner.record(trial_id, execution, epoch, value)
+            reason = pruner.should_prune(trial_id, execution, epoch, value)
+            if reason:
+                raise tuning.TrialPruned({"val_accuracy": value, "val_loss": 1 - value}, epoch, reason)
+        return {"val_accuracy": value, "val_loss": 1 - value}
+
+    def search(max_trials):
+        return tuning.Search(
+            str(directory),
+            lambda hp: {"rate": hp.Float("rate", 0.1, 1.0)},
+            run_trial,
+            objective=kt.Objective("val_accuracy", "max"),
+            max_trials=max_trials,
+            metrics=["val_accuracy", "val_loss"],
+            trial_process=False,
+            pruner=pruner,
+        )
+
+    result = search(4).run()
+    assert calls == ["0", "1", "2", "3"]
+    assert (result.completed, result.failed, result.pruned) == (3, 0, 1)
+    assert [t.trial_id for t in result.best] == ["3", "0", "1"]  # the pruned one is never the best
+    assert pruner.status("2") == "pruned" and pruner.status("1") == "finished"
+    # TensorBoard's HParams table: its last value, and after which epoch it was pruned.
+    _, metrics = tuning.read_session(str(directory / "trials" / "2"))
+    assert metrics == {"val_accuracy": pytest.approx(0.3), "val_loss": pytest.approx(0.7), "pruned_after_epoch": 1.0}
+    assert tuning.read_session(str(directory / "trials" / "0"))[1]["pruned_after_epoch"] == 0.0
+    # Resumed: the pruned trial is kept as it is, not run again.
+    calls.clear()
+    again = search(4).run()
+    assert calls == [] and (again.completed, again.pruned) == (3, 1)
+
+
+def test_prune_settings_that_cannot_work_are_one_line(tmp_path):
+    localize = TrainConfig(model_dir=str(tmp_path / "s"), model="resnet18", head="localize")
+    with pytest.raises(tuning.SearchError) as caught:
+        tune.check(localize, tune.TuneConfig(prune="median", objective="val_map_50"))
+    assert caught.value.flag_message().startswith(
+        "--prune=median: needs an objective that training logs after each epoch; val_map_50 is computed only"
+    )
+    with pytest.raises(tuning.SearchError, match="Hyperband stops trials early itself"):
+        tune.check(config(tmp_path), tune.TuneConfig(prune="median", tuner="hyperband"))
+    with pytest.raises(tuning.SearchError, match=r"^prune='mean': accepted: none, median$"):
+        tune.check(config(tmp_path), tune.TuneConfig(prune="mean"))
+
+
+@pytest.mark.slow
+def test_the_trainer_prunes_a_trial_below_the_median_after_its_epoch(tmp_path):
+    base = TrainConfig(
+        model="fashion_cnn",
+        image_size=16,
+        train_split="train[:64]",
+        validation_split="validation[:16]",
+        epochs=3,
+        batch_size=16,
+        adapt_steps=1,
+    )
+    objective = tune.objective_of(base, tune.TuneConfig())
+    pruner = tuning.MedianPruner(str(tmp_path), "val_accuracy", maximize=True, startup_trials=1)
+    pruner.record("0", 0, 1, 1.01)  # a finished trial no real one can beat after epoch 1
+    pruner.mark("0", 1, "finished")
+    with pytest.raises(tuning.TrialPruned) as caught:
+        tune.run_trial(base, objective, 0, "1", str(tmp_path / "1"), {}, None, 0, pruner=pruner)
+    assert caught.value.epoch == 1 and set(caught.value.metrics) == {"val_accuracy", "val_loss"}
+    assert caught.value.reason.startswith("pruned after epoch 1: val_accuracy=")
+    assert list(json.load(open(tmp_path / "1" / "curve0.json"))["values"]) == ["1"]  # one epoch trained
+    # Through a trial's process too (the exception crosses the pipe).
+    with pytest.raises(tuning.TrialPruned, match="pruned after epoch 1"):
+        tuning.run_in_child(
+            functools.partial(tune.run_trial, base, objective, 0, pruner=pruner),
+            ("3", str(tmp_path / "3"), {}, None, 0),
+        )

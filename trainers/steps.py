@@ -37,7 +37,12 @@ from zoo import compat
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, unreadable data met mid-epoch); the message says what to do."""
+    """Training cannot go on (a NaN loss, unreadable data met mid-epoch); the message says what to do.
+    ``reason``: what happened alone, without the advice about rerunning (for a search's trial)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 # ------------------------------------------------------------------------------------- strategy
@@ -527,7 +532,9 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
                 kept = "no epoch of this phase had finished (rerunning starts the phase again, from the last one's end)"
             else:
                 kept = "no epoch had finished, so there is nothing to resume from"
-            raise TrainingError(f"{error}; stopped, {kept}; try a lower learning_rate") from None
+            raise TrainingError(
+                f"{error}; stopped, {kept}; try a lower learning_rate", reason=f"{error}; try a lower learning_rate"
+            ) from None
 
 
 def run_phases(run: Run, build, model=None, extra_callbacks=()) -> object:

@@ -50,6 +50,9 @@ class TuneConfig:
     hyperband_factor: int = 3
     top: int = 5
     trial_process: bool = True
+    prune: str = "none"
+    prune_after: int = 1
+    prune_startup_trials: int = 3
 
 
 def default_objective(head: str) -> str:
@@ -81,6 +84,25 @@ def check(config: TrainConfig, tune: TuneConfig) -> None:
         )
     if tune.max_trials < 1 or tune.executions_per_trial < 1:
         raise tuning.SearchError("max_trials", tune.max_trials, "max_trials and executions_per_trial must be >= 1")
+    if tune.prune not in tuning.PRUNERS:
+        raise tuning.SearchError("prune", tune.prune, f"accepted: {', '.join(tuning.PRUNERS)}")
+    if tune.prune != "none":
+        objective = tune.objective or default_objective(config.head)
+        logged = [f"val_{name}" for name in _fit_logged(config.head)]
+        if objective not in logged:
+            raise tuning.SearchError(
+                "prune",
+                tune.prune,
+                f"needs an objective that training logs after each epoch; {objective} is computed only at the end "
+                f"(accepted: {', '.join(logged)})",
+            )
+        if tune.tuner == "hyperband":
+            raise tuning.SearchError(
+                "prune", tune.prune, "Hyperband stops trials early itself; prune a random or bayesian search"
+            )
+        for name in ("prune_after", "prune_startup_trials"):
+            if getattr(tune, name) < 1:
+                raise tuning.SearchError(name, getattr(tune, name), "must be at least 1")
 
 
 def declare_for(config: TrainConfig):
@@ -116,8 +138,39 @@ def trial_config(config: TrainConfig, settings: dict, directory: str, budget, ex
     return dataclasses.replace(trial, **changes)
 
 
-def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, settings, budget, execution) -> dict:
-    """Train one execution of a trial with the trainer's own steps; its validation metrics."""
+def pruning_callback(pruner: tuning.MedianPruner, trial_id: str, execution: int):
+    """A Keras callback that records the objective after each epoch and stops the trial
+    (`tuning.TrialPruned`, with the epoch's validation metrics) when ``pruner`` says so."""
+    import keras
+
+    class Prune(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            value = logs.get(pruner.objective)
+            if value is None or not math.isfinite(float(value)):
+                return  # a NaN is the NaN guard's and the trial's end: failed, not pruned
+            pruner.record(trial_id, execution, epoch + 1, float(value))
+            reason = pruner.should_prune(trial_id, execution, epoch + 1, float(value))
+            if reason:
+                metrics = {k: float(v) for k, v in logs.items() if k.startswith("val_")}
+                raise tuning.TrialPruned(metrics, epoch + 1, reason)
+
+    return Prune()
+
+
+def run_trial(
+    config: TrainConfig,
+    objective,
+    patience: int,
+    trial_id,
+    session,
+    settings,
+    budget,
+    execution,
+    pruner: tuning.MedianPruner | None = None,
+) -> dict:
+    """Train one execution of a trial with the trainer's own steps; its validation metrics.
+    ``pruner``: stop it (`tuning.TrialPruned`) when its objective falls below the median."""
     import keras
     import tensorflow as tf
 
@@ -125,7 +178,7 @@ def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, 
 
     directory = os.path.join(session, f"execution{execution}")
     monitored = objective.name if objective.name[len("val_") :] in _fit_logged(config.head) else "val_loss"
-    callbacks = []
+    callbacks = [pruning_callback(pruner, trial_id, execution)] if pruner is not None else []
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -134,8 +187,8 @@ def run_trial(config: TrainConfig, objective, patience: int, trial_id, session, 
         )
     try:
         result = train(trial_config(config, settings, directory, budget, execution), callbacks=callbacks, export=False)
-    except steps.TrainingError as error:  # a NaN loss
-        raise tuning.TrialFailed(str(error)) from None
+    except steps.TrainingError as error:  # a NaN loss: the reason alone (a search resumes no failed trial)
+        raise tuning.TrialFailed(error.reason or str(error)) from None
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         raise tuning.TrialFailed(f"out of memory ({type(error).__name__}); {error_line(error)}") from None
     except ConfigError as error:  # a combination the model cannot take (image too small for its depth)
@@ -160,10 +213,19 @@ def make_search(config: TrainConfig, tune: TuneConfig) -> tuning.Search:
     overrides = tuning.restrict(tuning.declared_space(declare), tune.fix, tune.space)
     epochs = config.finetune_epochs if config.two_phase else config.single_phase_epochs
     common = [line for line in config.flag_lines() if not line.startswith("--model_dir=")]
+    pruner = None
+    if tune.prune == "median":
+        pruner = tuning.MedianPruner(
+            os.path.join(config.model_dir, tuning.TRIALS_DIR),
+            objective.name,
+            objective.direction == "max",
+            after=tune.prune_after,
+            startup_trials=tune.prune_startup_trials,
+        )
     return tuning.Search(
         config.model_dir,
         declare,
-        functools.partial(run_trial, config, objective, tune.early_stopping_patience),
+        functools.partial(run_trial, config, objective, tune.early_stopping_patience, pruner=pruner),
         objective=objective,
         tuner=tune.tuner,
         overrides=overrides,
@@ -180,10 +242,12 @@ def make_search(config: TrainConfig, tune: TuneConfig) -> tuning.Search:
             "space": sorted(tune.space),
             "executions_per_trial": tune.executions_per_trial,
             "trials": common,
+            **({"prune": [tune.prune, tune.prune_after, tune.prune_startup_trials]} if tune.prune != "none" else {}),
         },
         overwrite=config.overwrite,
         trial_process=tune.trial_process,
         peer_timeout=config.peer_timeout,
+        pruner=pruner,
     )
 
 
@@ -223,6 +287,17 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_failed_trials", 3, "Stop the search after N failed trials in a row.", lower_bound=1)
     flags.DEFINE_integer("hyperband_factor", 3, "Hyperband: reduction factor between rounds.", lower_bound=2)
     flags.DEFINE_integer("top", 5, "Best trials shown at the end.", lower_bound=1)
+    flags.DEFINE_enum(
+        "prune",
+        "none",
+        list(tuning.PRUNERS),
+        "median: stop a trial whose objective after an epoch is worse than the median of the finished trials' "
+        "after the same epoch (Optuna's MedianPruner); pruned trials are recorded as pruned, not resumed.",
+    )
+    flags.DEFINE_integer("prune_after", 1, "--prune: the first epoch after which a trial may be pruned.", lower_bound=1)
+    flags.DEFINE_integer(
+        "prune_startup_trials", 3, "--prune: finished trials needed before any trial is pruned.", lower_bound=1
+    )
     flags.DEFINE_boolean(
         "trial_process",
         True,
@@ -261,7 +336,8 @@ def main(argv):
         print("worker: the search is done; the chief reports the results")
         return 0
     objective = search.objective.name
-    print(f"\n{result.completed} trial(s) completed, {result.failed} failed\n")
+    pruned = f", {result.pruned} pruned" if tune.prune != "none" else ""
+    print(f"\n{result.completed} trial(s) completed, {result.failed} failed{pruned}\n")
     print(tuning.best_table(result.best, objective, tune.top))
     finished = [trial for trial in result.best if trial.score is not None]
     if not finished:

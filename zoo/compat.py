@@ -210,7 +210,21 @@ def hparams_of(hyperparameters) -> dict:
     from keras_tuner.src.engine import tuner_utils
     from tensorboard.plugins.hparams import api as hparams_api
 
-    return tuner_utils.convert_hyperparams_to_hparams(hyperparameters, hparams_api)
+    converted = tuner_utils.convert_hyperparams_to_hparams(hyperparameters, hparams_api)
+    # keras-tuner lists a stepped Float's domain with np.arange and draws its values as
+    # min + k * step: TensorBoard would show dropout 0.30000000000000004. Both as declared.
+    tidy = {}
+    for hparam, value in converted.items():
+        domain = hparam.domain
+        if isinstance(domain, hparams_api.Discrete) and domain.dtype is float:
+            hparam = hparams_api.HParam(hparam.name, hparams_api.Discrete([_declared(v) for v in domain.values]))
+        tidy[hparam] = _declared(value) if isinstance(value, float) else value
+    return tidy
+
+
+def _declared(value: float) -> float:
+    """A float as a person would have written it: 12 significant digits (0.1 * 3 -> 0.3)."""
+    return float(f"{value:.12g}")
 
 
 def set_oracle_timeout(seconds: float) -> None:

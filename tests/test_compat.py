@@ -72,6 +72,20 @@ def test_keras_gradient_accumulation_still_fails_under_mirrored_strategy():
     assert compat.GRADIENT_ACCUMULATION_ISSUE == "keras-team/keras#20582"
 
 
+def test_kerass_augmentation_layers_still_take_no_tensor_seed():
+    """The policies run on the layers' own generators because of this (compat.KERAS_LAYER_SEEDS);
+    when a tensor seed works, this fails: drive them from the pipeline's per-element seeds."""
+    import tensorflow as tf
+
+    images = tf.zeros((2, 8, 8, 3))
+    for layer in (keras.layers.MixUp(), keras.layers.CutMix()):
+        with pytest.raises(
+            ValueError, match=r"^Argument `seed` must be either an integer|^The truth value of an array"
+        ):
+            layer.get_random_transformation(images, training=True, seed=tf.constant([1, 2]))
+    assert "not a tensor" in compat.KERAS_LAYER_SEEDS
+
+
 def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -327,12 +327,20 @@ def show_dataset(out: str, inputs, options: Options) -> list[str]:
     for index in range(len(images)):
         axis = figure.add_subplot(rows, columns, index + 1)
         image = images[index].numpy() / 255.0
-        _show(axis, image, info.class_names[int(labels[index])])
+        _show(axis, image, _label_title(labels[index].numpy(), info.class_names))
         if isinstance(targets, dict):
             _box(axis, targets["bbox"][index], image.shape[0], image.shape[1], "lime")
     augmented = f", augmented: {', '.join(options.augment)}" if options.augment else ", raw"
     figure.suptitle(f"{source} {split}{augmented}")
     return [_save(figure, out, "dataset")]
+
+
+def _label_title(label, class_names) -> str:
+    """A class id's name; mixed labels (mixup, cutmix) as their two shares, larger first."""
+    if np.ndim(label) == 0:
+        return class_names[int(label)]
+    shares = [(float(label[i]), class_names[i]) for i in np.argsort(-label)[:2] if label[i] > 0.005]
+    return " + ".join(f"{name} {share:.0%}" for share, name in shares)
 
 
 def _model_and_data(options: Options):

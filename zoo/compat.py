@@ -132,6 +132,14 @@ def ema_averages(optimizer) -> list:
 # graph"). Until it is fixed, the trainer refuses the combination in one line naming this issue.
 GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
 
+# Keras's image augmentation layers (RandAugment, RandomErasing, MixUp, CutMix) take no
+# per-example stateless seed: ``get_random_transformation(seed=...)`` goes through
+# ``keras.random.draw_seed``, which takes an int or a SeedGenerator, not a tensor, and RandAugment
+# draws its ops from its own generator whatever seed it is given. So `pipelines.ops.policy_batches`
+# runs them on their own seeded generators instead of the pipeline's per-element seeds (and in one
+# sequential map, so a seeded run draws the same). `tests/test_compat.py` pins this.
+KERAS_LAYER_SEEDS = "keras.random.draw_seed takes an int or a SeedGenerator, not a tensor"
+
 
 # `keras.callbacks.BackupAndRestore`'s files in its backup folder (keras/src/callbacks/
 # backup_and_restore.py): the weights and the epoch/batch reached, written in place, and with

@@ -779,6 +779,7 @@ class Search:
     def tuner(self):
         # Every state file keras-tuner writes, written whole or not at all (a kill, a full disk).
         compat.keras_tuner_saves_with(self._write_state)
+        compat.quiet_failed_trials()  # a failed trial is one line, not keras-tuner's traceback
         if is_chief():
             self.repair_state()
         oracle = make_oracle(self.tuner_kind, **self.oracle_args)

@@ -86,6 +86,23 @@ def test_kerass_augmentation_layers_still_take_no_tensor_seed():
     assert "not a tensor" in compat.KERAS_LAYER_SEEDS
 
 
+def test_keras_tuner_prints_failed_trials_tracebacks_unless_told_not_to():
+    """compat.quiet_failed_trials turns off keras-tuner's DEBUG, which prints each failed trial's
+    traceback; when that setting moves, this fails."""
+    import inspect
+
+    from keras_tuner.src import config
+    from keras_tuner.src.engine import base_tuner
+
+    assert "config_module.DEBUG" in inspect.getsource(base_tuner.BaseTuner._try_run_and_update_trial)
+    before = config.DEBUG
+    try:
+        compat.quiet_failed_trials()
+        assert config.DEBUG is False
+    finally:
+        config.DEBUG = before
+
+
 def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

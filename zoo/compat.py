@@ -235,6 +235,16 @@ def _declared(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def quiet_failed_trials() -> None:
+    """keras-tuner prints the whole traceback of every failed trial (``keras_tuner.src.config.DEBUG``
+    is True by default, and `BaseTuner._try_run_and_update_trial` then calls
+    ``traceback.print_exc()``): a search's trial that fails says so in one line instead (the
+    traceback stays in the trial's record, ``trial.message``)."""
+    from keras_tuner.src import config
+
+    config.DEBUG = False
+
+
 def set_oracle_timeout(seconds: float) -> None:
     """How long a distributed search's worker waits on each request to the chief's oracle.
 

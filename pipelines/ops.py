@@ -335,16 +335,14 @@ def policy_batches(
     `zoo.compat.KERAS_LAYER_SEEDS`), so this map is sequential: a seeded run draws the same
     policies from its start, but a resumed run draws anew.
     """
-    import keras
 
     def stream(op):
         return None if seed is None else (int(seed) * 7919 + op.stream) % 2**31
 
     layers = {op.name: op.layer(strengths[op.name], stream(op)) for op in policies}
     mixers = [op.name for op in policies if op.mixes_labels]
-    chooser = keras.random.SeedGenerator(None if seed is None else int(seed) + 1)
 
-    def apply(images, labels):
+    def apply(images, labels, coin_seed):
         if "randaugment" in layers:
             randaugment = layers["randaugment"]
             images = tf.map_fn(lambda image: randaugment(image, training=True), images)
@@ -360,10 +358,12 @@ def policy_batches(
 
         if len(mixers) == 1:
             return mix(mixers[0])
-        coin = keras.random.uniform((), seed=chooser) < 0.5
+        coin = tf.random.stateless_uniform([], coin_seed) < 0.5  # a stateless coin per batch
         return tf.cond(coin, lambda: mix(mixers[0]), lambda: mix(mixers[1]))
 
-    return dataset.map(apply)
+    coin_seeds = tf.data.Dataset.random(seed=stream(AUGMENTATIONS["cutmix"]), rerandomize_each_iteration=True)
+    batches = tf.data.Dataset.zip((dataset, coin_seeds.batch(2)))
+    return batches.map(lambda batch, coin_seed: apply(*batch, coin_seed))
 
 
 def crops_at_evaluation(augment) -> bool:

@@ -50,6 +50,17 @@ def hparams_records(directory):
     return found
 
 
+# One execution of a trial, as small as the trainer takes: the Fashion CNN on 64 shapes at 16 px.
+TINY_TRIAL = dict(
+    model="fashion_cnn",
+    image_size=16,
+    train_split="train[:64]",
+    validation_split="validation[:16]",
+    batch_size=16,
+    adapt_steps=1,
+)
+
+
 def config(tmp_path, **overrides):
     return TrainConfig(model_dir=str(tmp_path / "search"), model="fashion_cnn", **overrides)
 
@@ -485,16 +496,7 @@ def test_each_trial_runs_in_its_own_process_and_a_killed_one_is_a_failed_trial(t
 
 @pytest.mark.slow
 def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
-    base = TrainConfig(
-        model="fashion_cnn",
-        image_size=16,
-        train_split="train[:64]",
-        validation_split="validation[:16]",
-        epochs=1,
-        steps_per_epoch=1,
-        batch_size=16,
-        adapt_steps=1,
-    )
+    base = TrainConfig(**TINY_TRIAL, epochs=1, steps_per_epoch=1)
     objective = tune.objective_of(base, tune.TuneConfig())
     settings = {"optimizer": "sgd", "learning_rate": 1e30, "model_options": {"dropout": 0.0}}
     # One step at 1e30: its loss is taken before the update, so only the validation loss is not finite
@@ -678,15 +680,7 @@ def test_prune_settings_that_cannot_work_are_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_the_trainer_prunes_a_trial_below_the_median_after_its_epoch(tmp_path):
-    base = TrainConfig(
-        model="fashion_cnn",
-        image_size=16,
-        train_split="train[:64]",
-        validation_split="validation[:16]",
-        epochs=3,
-        batch_size=16,
-        adapt_steps=1,
-    )
+    base = TrainConfig(**TINY_TRIAL, epochs=3)
     objective = tune.objective_of(base, tune.TuneConfig())
     pruner = tuning.MedianPruner(str(tmp_path), "val_accuracy", maximize=True, startup_trials=1)
     pruner.record("0", 0, 1, 1.01)  # a finished trial no real one can beat after epoch 1

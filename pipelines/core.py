@@ -118,8 +118,9 @@ def load(
       augment: names from `zoo.common.AUGMENTATIONS`, as a sequence or comma-separated: crop and
         flip (per image, from the element's seed), then the policies randaugment, erase, mixup
         and cutmix (Keras's layers, on batches: `pipelines.ops.policy_batches`). A localize task
-        accepts only crop and flip (they move the box with the pixels). With mixup or cutmix the
-        training labels are class probabilities.
+        accepts only the ops that keep its box right: crop and flip (they move the box with the
+        pixels) and erase (it moves none). With mixup or cutmix the training labels are class
+        probabilities.
       augment_strength: a policy's strength by its name, each defaulting to
         `zoo.common.AUGMENT_STRENGTHS`: randaugment's magnitude and erase's probability in
         [0, 1], mixup's and cutmix's Beta alpha (> 0).

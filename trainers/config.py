@@ -103,7 +103,7 @@ class TrainConfig:
     augment: tuple[str, ...] = option(
         (),
         f"Training augmentations: {', '.join(AUGMENTATIONS)} (crop and flip per image; the policies Keras's "
-        "RandAugment, RandomErasing, MixUp and CutMix layers on batches; localize: crop and flip only).",
+        "RandAugment, RandomErasing, MixUp and CutMix layers on batches; localize: crop, flip, erase).",
         kind="list",
         choices=AUGMENTATIONS,
     )

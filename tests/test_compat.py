@@ -145,6 +145,13 @@ def test_keras_tuner_converts_hyperparameters_to_hparams_with_their_declared_dom
     assert by_name["optimizer"][1] == "adam"
     assert isinstance(by_name["optimizer"][0].domain, hparams_api.Discrete)
     assert set(by_name["optimizer"][0].domain.values) == {"sgd", "adam"}
+    # A stepped Float as declared: keras-tuner's np.arange gives 0.30000000000000004, and its
+    # values are drawn as min + k * step; TensorBoard shows 0.3.
+    hp = kt.HyperParameters()
+    hp.Float("dropout", 0.0, 0.6, step=0.1)
+    hp.values["dropout"] = 0.1 * 3
+    ((hparam, value),) = compat.hparams_of(hp).items()
+    assert hparam.domain.values == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6] and value == 0.3
 
 
 def test_keras_tuner_client_reads_its_timeout_from_the_module_constant():

@@ -89,7 +89,7 @@ def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_
         (dict(epochs=0), r"epochs=0: must be at least 1"),
         (dict(learning_rate=float("nan")), r"learning_rate=nan: must be a finite number"),
         (dict(momentum=float("inf")), r"momentum=inf: must be a finite number"),
-        (dict(model="resnet99"), r"model='resnet99': accepted: fashion_cnn, resnet18"),
+        (dict(model="resnet99"), r"model='resnet99': accepted: convnextbase, .*, fashion_cnn, .*, resnet18, "),
         (dict(augment="crop,rotate"), r"augment=\('crop', 'rotate'\): accepted: crop, flip"),
         (dict(loss_weights=(1, 2, 3)), r"loss_weights=\(1.0, 2.0, 3.0\): must be two non-negative numbers"),
         (dict(loss_weights="a,b"), r"loss_weights='a,b': must be two"),

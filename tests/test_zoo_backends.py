@@ -26,7 +26,8 @@ import zoo
 assert keras.backend.backend() == "jax", keras.backend.backend()
 out = {}
 sizes = {"fashion_cnn": (16, 16, 1), "xception": (71, 71, 3)}
-for name in zoo.names():
+from zoo.applications import table_names
+for name in sorted(set(zoo.names()) - set(table_names())):  # the table's rows: Keras's own code
     shape = sizes.get(name, (32, 32, 3))
     for head in ("classify", "localize") if name in ("fashion_cnn", "resnet18") else ("classify",):
         model = zoo.build(name, num_classes=3, input_shape=shape, head=head)
@@ -66,8 +67,10 @@ def test_every_zoo_model_builds_trains_and_reloads_under_the_jax_backend(tmp_pat
     line = [row for row in result.stdout.splitlines() if row.startswith("RESULT ")][-1]
     records = json.loads(line[len("RESULT ") :])
     import zoo
+    from zoo.applications import table_names
 
-    expected = [f"{n}/classify" for n in zoo.names()] + ["fashion_cnn/localize", "resnet18/localize"]
+    own = sorted(set(zoo.names()) - set(table_names()))
+    expected = [f"{n}/classify" for n in own] + ["fashion_cnn/localize", "resnet18/localize"]
     assert sorted(records) == sorted(expected)
     for key, record in records.items():
         assert record["same_prediction"] and record["finite"], (key, record)

@@ -1,10 +1,13 @@
-"""`python -m zoo [NAME ...]`: build registered models and print their summaries and sizes.
+"""`python -m zoo [NAME ...]`: the registered models, or the named ones built, with their sizes.
 
+`python -m zoo` (or `--list`) lists every model: its native input size, its backbone's parameters,
+where fine-tuning may start from, and what it is; nothing is built but the zoo's own small models.
+`python -m zoo NAME ...` builds the named models and prints their summaries and sizes.
 `python -m zoo NAME --layers` lists the backbone's layers with their index, trainable weights and
 output shape: the names `--unfreeze_from` accepts (the seed lists Xception's 132 the same way).
 
-Each model is built at its usual input size (224x224x3; 28x28x1 for fashion_cnn) with random
-weights: nothing is downloaded.
+A model is built at its native input size (224x224x3 where it has none; 28x28x1 for fashion_cnn)
+with random weights: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -24,23 +27,51 @@ def define_flags() -> None:
     flags.DEFINE_enum("head", "classify", list(HEADS), "Head to put on the backbone.")
     flags.DEFINE_boolean("summary", True, "Print each model's layer summary.")
     flags.DEFINE_boolean("layers", False, "List the backbone's layers (index, name, type), for --unfreeze_from.")
+    flags.DEFINE_boolean("list", False, "List every model (the default without NAME), building none of the large ones.")
 
 
 USUAL_INPUT = {"fashion_cnn": (28, 28, 1)}
 DEFAULT_INPUT = (224, 224, 3)
 
 
+def usual_input(name: str) -> tuple[int, int, int]:
+    import zoo
+
+    native = zoo.spec(name).native_size
+    return USUAL_INPUT.get(name, (native, native, 3) if native else DEFAULT_INPUT)
+
+
+def list_models() -> None:
+    """Every registered model, a line each, from the registry (a model is built only where its
+    parameter count is not recorded: the zoo's own small ones)."""
+    import zoo
+
+    print(f"{'model':<20} {'native input':<15} {'backbone params':>15}  {'unfreeze points':<16}  description")
+    for name in zoo.names():
+        spec = zoo.spec(name)
+        parameters = spec.parameters
+        if parameters is None:
+            model = zoo.build(name, num_classes=FLAGS.num_classes, input_shape=usual_input(name))
+            parameters = zoo.backbone_of(model).count_params()
+        points = str(len(spec.unfreeze_points)) if spec.unfreeze_points else "-"
+        shape = str(usual_input(name)) if spec.native_size or name in USUAL_INPUT else "any"
+        print(f"{name:<20} {shape:<15} {parameters:>15,}  {points:<16}  {spec.summary}")
+
+
 def main(argv):
     import zoo
 
-    requested = argv[1:] or zoo.names()
+    requested = argv[1:]
+    if FLAGS.list or not requested:
+        list_models()
+        return 0
     rows = []
     for name in requested:
         try:
             model = zoo.build(
                 name,
                 num_classes=FLAGS.num_classes,
-                input_shape=USUAL_INPUT.get(name, DEFAULT_INPUT),
+                input_shape=usual_input(name),
                 head=FLAGS.head,
             )
         except ValueError as error:
@@ -55,9 +86,9 @@ def main(argv):
         rows.append((name, model.input_shape[1:], model.count_params(), trainable, zoo.spec(name).summary))
     if not rows:
         return 0
-    print(f"\n{'model':<12} {'input':<15} {'parameters':>12} {'trainable':>12}  description")
+    print(f"\n{'model':<20} {'input':<15} {'parameters':>12} {'trainable':>12}  description")
     for name, shape, total, trainable, summary in rows:
-        print(f"{name:<12} {str(shape):<15} {total:>12,} {trainable:>12,}  {summary}")
+        print(f"{name:<20} {str(shape):<15} {total:>12,} {trainable:>12,}  {summary}")
     return 0
 
 

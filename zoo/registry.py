@@ -55,6 +55,8 @@ class ModelSpec:
     summary: str
     search_space: Callable | None = None
     unfreeze_points: tuple[str, ...] = ()
+    native_size: int | None = None  # the input side it was designed (and pretrained) at
+    parameters: int | None = None  # of its backbone, where known without building it
 
     def declare_space(self, hp) -> dict:
         """The model's hyperparameters, declared on ``hp`` (a `keras_tuner.HyperParameters`, or
@@ -84,6 +86,8 @@ def register(
     pretrained: bool = False,
     search_space: Callable | None = None,
     unfreeze_points: Sequence[str] = (),
+    native_size: int | None = None,
+    parameters: int | None = None,
 ):
     """Decorator: register ``builder`` under ``name``. A name can be registered only once.
 
@@ -91,6 +95,8 @@ def register(
     beside the builder it tunes (see `ModelSpec.declare_space`). It only calls ``hp``'s methods,
     so the zoo does not import keras-tuner. ``unfreeze_points`` name backbone layers that
     fine-tuning may start from (`unfreeze_backbone(from_layer=...)`), for a search to choose among.
+    ``native_size`` and ``parameters`` (of the backbone) are what `python -m zoo --list` shows
+    without building the model.
     """
 
     def decorator(builder):
@@ -109,6 +115,8 @@ def register(
             summary=doc[0] if doc else "",
             search_space=search_space,
             unfreeze_points=tuple(unfreeze_points),
+            native_size=native_size,
+            parameters=parameters,
         )
         return builder
 

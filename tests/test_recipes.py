@@ -245,7 +245,7 @@ def test_recipe_flag_lists_loads_and_is_overridden_on_the_command_line(tmp_path,
     assert [line.split()[0] for line in listing.splitlines()] == recipe_names()
     status, _, unknown = train_in_process(["--recipe=flowers", f"--model_dir={tmp_path / 'x'}"], capsys)
     assert status == 2 and unknown.strip().splitlines()[-1].startswith(
-        "error: --recipe=flowers: accepted: fashion_mnist_cnn, flowers_localize"
+        "error: --recipe=flowers: accepted: digits_cnn, digits_resnet18, fashion_mnist_cnn, flowers_localize"
     )
     # Flags given on the command line win, wherever they stand; the rest is the recipe's.
     model_dir = tmp_path / "run"

@@ -118,23 +118,25 @@ class SparseCrossentropyWithSmoothing(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-@keras.saving.register_keras_serializable(package="trainers")
-def class_accuracy(y_true, y_pred):
-    """Accuracy on class ids, or on class probabilities against their most likely class (the
-    larger share of a mixed example, as timm counts it)."""
+def _class_ids(y_true, y_pred):
+    """Class ids as they are, or the most likely class of class probabilities (the larger share
+    of a mixed example, as timm counts accuracy on mixed labels), flat."""
     ops = keras.ops
     if _soft_labels(y_true, y_pred):
         y_true = ops.argmax(y_true, axis=-1)
-    return keras.metrics.sparse_categorical_accuracy(ops.reshape(y_true, (-1,)), y_pred)
+    return ops.reshape(y_true, (-1,))
+
+
+@keras.saving.register_keras_serializable(package="trainers")
+def class_accuracy(y_true, y_pred):
+    """Accuracy on class ids or class probabilities (`_class_ids`)."""
+    return keras.metrics.sparse_categorical_accuracy(_class_ids(y_true, y_pred), y_pred)
 
 
 @keras.saving.register_keras_serializable(package="trainers")
 def class_top5_accuracy(y_true, y_pred):
     """`class_accuracy`'s top-5: the true (or most likely) class among the five highest scores."""
-    ops = keras.ops
-    if _soft_labels(y_true, y_pred):
-        y_true = ops.argmax(y_true, axis=-1)
-    return keras.metrics.sparse_top_k_categorical_accuracy(ops.reshape(y_true, (-1,)), y_pred, k=5)
+    return keras.metrics.sparse_top_k_categorical_accuracy(_class_ids(y_true, y_pred), y_pred, k=5)
 
 
 # --------------------------------------------------------------------------------------- mAP
@@ -359,12 +361,10 @@ def predict_split(model, dataset, max_batches: int | None = None) -> Predictions
     )
 
 
-def single_object_detections(model, dataset, max_batches: int | None = None, predictions: Predictions | None = None):
-    """``(ground_truth, detections)`` for `mean_average_precision` from a class + box model on
-    batches of ``(images, {"class", "bbox"})``: one object per image, and one detection (the
-    predicted box, labelled with the top class, whose probability is its score). ``predictions``:
-    from `predict_split` already (then ``model`` and ``dataset`` are not used)."""
-    predictions = predictions or predict_split(model, dataset, max_batches)
+def detections(predictions: Predictions):
+    """``(ground_truth, detections)`` for `mean_average_precision` from a class + box model's
+    `Predictions`: one object per image, and one detection (the predicted box, labelled with the
+    top class, whose probability is its score)."""
     truth, found = [], []
     for i, probabilities in enumerate(predictions.probabilities):
         truth.append({"boxes": predictions.true_boxes[i : i + 1], "classes": predictions.true_classes[i : i + 1]})
@@ -373,10 +373,15 @@ def single_object_detections(model, dataset, max_batches: int | None = None, pre
     return truth, found
 
 
+def single_object_detections(model, dataset, max_batches: int | None = None):
+    """`detections` of ``model`` on batches of ``(images, {"class", "bbox"})``."""
+    return detections(predict_split(model, dataset, max_batches))
+
+
 def localization_scores(predictions: Predictions) -> dict[str, float]:
     """``map_50`` (VOC 2007's 11-point AP at IoU 0.5) and ``map_coco`` (COCO's AP over IoU
-    0.50:0.05:0.95) of `single_object_detections`."""
-    truth, found = single_object_detections(None, None, predictions=predictions)
+    0.50:0.05:0.95) of `detections`."""
+    truth, found = detections(predictions)
     voc = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
     coco = mean_average_precision(truth, found, iou_thresholds=COCO_IOU_THRESHOLDS, recall_points=101)
     return {"map_50": voc.mean, "map_coco": coco.mean}
@@ -453,12 +458,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def row_shares(matrix) -> np.ndarray:
+    """The confusion matrix with each row divided by its class's support (0 for an absent class)."""
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+
+
 def confusion_image(matrix, cell: int = 16) -> np.ndarray:
     """The confusion matrix as an RGB uint8 picture for TensorBoard: each row normalized by its
     class's support, white (none) to dark blue (all), ``cell`` pixels a cell."""
-    matrix = np.asarray(matrix, dtype=float)
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    share = row_shares(matrix)
     white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
     image = white + share[..., None] * (blue - white)
     return np.kron(image, np.ones((cell, cell, 1))).astype(np.uint8)

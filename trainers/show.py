@@ -475,7 +475,7 @@ def show_pr(out: str, inputs, options: Options) -> list[str]:
 
 def show_confusion(out: str, inputs, options: Options) -> list[str]:
     """A saved model's confusion matrix on a split, and its class report printed."""
-    from trainers.metrics import classification_report, format_report, predict_split
+    from trainers.metrics import classification_report, format_report, predict_split, row_shares
 
     if inputs:
         raise UserError(f"confusion takes no INPUT, received {' '.join(inputs)}; give --model_path")
@@ -483,8 +483,7 @@ def show_confusion(out: str, inputs, options: Options) -> list[str]:
     predictions = predict_split(model, dataset)
     report = classification_report(predictions.true_classes, predictions.probabilities, info.class_names)
     matrix = np.asarray(report["confusion_matrix"])
-    support = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, support, out=np.zeros(matrix.shape), where=support > 0)
+    share = row_shares(matrix)
     figure = _figure("confusion")
     axis = figure.add_subplot(1, 1, 1)
     axis.imshow(share, cmap="Blues", vmin=0, vmax=1)

@@ -112,7 +112,9 @@ def load(
         Train-only datasets (tf_flowers) map ``validation``/``test`` to the seed's recipe.
       task: ``"classify"`` or ``"localize"`` (needs boxes: shapes, or a TFDS set with boxes).
       image_size: output (height, width) or one int for square; None keeps the source's size
-        (shapes: 64) and is an error for sources whose images differ in size.
+        (shapes: 64). For sources whose images differ in size, None is an error, except for
+        evaluation one image per batch (``batch_size=1``, not ``training``): each image then
+        keeps its own size (``info.image_shape`` is ``(None, None, channels)``).
       batch_size: the global batch size (split across replicas under ``input_context``).
       training: shuffle, drop the last partial batch, and apply ``augment``.
       augment: names from `zoo.common.AUGMENTATIONS`, as a sequence or comma-separated: crop and
@@ -296,12 +298,15 @@ def _resolve(
     )
 
     if size is None:
-        if resolved.image_shape is None:
+        if resolved.image_shape is not None:
+            size = tuple(resolved.image_shape[:2])
+        elif training or batch_size != 1:
             raise DataError(f"the images of {source!r} differ in size: pass image_size (e.g. 224) to resize them")
-        size = tuple(resolved.image_shape[:2])
+        else:  # one image per batch: each keeps its own size
+            size = (None, None)
     native = resolved.image_shape[:2] if resolved.image_shape else None
     crops = (training and any(a.window for a in augment)) or (not training and central_crop)
-    resize_to = None if (tuple(size) == native and not crops) else tuple(size)
+    resize_to = None if None in size or (tuple(size) == native and not crops) else tuple(size)
     info = DatasetInfo(
         source=source,
         split=split,

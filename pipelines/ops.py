@@ -57,6 +57,16 @@ def crop_box(box, offset_y, offset_x, crop_height, crop_width, height, width):
     return tf.clip_by_value((box * scale - offset) / window, 0.0, 1.0)
 
 
+def uncrop_box(box, offset_y, offset_x, crop_height, crop_width, height, width):
+    """`crop_box` undone: ``box`` (normalized to a crop window) in the full image's coordinates.
+    Boxes of any leading shape, e.g. a batch ``(batch, 4)``."""
+    to_float = lambda v: tf.cast(v, tf.float32)  # noqa: E731
+    scale = tf.stack([to_float(height), to_float(width), to_float(height), to_float(width)])
+    offset = tf.stack([to_float(offset_y), to_float(offset_x), to_float(offset_y), to_float(offset_x)])
+    window = tf.stack([to_float(crop_height), to_float(crop_width), to_float(crop_height), to_float(crop_width)])
+    return (tf.cast(box, tf.float32) * window + offset) / scale
+
+
 def central_crop_window(height, width):
     """The seed's `central_crop` window: trim a quarter of the excess of the longer side each way.
 

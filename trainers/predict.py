@@ -3,6 +3,7 @@
     python -m trainers.predict --model_path=runs/shapes [--top_k=3] IMAGE...
     python -m trainers.predict --model=resnet50 --weights=imagenet IMAGE...
     python -m trainers.predict --model=resnet50 --weights=imagenet --chapter_photos
+    python -m trainers.predict --model_path=runs/shapes/deploy/model-int8.tflite IMAGE...
 
 For each image, prints the top-K classes with their probabilities, the way the chapter prints
 `decode_predictions`, and the box ([ymin, xmin, ymax, xmax], normalized) for localize models.
@@ -10,6 +11,11 @@ Images are decoded, central-cropped or not, and resized to the model's input siz
 its own pixel scaling. The crop (--central_crop) defaults to what `trainers.evaluate` does with the
 same model: for a run directory, the run's test-time crop (on if it trained on random crops); for a
 bare .keras file, the trainer's default (off).
+
+--model_path may also be an artifact of `trainers.export` (a SavedModel folder, a .tflite or an
+.onnx file, with its .json beside it): each image is given to it whole, at its own size, and it
+preprocesses itself; the output is the same, boxes included (on the whole image, as they are for
+a run directory, whose boxes predicted on a crop are put back on the whole image).
 
 --model=resnet50 or xception predicts with the pretrained ImageNet classifier as the chapter does:
 the whole photo resized to the network's size (224 or 299; no crop unless --central_crop), JPEGs
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from trainers import cli, config
+from trainers import cli, config, export
 from trainers.cli import UserError
 from zoo.common import error_line
 
@@ -87,7 +93,7 @@ def build_pretrained(model: str, weights: str | None, image_size: int | None):
         ) from None
 
 
-def model_inputs(model, paths, central_crop: bool, pretrained: bool):
+def model_inputs(model, paths, central_crop: bool, pretrained: bool, windows: list | None = None):
     """The batch ``model`` is given for the image files ``paths``: decoded, central-cropped when
     asked, resized to the model's input size, raw pixels in [0, 255] (the model scales them
     itself). A ``pretrained`` ImageNet classifier sees JPEGs as Pillow decodes them, as in the
@@ -96,7 +102,7 @@ def model_inputs(model, paths, central_crop: bool, pretrained: bool):
 
     height, width, channels = model.input_shape[1:]
     try:
-        return pipelines.load_images(paths, (height, width), channels, central_crop, exact_jpeg=pretrained)
+        return pipelines.load_images(paths, (height, width), channels, central_crop, pretrained, windows)
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 
@@ -119,6 +125,10 @@ def main(argv):
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 
+    if FLAGS.model_path and export.is_artifact(FLAGS.model_path):
+        probabilities, boxes, names = predict_with_artifact(FLAGS.model_path, paths)
+        print_predictions(paths, probabilities, boxes, names)
+        return 0
     central_crop = FLAGS.central_crop
     names = None
     if FLAGS.model_path:
@@ -140,15 +150,61 @@ def main(argv):
                 names = read_class_names(FLAGS.class_names, IMAGENET_CLASSES)
             except ValueError as error:
                 raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
-    images = model_inputs(model, paths, central_crop, pretrained=bool(FLAGS.model))
+    windows = []
+    images = model_inputs(model, paths, central_crop, pretrained=bool(FLAGS.model), windows=windows)
     outputs = model.predict(images, verbose=0)
     probabilities = outputs["class"] if isinstance(outputs, dict) else outputs
-    boxes = outputs.get("bbox") if isinstance(outputs, dict) else None
+    boxes = None
+    if isinstance(outputs, dict):  # predicted on the crop: put back on the whole image, as an export does
+        from pipelines import ops
+
+        boxes = np.stack([ops.uncrop_box(box, *window).numpy() for box, window in zip(outputs["bbox"], windows)])
+    print_predictions(paths, probabilities, boxes, names, imagenet=bool(FLAGS.model))
+    return 0
+
+
+def predict_with_artifact(path: str, paths):
+    """Probabilities, boxes (or None) and class names of an exported model (`trainers.export`) for
+    the image files ``paths``, each given whole at its own size: the artifact preprocesses itself."""
+    import numpy as np
+
+    import pipelines
+    from trainers.saved import read_class_names
+
+    if FLAGS.central_crop is not None:
+        raise UserError(
+            f"--central_crop: {path} is an exported model, which crops (or not) as its run did; drop the flag"
+        )
+    try:
+        artifact = export.Artifact.open(path)
+    except export.ExportError as error:
+        raise UserError(f"--model_path={path}: {error}") from None
+    try:
+        outputs = [artifact(pipelines.load_images([p], None, artifact.channels, central_crop=False)) for p in paths]
+    except pipelines.DataError as error:
+        raise UserError(str(error)) from None
+    names = artifact.class_names
+    if FLAGS.class_names:
+        count = (outputs[0]["class"] if isinstance(outputs[0], dict) else outputs[0]).shape[-1]
+        try:
+            names = read_class_names(FLAGS.class_names, count)
+        except ValueError as error:
+            raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
+    if artifact.head == "classify":
+        return np.concatenate(outputs), None, names
+    return np.concatenate([o["class"] for o in outputs]), np.concatenate([o["bbox"] for o in outputs]), names
+
+
+def print_predictions(paths, probabilities, boxes, names, imagenet: bool = False) -> None:
+    """Each image's top-K classes (ImageNet's names by `decode_predictions` for a pretrained
+    classifier without --class_names) and its box."""
+    import numpy as np
+
     num_classes = probabilities.shape[-1]
     top_k = min(FLAGS.top_k, num_classes)
 
     decoded = None
-    if names is None and FLAGS.model and num_classes == IMAGENET_CLASSES:
+    if names is None and imagenet and num_classes == IMAGENET_CLASSES:
         import keras
 
         try:
@@ -166,7 +222,6 @@ def main(argv):
             print(f"  {class_id!s:<10} - {name:<12s} {probability * 100:.2f}%")
         if boxes is not None:
             print("  box [ymin, xmin, ymax, xmax] = [" + ", ".join(f"{v:.3f}" for v in boxes[index]) + "]")
-    return 0
 
 
 def entry_point():

@@ -316,3 +316,62 @@ def exit_now(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+# ------------------------------------------------------------------------------ export runtimes
+
+ONNX_CAPTURED_CONSTANTS = (
+    "keras.layers.Normalization keeps its adapted mean and variance as eager tensors, and tf2onnx "
+    "(through keras.Model.export(format='onnx')) turns a function's captured tensors into extra model inputs"
+)
+
+
+@contextlib.contextmanager
+def normalization_reads_variables(model):
+    """While in the block, every adapted `keras.layers.Normalization` in ``model`` reads its
+    ``adapt_mean`` / ``adapt_variance`` variables instead of the eager tensors ``finalize_state``
+    made of them (``ONNX_CAPTURED_CONSTANTS``): a traced function then reads variables, which
+    tf2onnx freezes into constants, rather than capturing tensors it would make inputs of.
+
+    Only for layers whose kept axes are the trailing ones, where the variables broadcast against
+    the input as the reshaped tensors do (the zoo's per-pixel and per-channel standardization)."""
+    import keras
+
+    swapped = []
+    for layer in nested_layers(model):
+        if not isinstance(layer, keras.layers.Normalization) or layer.input_mean is not None or not layer.built:
+            continue
+        kept = tuple(layer.adapt_mean.shape)
+        if tuple(layer._broadcast_shape[len(layer._broadcast_shape) - len(kept) :]) != kept:
+            continue
+        swapped.append((layer, layer.mean, layer.variance))
+        # object.__setattr__: Keras's attribute tracking would add the variables a second time.
+        object.__setattr__(layer, "mean", layer.adapt_mean)
+        object.__setattr__(layer, "variance", layer.adapt_variance)
+    try:
+        yield len(swapped)
+    finally:
+        for layer, mean, variance in swapped:
+            object.__setattr__(layer, "mean", mean)
+            object.__setattr__(layer, "variance", variance)
+
+
+TFLITE_INTERPRETER_DEPRECATED = "tf.lite.Interpreter warns that it moves to the ai_edge_litert package"
+
+
+def tflite_interpreter(path: str):
+    """A TFLite interpreter for the model file ``path``: LiteRT's (``ai_edge_litert``) where it is
+    installed, else TensorFlow's ``tf.lite.Interpreter``, whose deprecation warning
+    (``TFLITE_INTERPRETER_DEPRECATED``) is silenced: it still runs every model the converter
+    writes, Select TF ops included."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            return tf.lite.Interpreter(model_path=path)
+    return Interpreter(model_path=path)

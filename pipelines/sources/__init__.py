@@ -16,6 +16,7 @@ from pipelines.sources.folders import check_image_file, folder_source, inspect_i
 from pipelines.sources.tfds import tfds_source
 
 __all__ = [
+    "DRAWN",
     "SYNTHETIC",
     "Source",
     "absolute_ranges",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 DIR_PREFIX = "dir:"
+# The sources that draw their images at the size asked for: they have no size of their own.
+DRAWN = ("shapes", SYNTHETIC)
 
 
 def resolve(

@@ -220,3 +220,61 @@ def test_keras_tuner_writes_every_state_file_through_the_writer_we_give(tmp_path
         list(written) == [str(tmp_path / "trial.json")] and '"trial_id": "7"' in written[str(tmp_path / "trial.json")]
     )
     assert not os.path.exists(tmp_path / "trial.json")  # nothing written behind the writer's back
+
+
+def test_keras_normalization_still_keeps_its_statistics_as_eager_tensors():
+    # zoo.compat.normalization_reads_variables exists because of this (ONNX_CAPTURED_CONSTANTS).
+    layer = keras.layers.Normalization(axis=-1)
+    layer.adapt(np.arange(12, dtype=np.float32).reshape(4, 3))
+    assert not isinstance(layer.mean, keras.Variable)
+    from zoo.compat import nested_layers, normalization_reads_variables
+
+    model = keras.Sequential([keras.Input((3,)), layer])
+    expected = (1 - np.array([4.5, 5.5, 6.5])) / np.sqrt(11.25)  # the columns' mean and variance
+    np.testing.assert_allclose(model(np.ones((1, 3))), [expected], atol=1e-5)
+    with normalization_reads_variables(model) as swapped:
+        assert swapped == 1 and layer.mean is layer.adapt_mean
+        np.testing.assert_allclose(model(np.ones((1, 3))), [expected], atol=1e-5)
+    assert not isinstance(layer.mean, keras.Variable)
+    assert layer in nested_layers(model)
+
+
+@pytest.mark.slow
+def test_tf2onnx_turns_a_normalizations_eager_statistics_into_inputs_unless_they_read_variables(tmp_path):
+    import onnxruntime
+
+    from zoo.compat import normalization_reads_variables
+
+    layer = keras.layers.Normalization(axis=-1)
+    layer.adapt(np.arange(12, dtype=np.float32).reshape(4, 3))
+    model = keras.Sequential([keras.Input((3,)), layer])
+    model(np.ones((1, 3), np.float32))
+    model.export(str(tmp_path / "plain.onnx"), format="onnx", verbose=False)
+    plain = onnxruntime.InferenceSession(str(tmp_path / "plain.onnx"), providers=["CPUExecutionProvider"])
+    assert len(plain.get_inputs()) > 1  # upstream: the mean and variance became inputs
+    with normalization_reads_variables(model):
+        model.export(str(tmp_path / "fixed.onnx"), format="onnx", verbose=False)
+    fixed = onnxruntime.InferenceSession(str(tmp_path / "fixed.onnx"), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in fixed.get_inputs()]
+    (got,) = fixed.run(None, {name: np.ones((1, 3), np.float32)})
+    np.testing.assert_allclose(got, model(np.ones((1, 3))), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tf_lite_interpreter_still_warns_that_it_moves_and_our_interpreter_runs_quietly(tmp_path):
+    import warnings
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "dense.tflite")
+    model.export(path, format="litert", verbose=False)
+    import tensorflow as tf
+
+    with pytest.warns(UserWarning, match="tf.lite.Interpreter is deprecated"):
+        tf.lite.Interpreter(model_path=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        interpreter = compat.tflite_interpreter(path)
+    runner = interpreter.get_signature_runner()
+    (name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
+    (got,) = runner(**{name: np.ones((1, 3), np.float32)}).values()
+    np.testing.assert_allclose(got, model(np.ones((1, 3))), atol=1e-5)

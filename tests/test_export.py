@@ -16,7 +16,7 @@ import trainers.training
 import zoo
 from pipelines import ops, shapes
 from tests.conftest import TINY
-from trainers import export
+from trainers import deploy, export
 from trainers.config import TrainConfig
 from trainers.saved import open_saved
 
@@ -68,39 +68,39 @@ def localize_run(tmp_path_factory):
     ],
 )
 def test_a_bad_request_is_one_line_naming_the_value(format, quantize, outputs, head, message):
-    with pytest.raises(export.ExportError) as caught:
-        export.check_request(format, quantize, outputs, head)
+    with pytest.raises(deploy.ExportError) as caught:
+        deploy.check_request(format, quantize, outputs, head)
     assert str(caught.value) == message
 
 
 def test_outputs_default_to_what_the_model_has_and_may_drop_the_box():
-    assert export.check_request("onnx", "none", None, "localize") == ("class", "bbox")
-    assert export.check_request("onnx", "none", "class", "localize") == ("class",)
-    assert export.check_request("onnx", "none", None, "classify") == ("class",)
+    assert deploy.check_request("onnx", "none", None, "localize") == ("class", "bbox")
+    assert deploy.check_request("onnx", "none", "class", "localize") == ("class",)
+    assert deploy.check_request("onnx", "none", None, "classify") == ("class",)
 
 
 def test_names_of_artifacts_and_of_those_that_failed_their_check(tmp_path):
     model = str(tmp_path / "run" / "model.keras")
-    deploy = str(tmp_path / "run" / "deploy")
-    assert export.default_output(model, "tflite", "int8") == os.path.join(deploy, "model-int8.tflite")
-    assert export.default_output(model, "tflite") == os.path.join(deploy, "model.tflite")
-    assert export.default_output(model, "saved_model") == os.path.join(deploy, "saved_model")
-    assert export.failed_name("/d/model-int8.tflite") == "/d/model-int8.failed-check.tflite"
-    assert export.failed_name("/d/saved_model/") == "/d/saved_model.failed-check"
-    assert export.sidecar("/d/saved_model/") == "/d/saved_model.json"
+    folder = str(tmp_path / "run" / "deploy")
+    assert deploy.default_output(model, "tflite", "int8") == os.path.join(folder, "model-int8.tflite")
+    assert deploy.default_output(model, "tflite") == os.path.join(folder, "model.tflite")
+    assert deploy.default_output(model, "saved_model") == os.path.join(folder, "saved_model")
+    assert deploy.failed_name("/d/model-int8.tflite") == "/d/model-int8.failed-check.tflite"
+    assert deploy.failed_name("/d/saved_model/") == "/d/saved_model.failed-check"
+    assert deploy.sidecar("/d/saved_model/") == "/d/saved_model.json"
 
 
 def test_an_existing_path_that_is_not_ours_is_never_overwritten(tmp_path):
     theirs = tmp_path / "model.tflite"
     theirs.write_bytes(b"someone's model")
-    with pytest.raises(export.ExportError, match=r"exists and is not an artifact of trainers.export"):
-        export.check_destination(str(theirs))
+    with pytest.raises(deploy.ExportError, match=r"exists and is not an artifact of trainers.export"):
+        deploy.check_destination(str(theirs))
     (tmp_path / "model.tflite.json").write_text(json.dumps({"producer": "someone else"}))
-    with pytest.raises(export.ExportError):
-        export.check_destination(str(theirs))
-    (tmp_path / "model.tflite.json").write_text(json.dumps({"producer": export.PRODUCER}))
-    export.check_destination(str(theirs))  # ours: may be replaced
-    export.check_destination(str(tmp_path / "free.onnx"))
+    with pytest.raises(deploy.ExportError):
+        deploy.check_destination(str(theirs))
+    (tmp_path / "model.tflite.json").write_text(json.dumps({"producer": deploy.PRODUCER}))
+    deploy.check_destination(str(theirs))  # ours: may be replaced
+    deploy.check_destination(str(tmp_path / "free.onnx"))
     assert theirs.read_bytes() == b"someone's model"
 
 
@@ -119,7 +119,7 @@ def test_uncrop_box_undoes_crop_box():
 def test_the_deployable_model_crops_resizes_and_puts_the_box_back_as_the_pipeline_does():
     model = zoo.build("fashion_cnn", num_classes=3, input_shape=(24, 24, 3), head="localize")
     raw = np.random.default_rng(0).uniform(0, 255, (1, 40, 64, 3)).astype(np.float32)  # wider than tall
-    wrapped = export.deployable(model, central_crop=True, outputs=("class", "bbox"))
+    wrapped = deploy.deployable(model, central_crop=True, outputs=("class", "bbox"))
     got = wrapped(raw)
     # The evaluation pipeline's way: the central crop, then the resize, then the model.
     cropped, _ = ops.central_crop(raw[0])
@@ -129,7 +129,7 @@ def test_the_deployable_model_crops_resizes_and_puts_the_box_back_as_the_pipelin
     window = ops.central_crop_window(40, 64)
     np.testing.assert_allclose(got["bbox"], ops.uncrop_box(expected["bbox"], *window, 40, 64), atol=1e-5)
     assert int(window[3]) < 64  # the crop did trim: the box really moved
-    plain = export.deployable(model, central_crop=False, outputs=("class",))
+    plain = deploy.deployable(model, central_crop=False, outputs=("class",))
     assert set(plain(raw)) == {"class"}
 
 
@@ -139,7 +139,7 @@ def test_a_mixed_precision_model_is_exported_from_a_float32_copy():
         model = zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3))
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    copy = export.float32_copy(model)
+    copy = deploy.float32_copy(model)
     assert copy is not model
     assert {layer.dtype_policy.name for layer in copy._flatten_layers() if hasattr(layer, "dtype_policy")} == {
         "float32"
@@ -147,7 +147,7 @@ def test_a_mixed_precision_model_is_exported_from_a_float32_copy():
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(copy(images), model(images), atol=2e-2)
     plain = zoo.build("fashion_cnn", num_classes=3, input_shape=(16, 16, 1))
-    assert export.float32_copy(plain) is plain
+    assert deploy.float32_copy(plain) is plain
 
 
 # ------------------------------------------------------------------------------- end to end
@@ -157,12 +157,12 @@ def test_a_mixed_precision_model_is_exported_from_a_float32_copy():
 @pytest.mark.parametrize("format, quantize", [("saved_model", "none"), ("tflite", "int8"), ("onnx", "none")])
 def test_each_format_is_written_checked_by_running_it_and_predicts(localize_run, format, quantize, tmp_path):
     output = str(tmp_path / {"saved_model": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[format])
-    result = export.export(
+    result = deploy.export(
         localize_run, format, output=output, quantize=quantize, calibration_steps=1, progress=lambda line: None
     )
     assert result.path == output and os.path.exists(output) and result.passed
-    meta = json.load(open(export.sidecar(output)))
-    assert meta["producer"] == export.PRODUCER and meta["outputs"] == ["class", "bbox"]
+    meta = json.load(open(deploy.sidecar(output)))
+    assert meta["producer"] == deploy.PRODUCER and meta["outputs"] == ["class", "bbox"]
     assert meta["central_crop"] is True and meta["check"]["examples"] == 16 and meta["check"]["passed"]
     check = result.check
     assert 0 <= check.accuracy <= 1 and 0 <= check.box_iou <= 1 and check.seconds_per_image > 0
@@ -171,10 +171,10 @@ def test_each_format_is_written_checked_by_running_it_and_predicts(localize_run,
 
     # The artifact, loaded in its runtime, on an image of another size than the model's.
     image = shapes.render(3, height=48, width=80)["image"]
-    artifact = export.Artifact.open(output)
+    artifact = deploy.Artifact.open(output)
     got = artifact(np.asarray(image, np.float32)[None])
     saved = open_saved(localize_run)
-    expected = export.deployable(saved.model, central_crop=True, outputs=("class", "bbox"))(
+    expected = deploy.deployable(saved.model, central_crop=True, outputs=("class", "bbox"))(
         np.asarray(image, np.float32)[None]
     )
     np.testing.assert_allclose(got["class"], expected["class"], atol=tolerance)
@@ -247,9 +247,9 @@ def test_an_artifact_that_loses_accuracy_is_kept_under_a_name_saying_so(localize
     """A conversion that loses 3 points, simulated by the check's result (the check itself is run
     for real in the tests above): exit status 1, the artifact under its failed-check name, and a
     good artifact already at the path left as it was."""
-    real_check = export.check
+    real_check = deploy.check
 
-    def losing(artifact, saved, split, max_accuracy_drop=export.DEFAULT_MAX_ACCURACY_DROP):
+    def losing(artifact, saved, split, max_accuracy_drop=deploy.DEFAULT_MAX_ACCURACY_DROP):
         result = real_check(artifact, saved, split, max_accuracy_drop)
         return dataclasses.replace(result, keras_accuracy=0.9, accuracy=0.87)
 
@@ -259,7 +259,7 @@ def test_an_artifact_that_loses_accuracy_is_kept_under_a_name_saying_so(localize
     )
     assert status == 0 and os.path.exists(output)
     good = open(output, "rb").read()
-    monkeypatch.setattr(export, "check", losing)
+    monkeypatch.setattr(deploy, "check", losing)
     argv = [f"--model_path={localize_run}", "--format=tflite", "--quantize=dynamic", f"--output={output}"]
     status, out, err = export_in_process(argv, capsys)
     failed = str(tmp_path / "model.failed-check.tflite")
@@ -269,45 +269,7 @@ def test_an_artifact_that_loses_accuracy_is_kept_under_a_name_saying_so(localize
         f"--max_accuracy_drop=1); kept as {failed}"
     )
     assert os.path.exists(failed) and open(output, "rb").read() == good
-    meta = json.load(open(export.sidecar(failed)))
+    meta = json.load(open(deploy.sidecar(failed)))
     assert meta["check"]["passed"] is False and meta["quantization"] == "dynamic"
     status, _, _ = export_in_process([*argv, "--max_accuracy_drop=5"], capsys)
     assert status == 0 and open(output, "rb").read() != good  # ours: replaced
-
-
-def test_compat_keras_normalization_still_keeps_its_statistics_as_eager_tensors():
-    # zoo.compat.normalization_reads_variables exists because of this (ONNX_CAPTURED_CONSTANTS).
-    layer = keras.layers.Normalization(axis=-1)
-    layer.adapt(np.arange(12, dtype=np.float32).reshape(4, 3))
-    assert not isinstance(layer.mean, keras.Variable)
-    from zoo.compat import nested_layers, normalization_reads_variables
-
-    model = keras.Sequential([keras.Input((3,)), layer])
-    expected = (1 - np.array([4.5, 5.5, 6.5])) / np.sqrt(11.25)  # the columns' mean and variance
-    np.testing.assert_allclose(model(np.ones((1, 3))), [expected], atol=1e-5)
-    with normalization_reads_variables(model) as swapped:
-        assert swapped == 1 and layer.mean is layer.adapt_mean
-        np.testing.assert_allclose(model(np.ones((1, 3))), [expected], atol=1e-5)
-    assert not isinstance(layer.mean, keras.Variable)
-    assert layer in nested_layers(model)
-
-
-@pytest.mark.slow
-def test_compat_tf2onnx_turns_a_normalizations_eager_statistics_into_inputs_unless_they_read_variables(tmp_path):
-    import onnxruntime
-
-    from zoo.compat import normalization_reads_variables
-
-    layer = keras.layers.Normalization(axis=-1)
-    layer.adapt(np.arange(12, dtype=np.float32).reshape(4, 3))
-    model = keras.Sequential([keras.Input((3,)), layer])
-    model(np.ones((1, 3), np.float32))
-    model.export(str(tmp_path / "plain.onnx"), format="onnx", verbose=False)
-    plain = onnxruntime.InferenceSession(str(tmp_path / "plain.onnx"), providers=["CPUExecutionProvider"])
-    assert len(plain.get_inputs()) > 1  # upstream: the mean and variance became inputs
-    with normalization_reads_variables(model):
-        model.export(str(tmp_path / "fixed.onnx"), format="onnx", verbose=False)
-    fixed = onnxruntime.InferenceSession(str(tmp_path / "fixed.onnx"), providers=["CPUExecutionProvider"])
-    (name,) = [i.name for i in fixed.get_inputs()]
-    (got,) = fixed.run(None, {name: np.ones((1, 3), np.float32)})
-    np.testing.assert_allclose(got, model(np.ones((1, 3))), atol=1e-5)

@@ -17,7 +17,14 @@ PACKAGES = ("zoo", "pipelines", "trainers")
 # Lower layers never import higher ones: zoo <- pipelines <- trainers.
 LAYER = {"zoo": 0, "pipelines": 1, "trainers": 2}
 # The command-line programs: thin, over the library; none imports another.
-PROGRAMS = {"trainers.train", "trainers.tune", "trainers.evaluate", "trainers.predict", "trainers.show"}
+PROGRAMS = {
+    "trainers.train",
+    "trainers.tune",
+    "trainers.evaluate",
+    "trainers.predict",
+    "trainers.show",
+    "trainers.export",
+}
 # Modules every package may import, so they load no framework when imported.
 FRAMEWORK_FREE = {"zoo.common", "zoo.compat", "pipelines.errors"}
 FRAMEWORKS = ("keras", "tensorflow", "tensorflow_datasets", "keras_tuner", "jax", "torch")

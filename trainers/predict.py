@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from trainers import cli, config, export
+from trainers import cli, config, deploy
 from trainers.cli import UserError
 from zoo.common import error_line
 
@@ -125,7 +125,7 @@ def main(argv):
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 
-    if FLAGS.model_path and export.is_artifact(FLAGS.model_path):
+    if FLAGS.model_path and deploy.is_artifact(FLAGS.model_path):
         probabilities, boxes, names = predict_with_artifact(FLAGS.model_path, paths)
         print_predictions(paths, probabilities, boxes, names)
         return 0
@@ -176,8 +176,8 @@ def predict_with_artifact(path: str, paths):
             f"--central_crop: {path} is an exported model, which crops (or not) as its run did; drop the flag"
         )
     try:
-        artifact = export.Artifact.open(path)
-    except export.ExportError as error:
+        artifact = deploy.Artifact.open(path)
+    except deploy.ExportError as error:
         raise UserError(f"--model_path={path}: {error}") from None
     try:
         outputs = [artifact(pipelines.load_images([p], None, artifact.channels, central_crop=False)) for p in paths]

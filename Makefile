@@ -58,8 +58,10 @@ demo: install
 	$(BIN)/python -m trainers.evaluate --model_path=$(DEMO_DIR) --dataset=shapes --split=test
 	$(BIN)/python -m pipelines.shapes $(DEMO_DIR)/samples 4
 	$(BIN)/python -m trainers.predict --model_path=$(DEMO_DIR) $(DEMO_DIR)/samples/*.png
+	$(BIN)/python -m trainers.export --model_path=$(DEMO_DIR) --format=tflite --quantize=int8
 	@echo
 	@echo "Model:       $(DEMO_DIR)/model.keras   (SavedModel: $(DEMO_DIR)/export)"
+	@echo "For phones:  $(DEMO_DIR)/deploy/model-int8.tflite (raw pixels in, checked above)"
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(DEMO_DIR)/logs"
 
 clean:

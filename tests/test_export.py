@@ -73,6 +73,15 @@ def test_a_bad_request_is_one_line_naming_the_value(format, quantize, outputs, h
     assert str(caught.value) == message
 
 
+def test_an_artifact_file_must_be_named_as_its_format_is():
+    with pytest.raises(deploy.ExportError) as caught:
+        deploy.check_output_name("out/model.bin", "tflite")
+    assert str(caught.value) == "--output=out/model.bin: a tflite artifact's name must end in .tflite"
+    with pytest.raises(deploy.ExportError, match=r"must end in \.onnx"):
+        deploy.check_output_name("model.tflite", "onnx")
+    deploy.check_output_name("anything", "saved_model")  # a folder
+
+
 def test_outputs_default_to_what_the_model_has_and_may_drop_the_box():
     assert deploy.check_request("onnx", "none", None, "localize") == ("class", "bbox")
     assert deploy.check_request("onnx", "none", "class", "localize") == ("class",)

@@ -117,6 +117,16 @@ def check_request(format: str, quantize: str, outputs, head: str | None = None) 
     return outputs
 
 
+EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}  # Keras's LiteRT exporter refuses any other
+
+
+def check_output_name(path: str, format: str) -> None:
+    """ExportError when ``path`` does not end as a ``format`` file must."""
+    extension = EXTENSIONS.get(format)
+    if extension and not os.path.normpath(path).endswith(extension):
+        raise ExportError(f"--output={path}: a {format} artifact's name must end in {extension}")
+
+
 def check_destination(path: str) -> None:
     """ExportError unless ``path`` is free or holds one of our artifacts (which may be replaced)."""
     if os.path.lexists(path) and read_sidecar(path) is None:
@@ -289,38 +299,42 @@ INSTALL_HINT = "pip install 'keras-zoo-trainers[export]' (tf2onnx, onnx, onnxrun
 
 
 def _write(model, format: str, path: str, quantize: str, calibration) -> None:
-    """``model`` written by Keras's exporter as ``format`` at ``path`` (a new path)."""
+    """``model`` written by Keras's exporter as ``format`` at ``path`` (a new path); ExportError
+    naming the exporter and the versions when it fails."""
     import keras
+    import tensorflow as tf
 
+    options, shim = {}, contextlib.nullcontext()
     if format == "saved_model":
-        model.export(path, format="tf_saved_model", verbose=False)
-        return
-    if format == "tflite":
-        import tensorflow as tf
-
-        options = {}
+        options["format"] = "tf_saved_model"
+    elif format == "tflite":
+        options["format"] = "litert"
         if quantize != "none":
             options["optimizations"] = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             options["target_spec"] = {"supported_types": [tf.float16]}
         if quantize == "int8":
             options["representative_dataset"] = calibration
-        model.export(path, format="litert", verbose=False, **options)
-        return
-    try:
-        import tf2onnx  # noqa: F401  (keras.Model.export imports it lazily: say what is missing first)
-    except ImportError:
-        raise ExportError(f"--format=onnx needs tf2onnx: {INSTALL_HINT}") from None
-    from zoo.compat import normalization_reads_variables
-
-    std_logging.getLogger("tf2onnx").setLevel(std_logging.ERROR)
-    with normalization_reads_variables(model):
+    else:
         try:
-            model.export(path, format="onnx", verbose=False)
-        except Exception as error:  # the converter's own failure, named in one line
+            import tf2onnx  # noqa: F401  (keras.Model.export imports it lazily: say what is missing first)
+        except ImportError:
+            raise ExportError(f"--format=onnx needs tf2onnx: {INSTALL_HINT}") from None
+        from zoo.compat import normalization_reads_variables
+
+        std_logging.getLogger("tf2onnx").setLevel(std_logging.ERROR)
+        options["format"] = "onnx"
+        shim = normalization_reads_variables(model)
+    with shim:
+        try:
+            model.export(path, verbose=False, **options)
+        except Exception as error:  # the exporter's own failure, in one line
+            versions = f"keras {keras.__version__}, tensorflow {tf.__version__}"
+            if format == "onnx":
+                versions += f", tf2onnx {tf2onnx.__version__}"
             raise ExportError(
-                f"--format=onnx: keras.Model.export could not convert the model with keras {keras.__version__}, "
-                f"tf2onnx {tf2onnx.__version__} ({error_line(error)})"
+                f"--format={format}{'' if quantize == 'none' else f' --quantize={quantize}'}: "
+                f"keras.Model.export(format={options['format']!r}) failed with {versions} ({error_line(error)})"
             ) from None
 
 
@@ -509,6 +523,7 @@ def export(
     if not max_accuracy_drop >= 0:
         raise ExportError(f"--max_accuracy_drop={max_accuracy_drop}: give points of accuracy >= 0")
     if output is not None:
+        check_output_name(output, format)
         check_destination(output)  # before the model is read: nothing of the user's is at risk
     saved = saved_models.open_saved(model_path) if isinstance(model_path, str) else model_path
     outputs = check_request(format, quantize, outputs, head=saved.head)
@@ -520,7 +535,12 @@ def export(
     model = deployable(float32_copy(saved.model), central_crop=saved.central_crop, outputs=outputs)
     calibration = _calibration_batches(saved, calibration_steps) if quantize == "int8" else None
     parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        probe = tempfile.TemporaryDirectory(dir=parent, prefix=".export-")
+    except OSError as error:
+        raise ExportError(f"--output={output}: cannot write in {parent} ({error.strerror})") from None
+    probe.cleanup()
     with tempfile.TemporaryDirectory(dir=parent, prefix=".export-") as scratch:
         written = os.path.join(scratch, os.path.basename(os.path.normpath(output)))
         started = time.perf_counter()

@@ -52,6 +52,7 @@ from trainers.deploy import (
     QUANTIZATIONS,
     ExportError,
     check_destination,
+    check_output_name,
     check_request,
     describe,
     export,
@@ -113,6 +114,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     try:
         check_request(given.format, given.quantize, given.outputs)
         if given.output is not None:
+            check_output_name(given.output, given.format)
             check_destination(given.output)
     except ExportError as error:
         raise cli.UserError(str(error)) from None

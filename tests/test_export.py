@@ -282,3 +282,17 @@ def test_an_artifact_that_loses_accuracy_is_kept_under_a_name_saying_so(localize
     assert meta["check"]["passed"] is False and meta["quantization"] == "dynamic"
     status, _, _ = export_in_process([*argv, "--max_accuracy_drop=5"], capsys)
     assert status == 0 and open(output, "rb").read() != good  # ours: replaced
+
+
+def test_a_bare_model_checked_on_data_of_other_classes_is_refused_in_one_line(tmp_path, capsys):
+    model = zoo.build("fashion_cnn", num_classes=3, input_shape=(32, 32, 1))
+    model.save(tmp_path / "three.keras")
+    argv = [f"--model_path={tmp_path / 'three.keras'}", "--format=saved_model", "--check_split=test[:4]"]
+    status, out, err = export_in_process(argv, capsys)  # a bare file: the defaults' dataset, shapes
+    assert status == 2
+    assert err.strip() == (
+        "error: --check_split=test[:4]: --dataset=shapes has 5 classes but the model predicts 3: give the dataset "
+        "it was trained on (--dataset), or --check_split=''"
+    )
+    assert not os.path.exists(tmp_path / "deploy" / "saved_model")
+    assert [name for name in os.listdir(tmp_path / "deploy") if name.startswith(".export-")] == []

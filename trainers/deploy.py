@@ -437,7 +437,12 @@ def check(artifact: Artifact, saved, split: str, max_accuracy_drop: float = DEFA
 
     from trainers import metrics
 
-    dataset, _ = saved.evaluation_data(split)
+    dataset, info = saved.evaluation_data(split)
+    if info.num_classes != saved.num_classes:
+        raise ExportError(
+            f"--check_split={split}: --dataset={saved.config.dataset} has {info.num_classes} classes but the "
+            f"model predicts {saved.num_classes}: give the dataset it was trained on (--dataset), or --check_split=''"
+        )
     reference = metrics.predict_split(saved.model, dataset)
     raw, _ = _raw_split(saved, split)
     probabilities, boxes, true_boxes, seconds = [], [], [], 0.0

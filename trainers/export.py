@@ -90,6 +90,13 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "calibration_steps", DEFAULT_CALIBRATION_STEPS, "--quantize=int8: training batches to calibrate on.", **define
     )
     flags.DEFINE_string(
+        "dataset",
+        None,
+        "Data to check (and calibrate) on: 'shapes', 'dir:PATH' or a TFDS name (default: the run's own).",
+        **define,
+    )
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (default: the run's own).", **define)
+    flags.DEFINE_string(
         "check_split",
         None,
         "Split to check the artifact on, TFDS syntax (default: the run's test split; '' for none).",
@@ -118,7 +125,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             check_destination(given.output)
     except ExportError as error:
         raise cli.UserError(str(error)) from None
-    saved = cli.open_saved(given.model_path)
+    saved = cli.open_saved(given.model_path, dataset=given.dataset, data_dir=given.data_dir)
     if saved.weights_note:
         print(saved.weights_note)
     try:

@@ -142,7 +142,10 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     except ExportError as error:
         raise cli.UserError(str(error)) from None
     except pipelines.DataError as error:
-        raise cli.UserError(f"--dataset={saved.config.dataset}: {error}") from None
+        raise cli.UserError(
+            f"--dataset={saved.config.dataset}: {error} (nothing was written; --check_split='' exports without "
+            "the check, and --quantize=int8 needs the training data)"
+        ) from None
     print(f"written to {exported.path} ({exported.size_bytes / 1e6:.2f} MB); described in {sidecar(exported.path)}")
     if exported.check is not None:
         print(format_check(exported))

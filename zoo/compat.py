@@ -364,14 +364,22 @@ def tflite_interpreter(path: str):
     installed, else TensorFlow's ``tf.lite.Interpreter``, whose deprecation warning
     (``TFLITE_INTERPRETER_DEPRECATED``) is silenced: it still runs every model the converter
     writes, Select TF ops included."""
+    import warnings
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        import warnings
-
         import tensorflow as tf
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-            return tf.lite.Interpreter(model_path=path)
-    return Interpreter(model_path=path)
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        interpreter = Interpreter(model_path=path)
+    with _filtered_stderr(_tflite_noise):  # the delegate is applied (and announced) on the first allocation
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def _tflite_noise(lines: list[str]) -> list[bool]:
+    """The interpreter's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (every process)."""
+    return [line.startswith("INFO: Created TensorFlow Lite") for line in lines]

@@ -296,3 +296,29 @@ def test_a_bare_model_checked_on_data_of_other_classes_is_refused_in_one_line(tm
     )
     assert not os.path.exists(tmp_path / "deploy" / "saved_model")
     assert [name for name in os.listdir(tmp_path / "deploy") if name.startswith(".export-")] == []
+
+
+@pytest.mark.slow
+def test_the_export_benchmark_prints_a_row_per_artifact_beside_the_keras_baseline(localize_run, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "benchmarks", "export_table.py"),
+            f"--work={tmp_path}",
+            "--formats=onnx",
+            localize_run,
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    table = lines[lines.index("| --- | --- | --- | --- | --- | --- | --- | --- |") + 1 :]
+    assert len(table) == 2, result.stdout  # the Keras baseline and the one artifact
+    assert table[0].startswith("| run | keras predict_on_batch |")
+    cells = [cell.strip() for cell in table[-1].strip("|").split("|")]
+    assert cells[1] == "onnx" and cells[2].endswith(" MB") and float(cells[6]) > 0 and float(cells[7]) > 0
+    assert os.path.exists(tmp_path / "run" / "model.onnx")

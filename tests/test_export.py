@@ -24,8 +24,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(program, *args):
+    """``python -m trainers.PROGRAM ARGS`` (or ``python SCRIPT ARGS`` for a path) from the repository."""
+    command = [program] if program.endswith(".py") else ["-m", f"trainers.{program}"]
     return subprocess.run(
-        [sys.executable, "-m", f"trainers.{program}", *args],
+        [sys.executable, *command, *args],
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True,
@@ -300,20 +302,8 @@ def test_a_bare_model_checked_on_data_of_other_classes_is_refused_in_one_line(tm
 
 @pytest.mark.slow
 def test_the_export_benchmark_prints_a_row_per_artifact_beside_the_keras_baseline(localize_run, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "benchmarks", "export_table.py"),
-            f"--work={tmp_path}",
-            "--formats=onnx",
-            localize_run,
-        ],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    script = os.path.join(REPO, "benchmarks", "export_table.py")
+    result = run(script, f"--work={tmp_path}", "--formats=onnx", localize_run)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     table = lines[lines.index("| --- | --- | --- | --- | --- | --- | --- | --- |") + 1 :]

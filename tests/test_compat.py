@@ -278,3 +278,22 @@ def test_tf_lite_interpreter_still_warns_that_it_moves_and_our_interpreter_runs_
     (name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
     (got,) = runner(**{name: np.ones((1, 3), np.float32)}).values()
     np.testing.assert_allclose(got, model(np.ones((1, 3))), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_tflite_converter_still_prints_its_quantization_line_and_we_hide_it(tmp_path, capfd):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    import tensorflow as tf
+
+    def calibration():
+        for _ in range(2):
+            yield [np.ones((1, 3), np.float32)]
+
+    options = dict(format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT])
+    capfd.readouterr()
+    model.export(str(tmp_path / "plain.tflite"), representative_dataset=calibration, **options)
+    assert "fully_quantize:" in capfd.readouterr().err  # upstream: printed from C++ whatever the log level
+    with compat.tflite_converter_quietly():
+        model.export(str(tmp_path / "quiet.tflite"), representative_dataset=calibration, **options)
+    assert "fully_quantize:" not in capfd.readouterr().err
+    assert (tmp_path / "quiet.tflite").stat().st_size > 0

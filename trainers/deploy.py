@@ -340,14 +340,17 @@ def _write(model, format: str, path: str, quantize: str, calibration) -> None:
 
 @contextlib.contextmanager
 def _quiet_exporters():
-    """The exporters' INFO lines (renamed SavedModel inputs, saver timings, tf2onnx's steps) and
-    Keras's numpy 2 FutureWarning from its tf2onnx patch hidden: they drown the program's own."""
+    """The exporters' INFO lines (renamed SavedModel inputs, saver timings, tf2onnx's steps, the
+    TFLite converter's quantization line) and Keras's numpy 2 FutureWarning from its tf2onnx patch
+    hidden: they drown the program's own."""
     from absl import logging as absl_logging
+
+    from zoo.compat import tflite_converter_quietly
 
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tflite_converter_quietly():
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras\.src\.export")
             yield
     finally:

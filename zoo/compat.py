@@ -380,6 +380,14 @@ def tflite_interpreter(path: str):
     return interpreter
 
 
+@contextlib.contextmanager
+def tflite_converter_quietly():
+    """TFLite's converter prints ``fully_quantize: 0, inference_type: 6, ...`` from C++ for every
+    calibrated conversion, whatever TF_CPP_MIN_LOG_LEVEL says: hidden while in the block."""
+    with _filtered_stderr(lambda lines: [line.startswith("fully_quantize:") for line in lines]):
+        yield
+
+
 def _tflite_noise(lines: list[str]) -> list[bool]:
     """The interpreter's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (every process)."""
     return [line.startswith("INFO: Created TensorFlow Lite") for line in lines]

@@ -26,12 +26,7 @@ def check_image_paths(paths: Sequence[str], max_pixels: int = MAX_IMAGE_PIXELS) 
 
 
 def load_images(
-    paths: Sequence[str],
-    size: tuple[int, int],
-    channels: int,
-    central_crop: bool,
-    exact_jpeg: bool = False,
-    windows: list | None = None,
+    paths: Sequence[str], size: tuple[int, int], channels: int, central_crop: bool, exact_jpeg: bool = False
 ):
     """The images at ``paths`` as one float32 batch in [0, 255] of ``size`` (height, width) and
     ``channels``, central-cropped first when asked; DataError naming a file that does not decode.
@@ -42,10 +37,6 @@ def load_images(
     Applications' own figures start from. By default JPEGs are decoded as the input pipelines
     decode them (TensorFlow's default, the fast DCT; up to ~18 levels apart on a photo), so that a
     trained model sees what `trainers.evaluate` showed it.
-
-    ``windows``, a list, receives each image's crop window and size, ``(offset_y, offset_x,
-    crop_height, crop_width, height, width)`` (the whole image without ``central_crop``): what
-    `pipelines.ops.uncrop_box` needs to put a box predicted on the crop back on the image.
     """
     import tensorflow as tf
 
@@ -61,10 +52,6 @@ def load_images(
                 image = ops.decode(encoded, channels)
         except tf.errors.OpError as error:
             raise DataError(f"image {path!r} cannot be decoded ({op_error_text(error)})") from None
-        if windows is not None:
-            height, width = int(image.shape[0]), int(image.shape[1])
-            window = ops.central_crop_window(height, width) if central_crop else (0, 0, height, width)
-            windows.append((*(int(v) for v in window), height, width))
         if central_crop:
             image, _ = ops.central_crop(image)
         if size is None:

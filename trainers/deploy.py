@@ -223,11 +223,11 @@ class Artifact:
 
     def __init__(self, path: str, meta: dict):
         self.path = path
-        self.meta = meta
         self.format = meta["format"]
         self.outputs = tuple(meta["outputs"])
         self.channels = int(meta["channels"])
         self.class_names = tuple(meta["class_names"]) if meta.get("class_names") else None
+        self.num_classes = int(meta["num_classes"])
         self._run = {"saved_model": self._saved_model, "tflite": self._tflite, "onnx": self._onnx}[self.format]()
 
     @classmethod
@@ -419,18 +419,37 @@ class Check:
         return self.accuracy_drop <= self.max_accuracy_drop + 1e-9
 
 
-def _raw_split(saved, split: str):
-    """``split`` as raw pixels for an artifact: one image per batch, each at its own size, never
-    cropped (the artifact crops and resizes itself), boxes on the whole image. A drawn source
-    (shapes) has no size of its own: it is drawn at the model's input size, as the run drew it."""
+def _raw_split(saved, split: str, head: str):
+    """``split`` as raw pixels for an artifact of ``head``: one image per batch, each at its own
+    size, never cropped (the artifact crops and resizes itself), boxes on the whole image. A drawn
+    source (shapes) has no size of its own: it is drawn at the model's input size, as the run drew it."""
     import pipelines
     from pipelines.sources import DRAWN
     from trainers import steps
 
     height, width, channels = saved.model.input_shape[1:]
     size = (height, width) if saved.config.dataset in DRAWN else None
-    args = steps.eval_data_args(saved.config, channels=channels, task=saved.head, central_crop=False, batch_size=1)
+    args = steps.eval_data_args(saved.config, channels=channels, task=head, central_crop=False, batch_size=1)
     return pipelines.load(saved.config.dataset, split, **{**args, "image_size": size})
+
+
+class _Timed:
+    """An artifact called as `metrics.predict_split` calls a model, the time of its calls added up;
+    the first call (which allocates, or traces) is made once more, untimed, before it."""
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+        self.calls = 0
+        self.seconds = 0.0
+
+    def __call__(self, images, training=False):
+        if not self.calls:
+            self.artifact(images)
+        start = time.perf_counter()
+        out = self.artifact(images)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
 
 
 def check(artifact: Artifact, saved, split: str, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> Check:
@@ -447,40 +466,23 @@ def check(artifact: Artifact, saved, split: str, max_accuracy_drop: float = DEFA
             f"model predicts {saved.num_classes}: give the dataset it was trained on (--dataset), or --check_split=''"
         )
     reference = metrics.predict_split(saved.model, dataset)
-    raw, _ = _raw_split(saved, split)
-    probabilities, boxes, true_boxes, seconds = [], [], [], 0.0
-    for index, (image, target) in enumerate(raw):
-        image = image.numpy()
-        if index == 0:
-            artifact(image)  # the first call allocates (TFLite) or traces: not timed
-        start = time.perf_counter()
-        out = artifact(image)
-        seconds += time.perf_counter() - start
-        if isinstance(out, dict):
-            probabilities.append(out["class"])
-            boxes.append(out["bbox"])
-            true_boxes.append(target["bbox"].numpy())
-        else:
-            probabilities.append(out)
-    if len(probabilities) != len(reference.probabilities):
+    timed = _Timed(artifact)
+    got = metrics.predict_split(timed, _raw_split(saved, split, artifact.head)[0])
+    if len(got.probabilities) != len(reference.probabilities):
         raise ExportError(
-            f"--check_split={split}: {len(probabilities)} raw images but {len(reference.probabilities)} evaluated"
+            f"--check_split={split}: {len(got.probabilities)} raw images but {len(reference.probabilities)} evaluated"
         )
-    probabilities = np.concatenate(probabilities)
-    accuracy = float(np.mean(np.argmax(probabilities, -1) == reference.true_classes))
-    keras_accuracy = float(np.mean(np.argmax(reference.probabilities, -1) == reference.true_classes))
     box_iou = keras_box_iou = None
-    if boxes:
-        box_iou = float(np.mean(metrics.box_iou(np.concatenate(true_boxes), np.concatenate(boxes))))
-    if reference.boxes is not None and "bbox" in artifact.outputs:
+    if got.boxes is not None:
+        box_iou = float(np.mean(metrics.box_iou(got.true_boxes, got.boxes)))
         keras_box_iou = float(np.mean(metrics.box_iou(reference.true_boxes, reference.boxes)))
     return Check(
         split=split,
-        examples=len(probabilities),
-        keras_accuracy=keras_accuracy,
-        accuracy=accuracy,
-        max_probability_difference=float(np.max(np.abs(probabilities - reference.probabilities))),
-        seconds_per_image=seconds / len(probabilities),
+        examples=len(got.probabilities),
+        keras_accuracy=metrics.top_k_accuracy(reference.true_classes, reference.probabilities, k=1),
+        accuracy=metrics.top_k_accuracy(got.true_classes, got.probabilities, k=1),
+        max_probability_difference=float(np.max(np.abs(got.probabilities - reference.probabilities))),
+        seconds_per_image=timed.seconds / timed.calls,
         max_accuracy_drop=float(max_accuracy_drop),
         keras_box_iou=keras_box_iou,
         box_iou=box_iou,
@@ -545,11 +547,10 @@ def export(
     parent = os.path.dirname(os.path.abspath(output))
     try:
         os.makedirs(parent, exist_ok=True)
-        probe = tempfile.TemporaryDirectory(dir=parent, prefix=".export-")
+        workspace = tempfile.TemporaryDirectory(dir=parent, prefix=".export-")
     except OSError as error:
         raise ExportError(f"--output={output}: cannot write in {parent} ({error.strerror})") from None
-    probe.cleanup()
-    with tempfile.TemporaryDirectory(dir=parent, prefix=".export-") as scratch:
+    with workspace as scratch:
         written = os.path.join(scratch, os.path.basename(os.path.normpath(output)))
         started = time.perf_counter()
         with _quiet_exporters():
@@ -563,6 +564,7 @@ def export(
             "channels": int(saved.model.input_shape[-1]),
             "model_input_size": [int(v) for v in saved.model.input_shape[1:3]],
             "central_crop": bool(saved.central_crop),
+            "num_classes": int(saved.num_classes),
             "class_names": list(saved.class_names() or []),
             "model": os.path.abspath(saved.path),
         }

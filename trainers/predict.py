@@ -7,15 +7,15 @@
 
 For each image, prints the top-K classes with their probabilities, the way the chapter prints
 `decode_predictions`, and the box ([ymin, xmin, ymax, xmax], normalized) for localize models.
-Images are decoded, central-cropped or not, and resized to the model's input size; the model does
-its own pixel scaling. The crop (--central_crop) defaults to what `trainers.evaluate` does with the
-same model: for a run directory, the run's test-time crop (on if it trained on random crops); for a
-bare .keras file, the trainer's default (off).
+Each image is decoded and given whole, at its own size, to the model behind the same test-time
+preprocessing an export puts in front of it (`trainers.deploy.deployable`): the central crop or
+not, the resize to the model's input size, and a predicted box put back on the whole image; the
+model does its own pixel scaling. The crop (--central_crop) defaults to what `trainers.evaluate`
+does with the same model: for a run directory, the run's test-time crop (on if it trained on
+random crops); for a bare .keras file, the trainer's default (off).
 
 --model_path may also be an artifact of `trainers.export` (a SavedModel folder, a .tflite or an
-.onnx file, with its .json beside it): each image is given to it whole, at its own size, and it
-preprocesses itself; the output is the same, boxes included (on the whole image, as they are for
-a run directory, whose boxes predicted on a crop are put back on the whole image).
+.onnx file, with its .json beside it), which has that preprocessing inside: the same output.
 
 --model=resnet50 or xception predicts with the pretrained ImageNet classifier as the chapter does:
 the whole photo resized to the network's size (224 or 299; no crop unless --central_crop), JPEGs
@@ -93,7 +93,7 @@ def build_pretrained(model: str, weights: str | None, image_size: int | None):
         ) from None
 
 
-def model_inputs(model, paths, central_crop: bool, pretrained: bool, windows: list | None = None):
+def model_inputs(model, paths, central_crop: bool, pretrained: bool):
     """The batch ``model`` is given for the image files ``paths``: decoded, central-cropped when
     asked, resized to the model's input size, raw pixels in [0, 255] (the model scales them
     itself). A ``pretrained`` ImageNet classifier sees JPEGs as Pillow decodes them, as in the
@@ -102,14 +102,12 @@ def model_inputs(model, paths, central_crop: bool, pretrained: bool, windows: li
 
     height, width, channels = model.input_shape[1:]
     try:
-        return pipelines.load_images(paths, (height, width), channels, central_crop, pretrained, windows)
+        return pipelines.load_images(paths, (height, width), channels, central_crop, exact_jpeg=pretrained)
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 
 
 def main(argv):
-    import numpy as np
-
     import pipelines
     from trainers.saved import read_class_names
 
@@ -125,74 +123,78 @@ def main(argv):
     except pipelines.DataError as error:
         raise UserError(str(error)) from None
 
-    if FLAGS.model_path and deploy.is_artifact(FLAGS.model_path):
-        probabilities, boxes, names = predict_with_artifact(FLAGS.model_path, paths)
+    if FLAGS.model_path:
+        predictor, channels, names = open_predictor(FLAGS.model_path)
+        probabilities, boxes = predict_whole_images(predictor, paths, channels)
         print_predictions(paths, probabilities, boxes, names)
         return 0
-    central_crop = FLAGS.central_crop
+    model = build_pretrained(FLAGS.model, FLAGS.weights, FLAGS.image_size)
     names = None
-    if FLAGS.model_path:
-        saved = cli.open_saved(FLAGS.model_path)
-        model = saved.model
-        if saved.weights_note:
-            print(saved.weights_note)
-        if central_crop is None:  # as evaluate measured the model: the same images give the same answers
-            central_crop = saved.central_crop
+    if FLAGS.class_names:
         try:
-            names = saved.class_names(FLAGS.class_names)
+            names = read_class_names(FLAGS.class_names, IMAGENET_CLASSES)
         except ValueError as error:
-            raise UserError(f"--class_names={FLAGS.class_names or ''}: {error}") from None
-    else:
-        model = build_pretrained(FLAGS.model, FLAGS.weights, FLAGS.image_size)
-        central_crop = bool(central_crop)  # the chapter resizes the whole photo
-        if FLAGS.class_names:
-            try:
-                names = read_class_names(FLAGS.class_names, IMAGENET_CLASSES)
-            except ValueError as error:
-                raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
-    windows = []
-    images = model_inputs(model, paths, central_crop, pretrained=bool(FLAGS.model), windows=windows)
-    outputs = model.predict(images, verbose=0)
-    probabilities = outputs["class"] if isinstance(outputs, dict) else outputs
-    boxes = None
-    if isinstance(outputs, dict):  # predicted on the crop: put back on the whole image, as an export does
-        from pipelines import ops
-
-        boxes = np.stack([ops.uncrop_box(box, *window).numpy() for box, window in zip(outputs["bbox"], windows)])
-    print_predictions(paths, probabilities, boxes, names, imagenet=bool(FLAGS.model))
+            raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
+    # The chapter resizes the whole photo (--central_crop crops).
+    images = model_inputs(model, paths, bool(FLAGS.central_crop), pretrained=True)
+    print_predictions(paths, model.predict(images, verbose=0), None, names, imagenet=True)
     return 0
 
 
-def predict_with_artifact(path: str, paths):
-    """Probabilities, boxes (or None) and class names of an exported model (`trainers.export`) for
-    the image files ``paths``, each given whole at its own size: the artifact preprocesses itself."""
+def open_predictor(path: str):
+    """``(predictor, channels, class names or None)`` for ``--model_path``: an exported artifact
+    (`trainers.deploy.Artifact`), or a run's model behind the same test-time preprocessing an export
+    puts in front of it (`trainers.deploy.deployable`: the run's crop, or --central_crop, then the
+    resize; a box put back on the whole image), so that a run and its artifacts answer alike."""
+    from trainers.saved import read_class_names
+
+    if deploy.is_artifact(path):
+        if FLAGS.central_crop is not None:
+            raise UserError(f"--central_crop: {path} is an exported model, which crops as its run did; drop the flag")
+        try:
+            artifact = deploy.Artifact.open(path)
+        except deploy.ExportError as error:
+            raise UserError(f"--model_path={path}: {error}") from None
+        names = artifact.class_names
+        if FLAGS.class_names:
+            try:
+                names = read_class_names(FLAGS.class_names, artifact.num_classes)
+            except ValueError as error:
+                raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
+        return artifact, artifact.channels, names
+    saved = cli.open_saved(path)
+    if saved.weights_note:
+        print(saved.weights_note)
+    try:
+        names = saved.class_names(FLAGS.class_names)
+    except ValueError as error:
+        raise UserError(f"--class_names={FLAGS.class_names or ''}: {error}") from None
+    # As evaluate measured the model (the run's test-time crop) unless --central_crop says otherwise.
+    central_crop = saved.central_crop if FLAGS.central_crop is None else FLAGS.central_crop
+    outputs = ("class", "bbox") if saved.head == "localize" else ("class",)
+    predictor = deploy.deployable(saved.model, central_crop=central_crop, outputs=outputs)
+    return predictor, saved.model.input_shape[-1], names
+
+
+def predict_whole_images(predictor, paths, channels: int):
+    """Probabilities and boxes (None for a classifier) of ``predictor`` for the image files
+    ``paths``, each given whole at its own size: the predictor preprocesses itself."""
     import numpy as np
 
     import pipelines
-    from trainers.saved import read_class_names
 
-    if FLAGS.central_crop is not None:
-        raise UserError(
-            f"--central_crop: {path} is an exported model, which crops (or not) as its run did; drop the flag"
-        )
-    try:
-        artifact = deploy.Artifact.open(path)
-    except deploy.ExportError as error:
-        raise UserError(f"--model_path={path}: {error}") from None
-    try:
-        outputs = [artifact(pipelines.load_images([p], None, artifact.channels, central_crop=False)) for p in paths]
-    except pipelines.DataError as error:
-        raise UserError(str(error)) from None
-    names = artifact.class_names
-    if FLAGS.class_names:
-        count = (outputs[0]["class"] if isinstance(outputs[0], dict) else outputs[0]).shape[-1]
+    probabilities, boxes = [], []
+    for path in paths:
         try:
-            names = read_class_names(FLAGS.class_names, count)
-        except ValueError as error:
-            raise UserError(f"--class_names={FLAGS.class_names}: {error}") from None
-    if artifact.head == "classify":
-        return np.concatenate(outputs), None, names
-    return np.concatenate([o["class"] for o in outputs]), np.concatenate([o["bbox"] for o in outputs]), names
+            image = pipelines.load_images([path], None, channels, central_crop=False)
+        except pipelines.DataError as error:
+            raise UserError(str(error)) from None
+        out = predictor(image)
+        out = out if isinstance(out, dict) else {"class": out}
+        probabilities.append(np.asarray(out["class"]))
+        if "bbox" in out:
+            boxes.append(np.asarray(out["bbox"]))
+    return np.concatenate(probabilities), (np.concatenate(boxes) if boxes else None)
 
 
 def print_predictions(paths, probabilities, boxes, names, imagenet: bool = False) -> None:

@@ -47,30 +47,65 @@ def as_flags(settings: dict) -> list[str]:
     return [f"--{name}={value}" for name, value in settings.items()]
 
 
-def train_in_process(argv, capsys):
-    """``python -m trainers.train ARGV`` run in this process as `trainers.cli.run` runs it (the same
-    parser, main and error handling; the flags in a fresh `FlagValues`): (exit status, stdout,
-    stderr). For tests of the program's flags and messages that need no process of their own."""
+def program_in_process(module, argv, capsys):
+    """``python -m MODULE ARGV`` run in this process as `trainers.cli.run` runs it (the program's
+    parser, main and error handling): (exit status, stdout, stderr). For tests of a program's flags,
+    messages and files that need no process of their own (a process costs a TensorFlow import:
+    about 6 s of CPU here). A program whose ``define_flags`` takes a `FlagValues` gets a fresh one;
+    the others define theirs on absl's global flags, and those are removed again afterwards."""
+    import importlib
+    import inspect
+
     from absl import flags
     from absl import logging as absl_logging
 
     from trainers import cli
-    from trainers import train as train_program
 
-    flag_values = flags.FlagValues()
-    train_program.define_flags(flag_values)
+    program = importlib.import_module(module)
+    if "flag_values" in inspect.signature(program.define_flags).parameters:
+        flag_values, before = flags.FlagValues(), None
+        program.define_flags(flag_values)
+        main = lambda args: program.main(args, flag_values)  # noqa: E731
+    else:
+        flag_values, before = flags.FLAGS, set(flags.FLAGS)
+        program.define_flags()
+        main = program.main
     capsys.readouterr()
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)  # as absl's --verbosity default sets it in a program
     try:
-        args = cli.parse_flags(["trainers.train", *argv], flag_values)
-        status = cli.guarded(lambda args: train_program.main(args, flag_values), args)
+        args = cli.parse_flags([module, *map(str, argv)], flag_values)
+        status = cli.guarded(main, args)
     except SystemExit as exit:
         status = exit.code
     finally:
         absl_logging.set_verbosity(verbosity)
+        if before is not None:
+            for name in set(flag_values) - before:
+                if name in flag_values:  # a short name goes with its flag
+                    delattr(flag_values, name)
     captured = capsys.readouterr()
     return status or 0, captured.out, captured.err
+
+
+def train_in_process(argv, capsys):
+    """``python -m trainers.train ARGV`` in this process: `program_in_process`."""
+    return program_in_process("trainers.train", argv, capsys)
+
+
+def interrupted_after_first_epoch(config, monkeypatch):
+    """Train ``config`` but die right after epoch 1's backup, as a kill there would: the epoch's
+    summary, which comes after BackupAndRestore has written the backup, raises instead. (The real
+    kill -9 at each point is `test_run_dir_faults`'s and `test_trainers`'s.)"""
+    from trainers import callbacks, training
+
+    def die(self, epoch, logs=None):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.EpochSummary, "on_epoch_end", die)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(config)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ the chapter prints a value, it is checked too, as the figure a reader compares a
 """
 
 import os
-import subprocess
 import sys
+import types
 
 import h5py
 import keras
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 import pipelines
 import zoo
+from tests.conftest import program_in_process
 from trainers import predict
 from trainers.metrics import interpolated_precisions, mean_average_precision
 from zoo.filters import CHAPTER_WINDOW
@@ -34,15 +35,10 @@ CHAPTER_RESNET50_TOP3 = {  # decode_predictions(top=3) of the pretrained ResNet-
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", *map(str, args)],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run(capsys, module, *args):
+    """``python -m MODULE ARGS``, in this process (`program_in_process`): its status and output."""
+    status, stdout, stderr = program_in_process(module, args, capsys)
+    return types.SimpleNamespace(returncode=status, stdout=stdout, stderr=stderr)
 
 
 def test_the_photos_are_the_chapters():
@@ -63,12 +59,12 @@ def test_without_scikit_learn_the_photos_are_one_line(monkeypatch):
 
 
 @pytest.mark.slow
-def test_pooling_prints_the_global_averages_of_the_chapters_window(tmp_path):
+def test_pooling_prints_the_global_averages_of_the_chapters_window(tmp_path, capsys):
     windows = pipelines.sample_photos()[:, CHAPTER_WINDOW[0], CHAPTER_WINDOW[1]]
     assert windows.shape == (2, 70, 120, 3)
     expected = windows.astype(np.float64).mean(axis=(1, 2))
     np.testing.assert_allclose(expected, CHAPTER_GLOBAL_AVERAGES, atol=5e-5)  # the chapter's printout
-    shown = run("trainers.show", "pooling", f"--out={tmp_path}")
+    shown = run(capsys, "trainers.show", "pooling", f"--out={tmp_path}")
     assert shown.returncode == 0, shown.stderr[-2000:]
     printed = {}
     for line in shown.stdout.splitlines():
@@ -110,13 +106,15 @@ def test_the_chapters_map_example():
 
 
 @pytest.mark.slow
-def test_show_pr_draws_the_chapters_example_and_refuses_a_bad_list(tmp_path):
-    shown = run("trainers.show", "pr", f"--out={tmp_path}", "--precisions=" + ",".join(map(str, CHAPTER_PRECISIONS)))
+def test_show_pr_draws_the_chapters_example_and_refuses_a_bad_list(tmp_path, capsys):
+    shown = run(
+        capsys, "trainers.show", "pr", f"--out={tmp_path}", "--precisions=" + ",".join(map(str, CHAPTER_PRECISIONS))
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "mAP (mean of the maximum precisions): 0.7136" in shown.stdout
     assert "maximum precision: 0.96 0.96 0.96 0.95 0.95 0.92 0.80" in shown.stdout
     for bad in ("0.9,0.8", "0.91,0.94,0.96,0.94,0.95,0.92,0.80,0.60,0.45,0.20,1.5", "a,b,c,d,e,f,g,h,i,j,k"):
-        refused = run("trainers.show", "pr", f"--out={tmp_path / 'bad'}", f"--precisions={bad}")
+        refused = run(capsys, "trainers.show", "pr", f"--out={tmp_path / 'bad'}", f"--precisions={bad}")
         assert refused.returncode == 2
         assert (
             refused.stderr.strip().splitlines()[-1].startswith(f"error: --precisions={bad}: give 11 numbers in [0, 1]")
@@ -141,7 +139,7 @@ def _write_legacy_weights(model, path):
 
 
 @pytest.mark.slow
-def test_predict_prepares_the_photos_as_the_chapter_does(tmp_path):
+def test_predict_prepares_the_photos_as_the_chapter_does(tmp_path, capsys):
     """The chapter: resize the whole photo to 224x224, preprocess_input(x * 255), predict; here
     the zoo's ResNet-50 with the same weights, through predict's own loading."""
     plain = keras.applications.ResNet50(weights=None)
@@ -155,7 +153,7 @@ def test_predict_prepares_the_photos_as_the_chapter_does(tmp_path):
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
     assert ours.max() > 0.01  # random weights still give a far from uniform answer: a real check
     # The command: the chapter's photos by default, the top classes in the chapter's format.
-    printed = run("trainers.predict", "--model=resnet50", f"--weights={path}", "--chapter_photos", "--top_k=2")
+    printed = run(capsys, "trainers.predict", "--model=resnet50", f"--weights={path}", "--chapter_photos", "--top_k=2")
     assert printed.returncode == 0, printed.stderr[-2000:]
     rows = [line.split() for line in printed.stdout.splitlines() if line.strip().endswith("%")]
     assert len(rows) == 4  # 2 photos x top 2
@@ -167,7 +165,7 @@ def test_predict_prepares_the_photos_as_the_chapter_does(tmp_path):
 
 
 @pytest.mark.slow
-def test_weights_files_a_user_has_load_into_the_zoo_models(tmp_path):
+def test_weights_files_a_user_has_load_into_the_zoo_models(tmp_path, capsys):
     images = np.random.default_rng(0).uniform(0, 255, (2, 71, 71, 3)).astype("float32")
     # The ImageNet file's own layout, and save_weights of a plain application: the same numbers.
     resnet = keras.applications.ResNet50(weights=None, input_shape=(71, 71, 3))
@@ -197,7 +195,7 @@ def test_weights_files_a_user_has_load_into_the_zoo_models(tmp_path):
     with pytest.raises(ValueError, match=r"is a plain Xception without its top") as error:
         zoo.build("xception", num_classes=1000, input_shape=(71, 71, 3), weights=native_notop, imagenet_top=True)
     assert "\n" not in str(error.value)
-    wrong = run("trainers.predict", "--model=xception", f"--weights={native}", "--chapter_photos")
+    wrong = run(capsys, "trainers.predict", "--model=xception", f"--weights={native}", "--chapter_photos")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     last = wrong.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: --model=xception --weights={native}: weights file")
@@ -210,8 +208,8 @@ def test_weights_files_a_user_has_load_into_the_zoo_models(tmp_path):
     reason=f"the ImageNet weights are not in Keras's cache (~/.keras/models/{IMAGENET_FILE} and "
     "imagenet_class_index.json); keras.applications.ResNet50(weights='imagenet') downloads them",
 )
-def test_pretrained_resnet50_gives_the_chapters_predictions():
-    printed = run("trainers.predict", "--model=resnet50", "--weights=imagenet", "--chapter_photos", "--top_k=3")
+def test_pretrained_resnet50_gives_the_chapters_predictions(capsys):
+    printed = run(capsys, "trainers.predict", "--model=resnet50", "--weights=imagenet", "--chapter_photos", "--top_k=3")
     assert printed.returncode == 0, printed.stderr[-2000:]
     found, current = {}, None
     for line in printed.stdout.splitlines():

@@ -15,8 +15,8 @@ import tensorflow as tf
 import trainers.training
 import zoo
 from pipelines import ops, shapes
-from tests.conftest import TINY
-from trainers import deploy, export
+from tests.conftest import TINY, program_in_process
+from trainers import deploy
 from trainers.config import TrainConfig
 from trainers.saved import open_saved
 
@@ -193,7 +193,9 @@ def test_each_format_is_written_checked_by_running_it_and_predicts(localize_run,
 
 
 @pytest.mark.slow
-def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, tmp_path):
+def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, tmp_path, capsys):
+    """The export as the program runs in a process; predict and the refusals in process (the
+    programs' own parsers, mains and error handling)."""
     image = str(tmp_path / "wide.png")
     tf.io.write_file(image, tf.io.encode_png(tf.cast(shapes.render(5, height=40, width=72)["image"], tf.uint8)))
     out = run("export", f"--model_path={localize_run}", "--format=tflite")
@@ -204,10 +206,10 @@ def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, 
     assert out.stdout.splitlines()[-1].lstrip().startswith("tflite ")
 
     # predict prints the same thing for the artifact as for the run (boxes on the whole image).
-    from_run = run("predict", f"--model_path={localize_run}", image)
-    from_artifact = run("predict", f"--model_path={artifact}", image)
-    assert from_artifact.returncode == 0, from_artifact.stderr[-2000:]
-    run_lines, artifact_lines = from_run.stdout.splitlines(), from_artifact.stdout.splitlines()
+    _, from_run, _ = program_in_process("trainers.predict", [f"--model_path={localize_run}", image], capsys)
+    status, from_artifact, err = program_in_process("trainers.predict", [f"--model_path={artifact}", image], capsys)
+    assert status == 0, err[-2000:]
+    run_lines, artifact_lines = from_run.splitlines(), from_artifact.splitlines()
     assert len(run_lines) == len(artifact_lines) == 5
     assert [line.split()[:3] for line in run_lines[1:4]] == [line.split()[:3] for line in artifact_lines[1:4]]
     run_box = [float(v) for v in run_lines[4].split("[")[-1].rstrip("]").split(",")]
@@ -217,40 +219,26 @@ def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, 
     # Refusals: one line each, status 2, nothing written.
     theirs = tmp_path / "theirs.onnx"
     theirs.write_bytes(b"not ours")
-    for args, message in [
-        (["--format=onnx", f"--output={theirs}"], "exists and is not an artifact of trainers.export"),
-        (["--format=tflite", "--quantize=int3"], "--quantize=int3: unknown quantization"),
-        (["--format=pickle"], "--format=pickle: value should be one of"),
-    ]:
-        refused = run("export", f"--model_path={localize_run}", *args)
-        assert refused.returncode == 2 and message in refused.stderr, refused.stderr[-2000:]
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert theirs.read_bytes() == b"not ours"
     empty = tmp_path / "empty"
     empty.mkdir()
-    refused = run("export", f"--model_path={empty}")
-    assert refused.returncode == 2 and "no such model file" in refused.stderr
-    refused = run("predict", f"--model_path={artifact}", "--central_crop", image)
-    assert refused.returncode == 2 and "is an exported model" in refused.stderr
+    refusals = [
+        ("export", ["--format=onnx", f"--output={theirs}"], "exists and is not an artifact of trainers.export"),
+        ("export", ["--format=tflite", "--quantize=int3"], "--quantize=int3: unknown quantization"),
+        ("export", ["--format=pickle"], "--format=pickle: value should be one of"),
+        ("export", [f"--model_path={empty}"], "no such model file"),
+        ("predict", [f"--model_path={artifact}", "--central_crop", image], "is an exported model"),
+    ]
+    for program, args, message in refusals:
+        model_path = [] if any(arg.startswith("--model_path=") for arg in args) else [f"--model_path={localize_run}"]
+        status, _, err = program_in_process(f"trainers.{program}", [*model_path, *args], capsys)
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert status == 2 and err.strip().splitlines() == errors and message in errors[0], (args, err[-2000:])
+    assert theirs.read_bytes() == b"not ours"
 
 
 def export_in_process(argv, capsys):
-    """``python -m trainers.export ARGV`` in this process (its parser, main and error handling, the
-    flags in a fresh `FlagValues`): (exit status, stdout, stderr)."""
-    from absl import flags
-
-    from trainers import cli
-
-    flag_values = flags.FlagValues()
-    export.define_flags(flag_values)
-    capsys.readouterr()
-    try:
-        args = cli.parse_flags(["trainers.export", *argv], flag_values)
-        status = cli.guarded(lambda args: export.main(args, flag_values), args)
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status or 0, captured.out, captured.err
+    """``python -m trainers.export ARGV`` in this process: (exit status, stdout, stderr)."""
+    return program_in_process("trainers.export", argv, capsys)
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ import pipelines
 import trainers.training
 import zoo
 from pipelines.durable import disk_full
-from tests.conftest import logged, tiny
-from trainers import callbacks, steps
+from tests.conftest import interrupted_after_first_epoch, logged, tiny
+from trainers import steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
 from trainers.saved import load_model
@@ -90,16 +90,9 @@ def test_a_second_trainer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     assert result.metrics["num_examples"] == 16 and not (root / RunDir.LOCK).exists()
 
 
-def interrupted_after_first_epoch(root, monkeypatch, **settings):
-    """Train 2 epochs but die right after epoch 1's backup, as a kill there would."""
-
-    def die(self, epoch, logs=None):
-        raise KeyboardInterrupt("killed")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(callbacks.EpochSummary, "on_epoch_end", die)
-        with pytest.raises(KeyboardInterrupt):
-            trainers.training.train(config_for(root, epochs=2, **settings))
+def interrupted(root, monkeypatch, **settings):
+    """Train 2 epochs but die right after epoch 1's backup: the backup folder."""
+    interrupted_after_first_epoch(config_for(root, epochs=2, **settings), monkeypatch)
     backup = root / "backup" / "train"
     assert (backup / "latest.weights.h5").exists()
     return backup
@@ -107,7 +100,7 @@ def interrupted_after_first_epoch(root, monkeypatch, **settings):
 
 def test_resuming_with_a_new_learning_rate_applies_it(tmp_path, monkeypatch, caplog):
     root = tmp_path / "run"
-    interrupted_after_first_epoch(root, monkeypatch, optimizer="sgd", learning_rate=0.05)
+    interrupted(root, monkeypatch, optimizer="sgd", learning_rate=0.05)
     trainers.training.train(config_for(root, epochs=2, optimizer="sgd", learning_rate=0.001))
     assert "resuming with learning rate 0.001 (the backup had 0.05)" in caplog.text
     rates = logged(str(root / "logs" / "train"), "epoch_learning_rate")
@@ -117,7 +110,7 @@ def test_resuming_with_a_new_learning_rate_applies_it(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize("damage", ["latest", "latest_and_previous", "metadata"])
 def test_a_damaged_backup_falls_back_or_restarts_the_phase(tmp_path, monkeypatch, damage, caplog):
     root = tmp_path / "run"
-    backup = interrupted_after_first_epoch(root, monkeypatch)
+    backup = interrupted(root, monkeypatch)
     if damage == "metadata":
         (backup / "training_metadata.json").write_text('{"epo')
     else:

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import trainers.training
 import zoo
+from tests.conftest import program_in_process
 from trainers import show
 from trainers.cli import UserError
 from trainers.config import TrainConfig
@@ -52,7 +53,12 @@ def start(kind, out, *args):
     )
 
 
-def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path, tiny_run):
+def show_in_process(kind, out, *args, capsys):
+    """``python -m trainers.show KIND --out=OUT ARGS`` in this process: (exit status, stdout, stderr)."""
+    return program_in_process("trainers.show", [kind, f"--out={out}", *args], capsys)
+
+
+def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path, tiny_run, capsys):
     photo = tmp_path / "photo.png"
     pixels = np.zeros((40, 50, 3), np.uint8)
     pixels[10:30, 24:27] = 255  # a vertical white line
@@ -73,10 +79,9 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
         "confusion": (["confusion", f"--model_path={tiny_run}"], {"confusion": 1}),
         "history": (["history", tiny_run], {"history": 1}),
     }
-    processes = {name: start(command[0], tmp_path / name, *command[1:]) for name, (command, _) in cases.items()}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, (name, stderr[-3000:])
+    for name, (command, _) in cases.items():
+        status, stdout, stderr = show_in_process(command[0], tmp_path / name, *command[1:], capsys=capsys)
+        assert status == 0, (name, stderr[-3000:])
         written = {
             os.path.basename(line)[: -len(".png")]: line for line in stdout.splitlines() if line.endswith(".png")
         }
@@ -97,7 +102,8 @@ def test_each_kind_writes_a_png_of_the_expected_size_that_is_not_blank(tmp_path,
             assert [[int(v) for v in row] for row in printed] == recorded
 
 
-def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
+    """Each case in process; the first also as the program in a process of its own."""
     (tmp_path / "notes.jpg").write_text("not an image")
     classifier = tmp_path / "classifier.keras"
     zoo.build("fashion_cnn", num_classes=3, input_shape=(28, 28, 1)).save(classifier)
@@ -115,11 +121,18 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run):
         (["transpose", tmp_path / "notes.jpg"], "notes.jpg' is not a JPEG, PNG, GIF or BMP image"),
         (["pr", "--precisions=0.5"], "--precisions=0.5: give 11 numbers in [0, 1]"),
     ]
-    processes = [(start(*command[:1], tmp_path / "out", *command[1:]), message) for command, message in cases]
-    for process, message in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 2, (message, stderr[-2000:])
+    process = start(*cases[0][0][:1], tmp_path / "out", *cases[0][0][1:])
+    checked = 0
+    for command, message in cases:
+        status, _, stderr = show_in_process(command[0], tmp_path / "out", *command[1:], capsys=capsys)
+        assert status == 2, (message, stderr[-2000:])
         assert message in stderr.strip().splitlines()[-1], (message, stderr[-2000:])
+        checked += 1
+    assert checked == len(cases) == 8
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2 and cases[0][1] in stderr.strip().splitlines()[-1], stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_without_matplotlib_it_says_what_to_install(tmp_path, monkeypatch):

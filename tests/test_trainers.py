@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import zoo
 from tests import conftest
-from tests.conftest import as_flags, free_port, logged, train_in_process
+from tests.conftest import as_flags, free_port, logged, program_in_process, train_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = as_flags(conftest.TINY)
@@ -68,8 +68,9 @@ DECAYED_CNN = [
 
 
 def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, caplog):
-    """The programs as processes, end to end; the reruns in process (the program's own parser and
-    main: `train_in_process`), where what is checked is what they say and leave."""
+    """Training as the program runs in a process, end to end; evaluate, predict and the reruns in
+    process (each program's own parser and main: `program_in_process`), where what is checked is
+    what they say and leave."""
     model_dir = str(tmp_path / "run")
     out = run("train", f"--model_dir={model_dir}", *DECAYED_CNN)
     # Keras 2's decay, lr / (1 + decay * step), after 4 and 8 steps of 16 images.
@@ -101,12 +102,15 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, cap
     # On its run directory, evaluate uses the run's settings (its test split, the central crop that
     # follows --augment=crop): the same numbers as metrics.json.
     output = tmp_path / "new" / "folder" / "eval.json"  # created
-    evaluation = run("evaluate", f"--model_path={model_dir}", "--output", str(output))
+    status, evaluation, err = program_in_process(
+        "trainers.evaluate", [f"--model_path={model_dir}", "--output", output], capsys
+    )
+    assert status == 0, err[-3000:]
     saved = json.load(open(output))
     assert saved["split"] == "test[:32]" and saved["dataset"] == "shapes"
     for key in ("accuracy", "loss"):
         assert saved[key] == pytest.approx(metrics[key], abs=1e-5), key
-    assert "accuracy" in evaluation.stdout
+    assert "accuracy" in evaluation
     # The class report: in metrics.json and evaluate's JSON alike, printed by evaluate, and in
     # TensorBoard (the matrix as a picture, the report as tables).
     assert saved["report"] == metrics["report"]
@@ -114,8 +118,8 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, cap
     assert matrix.shape == (5, 5) and matrix.sum() == 32
     assert np.trace(matrix) / 32 == pytest.approx(metrics["accuracy"], abs=1e-6)
     assert "top5_accuracy" not in metrics  # 5 classes: top-5 is always right
-    assert "confusion matrix (rows: true class, columns: predicted" in evaluation.stdout
-    assert re.search(r"^circle +\d\.\d{3} +\d\.\d{3} +\d\.\d{3} +\d+$", evaluation.stdout, re.M)
+    assert "confusion matrix (rows: true class, columns: predicted" in evaluation
+    assert re.search(r"^circle +\d\.\d{3} +\d\.\d{3} +\d\.\d{3} +\d+$", evaluation, re.M)
     evaluation_logs = os.path.join(model_dir, "logs", "evaluation")
     tags = {
         value.tag
@@ -130,8 +134,11 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, cap
     }
 
     image = write_png(str(tmp_path / "shape.png"))
-    prediction = run("predict", f"--model_path={model_dir}", "--top_k=2", image)
-    lines = prediction.stdout.strip().splitlines()
+    status, prediction, err = program_in_process(
+        "trainers.predict", [f"--model_path={model_dir}", "--top_k=2", image], capsys
+    )
+    assert status == 0, err[-3000:]
+    lines = prediction.strip().splitlines()
     assert lines[0] == image and len(lines) == 3
     assert any(name in lines[1] for name in ("circle", "square", "triangle", "diamond", "cross"))
     assert lines[1].rstrip().endswith("%")
@@ -464,32 +471,39 @@ def test_help_shows_the_programs_doc_and_flags_as_a_module_and_as_an_installed_s
     assert as_script.stdout.split("flags:", 1)[1] == as_module.stdout.split("flags:", 1)[1]
 
 
-def test_other_programs_reject_bad_input_in_one_line(tmp_path):
+def test_other_programs_reject_bad_input_in_one_line(tmp_path, capsys):
+    """Two cases as the programs in processes of their own (the line, the status, no traceback),
+    the rest in process."""
     missing = run("evaluate", "--model_path=/no/such/run", check=False)
     assert missing.returncode == 2 and "error: --model_path=/no/such/run: no such model file" in missing.stderr
     no_images = run("predict", "--model=resnet50", check=False)
     assert no_images.returncode == 2 and "give one or more image files" in no_images.stderr
+    assert not any("Traceback" in out.stderr for out in (missing, no_images))
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("hello")
-    bad_image = run("predict", "--model=resnet50", str(not_an_image), check=False)
-    assert bad_image.returncode == 2 and "is not a JPEG, PNG, GIF or BMP image" in bad_image.stderr
     image = write_png(str(tmp_path / "shape.png"))
-    random_head = run("predict", "--model=resnet18", "--weights=imagenet", image, check=False)
-    assert random_head.returncode == 2
-    assert "--model=resnet18 has no pretrained ImageNet classifier to predict with; accepted: --model=resnet50, " in (
-        random_head.stderr
-    )
-    folder = run("predict", "--model=resnet50", str(tmp_path), check=False)
-    assert folder.returncode == 2 and "is a directory; give image files" in folder.stderr
     corrupt = tmp_path / "broken.keras"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
-    not_keras = run("evaluate", f"--model_path={corrupt}", check=False)
-    assert not_keras.returncode == 2 and "is not a valid Keras model file" in not_keras.stderr
-    outputs = [missing, no_images, bad_image, random_head, folder, not_keras]
-    assert not any("Traceback" in out.stderr for out in outputs)
+    cases = [
+        ("predict", ["--model=resnet50", not_an_image], "is not a JPEG, PNG, GIF or BMP image"),
+        (
+            "predict",
+            ["--model=resnet18", "--weights=imagenet", image],
+            "--model=resnet18 has no pretrained ImageNet classifier to predict with; accepted: --model=resnet50, ",
+        ),
+        ("predict", ["--model=resnet50", tmp_path], "is a directory; give image files"),
+        ("evaluate", [f"--model_path={corrupt}"], "is not a valid Keras model file"),
+    ]
+    checked = 0
+    for program, args, message in cases:
+        status, _, err = program_in_process(f"trainers.{program}", args, capsys)
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert status == 2 and len(errors) == 1 and message in errors[0], (program, args, err[-2000:])
+        checked += 1
+    assert checked == len(cases) == 4
 
 
-def test_zoo_lists_every_model_with_its_size():
+def test_zoo_lists_every_model_with_its_size(capsys):
     out = subprocess.run(
         [sys.executable, "-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"],
         cwd=REPO,
@@ -500,10 +514,8 @@ def test_zoo_lists_every_model_with_its_size():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resnet34" in out.stdout and "21,289,802" in out.stdout  # 10 classes at 224x224x3
-    bad = subprocess.run(
-        [sys.executable, "-m", "zoo", "resnet99"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300
-    )
-    assert bad.returncode == 2 and "unknown model 'resnet99'" in bad.stderr
+    status, _, err = program_in_process("zoo.__main__", ["resnet99"], capsys)
+    assert status == 2 and "unknown model 'resnet99'" in err
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import pipelines.tuning as tuning
-from tests.conftest import as_flags, free_port, logged, tiny
+from tests.conftest import as_flags, free_port, logged, program_in_process, tiny, train_in_process
 from trainers import tune
 from trainers.config import TrainConfig, search_space
 
@@ -36,6 +37,12 @@ def run_tune(*args, timeout=300, **environment):
         text=True,
         timeout=timeout,
     )
+
+
+def tune_in_process(capsys, *args):
+    """``python -m trainers.tune ARGS`` in this process (`program_in_process`): its status and output."""
+    status, stdout, stderr = program_in_process("trainers.tune", args, capsys)
+    return types.SimpleNamespace(returncode=status, stdout=stdout, stderr=stderr)
 
 
 def hparams_records(directory):
@@ -212,14 +219,14 @@ def test_bad_settings_are_refused_before_any_trial(tmp_path, settings, tune_sett
 
 
 @pytest.mark.slow
-def test_the_program_refuses_bad_settings_in_one_line_and_lists_the_space(tmp_path):
+def test_the_program_refuses_bad_settings_in_one_line_and_lists_the_space(tmp_path, capsys):
     result = run_tune(f"--model_dir={tmp_path / 'search'}", *TINY, "--objective=val_mean_iou")
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --objective=val_mean_iou: is not a validation metric of a classify model; "), last
     assert "accepted: val_loss, val_accuracy" in last
     assert not os.path.exists(tmp_path / "search")
-    listing = run_tune(*TINY, "--list_space", "--fix=optimizer=adam")
+    listing = tune_in_process(capsys, *TINY, "--list_space", "--fix=optimizer=adam")
     assert listing.returncode == 0, listing.stderr[-2000:]
     assert listing.stdout.splitlines()[0].split()[:2] == ["optimizer", "Fixed"]
 
@@ -228,10 +235,13 @@ def test_the_program_refuses_bad_settings_in_one_line_and_lists_the_space(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tmp_path):
+def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tmp_path, capsys):
     search = tmp_path / "search"
-    # In this process: each trial in its own is the default, tested by the kill and worker tests.
-    result = run_tune(f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--notrial_process")
+    # The program and its trials in this process: each trial in its own process is the default,
+    # tested by the kill and worker tests.
+    result = tune_in_process(
+        capsys, f"--model_dir={search}", *TINY, "--max_trials=2", "--space=dropout=0.1..0.3", "--notrial_process"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 trial(s) completed, 0 failed" in result.stdout
     assert "rank  trial  val_accuracy" in result.stdout
@@ -261,22 +271,10 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
     best = search / "best.flags"
     recorded = TrainConfig.from_flagfile(str(best))
     assert recorded.test_split == "test" and 0.1 <= recorded.builder_options["dropout"] <= 0.3
-    trained = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainers.train",
-            f"--flagfile={best}",
-            f"--model_dir={tmp_path / 'final'}",
-            "--test_split=test[:16]",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    status, _, err = train_in_process(
+        [f"--flagfile={best}", f"--model_dir={tmp_path / 'final'}", "--test_split=test[:16]"], capsys
     )
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert status == 0, err[-3000:]
     assert TrainConfig.from_flagfile(str(tmp_path / "final" / "flags.txt")).model_options == recorded.model_options
 
     # Other settings on the same folder are refused, naming the first that differs.
@@ -289,7 +287,8 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
 
 
 @pytest.mark.slow
-def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp_path):
+def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+    """kill -9 of the program mid-trial; the rerun in process (its trial in a process of its own)."""
     search = tmp_path / "search"
     args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=2")
     # kill -9 of the search while its second trial trains (after that trial's first epoch); the
@@ -313,7 +312,7 @@ def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp
     finished_before = os.path.getmtime(first / "metrics.json")
     values_before = hparams_records(str(search / "trials"))["1"][0].session_start_info.hparams
 
-    resumed = run_tune(*args)
+    resumed = tune_in_process(capsys, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "2 trial(s) completed, 0 failed" in resumed.stdout
     assert os.path.getmtime(first / "metrics.json") == finished_before  # trial 0 was not rerun
@@ -577,11 +576,11 @@ def test_a_worker_without_a_chief_gives_up_after_peer_timeout(tmp_path):
 
 
 @pytest.mark.slow
-def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path):
+def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path, capsys):
     search = tmp_path / "search"
     args = [a for a in TINY if not a.startswith("--epochs")]
-    result = run_tune(
-        f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4", "--notrial_process"
+    result = tune_in_process(
+        capsys, f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4", "--notrial_process"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     continued = []

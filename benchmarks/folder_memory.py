@@ -23,10 +23,13 @@ import subprocess
 import sys
 import zlib
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, HERE]
+
+from zoo import compat  # noqa: E402
+
+compat.start_tensorflow_quietly()  # TF_CPP_MIN_LOG_LEVEL=2 unless set; no CUDA probe's ERROR line
 
 from absl import app, flags  # noqa: E402
 

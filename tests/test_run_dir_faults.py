@@ -19,7 +19,7 @@ import pipelines
 import trainers.training
 import zoo
 from pipelines.durable import disk_full
-from tests.conftest import interrupted_after_first_epoch, logged, tiny
+from tests.conftest import interrupted_after_first_epoch, logged, tiny, train_in_process
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
@@ -404,7 +404,10 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
 
 
 @pytest.mark.parametrize("size", ["3m", "24m"])  # full during the first epoch's backup; at the phase's checkpoint
-def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space_resumes(small_filesystem, size):
+def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space_resumes(
+    small_filesystem, size, capsys
+):
+    """The program in a process on the full filesystem; the rerun in process."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(small_filesystem)], check=True)
     model_dir = small_filesystem / "run"
     args = ["--model=fashion_cnn", "--epochs=2", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
@@ -419,8 +422,8 @@ def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space
     ), full.stderr[-3000:]
     # Free space (grow the filesystem), rerun the same command: it resumes and finishes.
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_filesystem)], check=True)
-    again = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    status, _, err = train_in_process([f"--model_dir={model_dir}", *args], capsys)
+    assert status == 0, err[-3000:]
     run = RunDir(str(model_dir))
     assert run.read_state()["finished"] and json.load(open(run.metrics_file))["num_examples"] == 16
     assert set(os.listdir(model_dir)) <= set(run.manifest()["files"]) | {RunDir.MANIFEST}  # no temporary left

@@ -300,18 +300,21 @@ def test_kill_9_then_rerun_resumes_in_the_right_phase(tmp_path, capsys, caplog):
     assert json.load(open(os.path.join(model_dir, "state.json")))["finished"]
 
 
-def test_a_crash_after_training_but_before_export_finishes_from_the_checkpoint(tmp_path):
+def test_a_crash_after_training_but_before_export_finishes_from_the_checkpoint(tmp_path, capsys, caplog):
     model_dir = str(tmp_path / "run")
     args = [f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=1", *TINY]
-    run("train", *args)
+    status, _, err = train_in_process(args, capsys)
+    assert status == 0, err[-3000:]
     metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
     # What a kill during the final save leaves: trained phases, no artifacts, not finished.
     for name in ("model.keras", "metrics.json"):
         os.remove(os.path.join(model_dir, name))
     state_path = os.path.join(model_dir, "state.json")
     json.dump(dict(json.load(open(state_path)), finished=False), open(state_path, "w"))
-    again = run("train", *args)
-    assert "resuming from" in again.stderr and "Epoch 1/1" not in again.stdout
+    caplog.set_level("INFO")
+    status, out, err = train_in_process(args, capsys)
+    assert status == 0, err[-3000:]
+    assert "resuming from" in caplog.text and "Epoch 1/1" not in out
     assert json.load(open(os.path.join(model_dir, "metrics.json")))["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
 
 
@@ -515,20 +518,12 @@ def test_zoo_lists_every_model_with_its_size(capsys):
     assert status == 2 and "unknown model 'resnet99'" in err
 
 
-def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
+def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):
     model_dir = str(tmp_path / "run")
-    out = run(
-        "train",
-        f"--model_dir={model_dir}",
-        "--model=fashion_cnn",
-        "--epochs=2",
-        "--learning_rate=1e30",
-        "--momentum=0",
-        *TINY,
-        check=False,
-    )
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert out.returncode == 1 and len(errors) == 1
+    settings = [f"--model_dir={model_dir}", "--model=fashion_cnn", "--epochs=2", "--momentum=0", *TINY]
+    status, _, err = train_in_process([*settings, "--learning_rate=1e30"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert status == 1 and len(errors) == 1, err[-3000:]
     assert "loss became nan" in errors[0]
     # It names a checkpoint only where one exists (with this rate the loss is NaN within epoch 1).
     backup = os.path.join(model_dir, "backup", "train")
@@ -538,15 +533,7 @@ def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
         assert "no epoch had finished, so there is nothing to resume from" in errors[0]
     assert not os.path.exists(os.path.join(model_dir, "model.keras"))
     # The advised rerun, with a lower learning rate, resumes and finishes (no identity clash).
-    advised = run(
-        "train",
-        f"--model_dir={model_dir}",
-        "--model=fashion_cnn",
-        "--epochs=2",
-        "--learning_rate=0.01",
-        "--momentum=0",
-        *TINY,
-    )
-    assert "Traceback" not in advised.stderr
+    status, _, err = train_in_process([*settings, "--learning_rate=0.01"], capsys)
+    assert status == 0 and "Traceback" not in err, err[-3000:]
     assert json.load(open(os.path.join(model_dir, "state.json")))["finished"]
     assert "--learning_rate=0.01" in open(os.path.join(model_dir, "flags.txt")).read()

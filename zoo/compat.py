@@ -33,8 +33,13 @@ def start_tensorflow_quietly() -> None:
     GPU driver. Everything else it prints passes. TF_CPP_MIN_LOG_LEVEL=0 or 1 shows them all.
 
     Unless the user chose a level, it becomes 2 (TensorFlow's C++ INFO and WARNING lines, device
-    set-up and CUDA probing, drown the programs' own); set before the first TensorFlow import."""
+    set-up and CUDA probing, drown the programs' own); set before the first TensorFlow import.
+    Without TensorFlow installed (a benchmark under Keras's JAX backend) there is nothing to start."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
         import tensorflow as tf
 

@@ -230,13 +230,17 @@ def test_two_phase_localize_on_two_replicas(tmp_path, capsys):
     metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
     assert {"class_accuracy", "bbox_mse", "loss"} <= set(metrics)
     # evaluate weights the losses as the run did (0.7/0.3), so its loss is the run's.
-    run("evaluate", f"--model_path={model_dir}", "--output", str(tmp_path / "eval.json"))
+    # (evaluate and predict in process: the programs' own parsers and mains.)
+    status, _, err = program_in_process(
+        "trainers.evaluate", [f"--model_path={model_dir}", "--output", tmp_path / "eval.json"], capsys
+    )
+    assert status == 0, err[-3000:]
     evaluated = json.load(open(tmp_path / "eval.json"))
     for key in ("loss", "class_accuracy", "bbox_mse"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-5), key
     image = write_png(str(tmp_path / "shape.png"))
-    prediction = run("predict", f"--model_path={model_dir}", image)
-    assert "box [ymin, xmin, ymax, xmax] = [" in prediction.stdout
+    status, prediction, err = program_in_process("trainers.predict", [f"--model_path={model_dir}", image], capsys)
+    assert status == 0 and "box [ymin, xmin, ymax, xmax] = [" in prediction, err[-3000:]
 
     # flags.txt reruns the same run as is.
     status, stdout, _ = train_in_process([f"--flagfile={os.path.join(model_dir, 'flags.txt')}"], capsys)

@@ -52,10 +52,15 @@ def compile_for(model, head):
 # The models with builders of their own; the keras.applications table's rows have their sweep in
 # tests/test_zoo_applications.py (training 40 networks here would take the suite's whole budget).
 OWN_BUILDERS = sorted(set(zoo.names()) - set(table_names()))
+# ResNet-50 and Xception (keras.applications' networks behind the zoo's layers) take 9-13 s each
+# here: `slow`, so that `make test-quick` stays under 2 minutes; `make test` runs them.
+SLOW_BUILDERS = {"resnet50", "xception"}
 
 
 @pytest.mark.parametrize("head", ["classify", "localize"])
-@pytest.mark.parametrize("name", OWN_BUILDERS)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_BUILDERS else n for n in OWN_BUILDERS]
+)
 def test_model_forward_train_save_load(name, head, tmp_path):
     shape = tiny_shape(name)
     model = zoo.build(name, num_classes=NUM_CLASSES, input_shape=shape, head=head)

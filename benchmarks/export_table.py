@@ -22,6 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO]
 
+from zoo import compat  # noqa: E402
+
+compat.start_tensorflow_quietly()  # TF_CPP_MIN_LOG_LEVEL=2 unless set; no CUDA probe's ERROR line
+
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -121,8 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from zoo import compat
-
-    compat.start_tensorflow_quietly()
     define_flags()
     app.run(main)

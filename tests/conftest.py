@@ -4,6 +4,7 @@ tiny training settings and helpers every test file builds on."""
 import glob
 import os
 import socket
+import typing
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -47,9 +48,18 @@ def as_flags(settings: dict) -> list[str]:
     return [f"--{name}={value}" for name, value in settings.items()]
 
 
-def program_in_process(module, argv, capsys):
+class Ran(typing.NamedTuple):
+    """What a program run in process left: unpacks as (status, stdout, stderr), and reads as
+    `subprocess.CompletedProcess` does (``.returncode``, ``.stdout``, ``.stderr``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def program_in_process(module, argv, capsys) -> Ran:
     """``python -m MODULE ARGV`` run in this process as `trainers.cli.run` runs it (the program's
-    parser, main and error handling): (exit status, stdout, stderr). For tests of a program's flags,
+    parser, main and error handling): `Ran` (exit status, stdout, stderr). For tests of a program's flags,
     messages and files that need no process of their own (a process costs a TensorFlow import:
     about 6 s of CPU here). A program whose ``define_flags`` takes a `FlagValues` gets a fresh one;
     the others define theirs on absl's global flags, and those are removed again afterwards."""
@@ -85,7 +95,7 @@ def program_in_process(module, argv, capsys):
                 if name in flag_values:  # a short name goes with its flag
                     delattr(flag_values, name)
     captured = capsys.readouterr()
-    return status or 0, captured.out, captured.err
+    return Ran(status or 0, captured.out, captured.err)
 
 
 def train_in_process(argv, capsys):

@@ -7,7 +7,6 @@ the chapter prints a value, it is checked too, as the figure a reader compares a
 
 import os
 import sys
-import types
 
 import h5py
 import keras
@@ -36,9 +35,8 @@ IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
 
 
 def run(capsys, module, *args):
-    """``python -m MODULE ARGS``, in this process (`program_in_process`): its status and output."""
-    status, stdout, stderr = program_in_process(module, args, capsys)
-    return types.SimpleNamespace(returncode=status, stdout=stdout, stderr=stderr)
+    """``python -m MODULE ARGS``, in this process: `program_in_process`."""
+    return program_in_process(module, args, capsys)
 
 
 def test_the_photos_are_the_chapters():

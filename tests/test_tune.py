@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -40,9 +39,8 @@ def run_tune(*args, timeout=300, **environment):
 
 
 def tune_in_process(capsys, *args):
-    """``python -m trainers.tune ARGS`` in this process (`program_in_process`): its status and output."""
-    status, stdout, stderr = program_in_process("trainers.tune", args, capsys)
-    return types.SimpleNamespace(returncode=status, stdout=stdout, stderr=stderr)
+    """``python -m trainers.tune ARGS`` in this process: `program_in_process`."""
+    return program_in_process("trainers.tune", args, capsys)
 
 
 def hparams_records(directory):

@@ -46,6 +46,20 @@ def test_shapes_are_deterministic_and_splits_differ():
     assert not np.allclose(a[0], e[:64, :64].numpy())  # the generator's own seed does
 
 
+def test_the_drawing_is_traced_once_per_image_shape_and_draws_what_render_draws():
+    # Tracing the drawing costs about 0.5 s of CPU; every split a run loads (train, validation,
+    # test, the preview, the adaptation) calls the one traced function of its image shape.
+    draw = shapes.materializer(height=24, width=20, channels=3)  # a shape no other test draws
+    for split in ("train[:4]", "validation[:4]", "test[:4]"):
+        pipelines.load("shapes", split, image_size=(24, 20), batch_size=4)
+    assert draw.experimental_get_tracing_count() == 1
+    images, labels = take_all(pipelines.load("shapes", "test[:3]", image_size=(24, 20), batch_size=3)[0])
+    for index in range(3):
+        eager = shapes.render(index, height=24, width=20, split="test")  # no tracing: op by op
+        np.testing.assert_array_equal(images[index], eager["image"].numpy())
+        assert labels[index] == int(eager["label"])
+
+
 def test_shapes_samples_are_written_as_pngs_named_after_their_class(tmp_path):
     paths = shapes.write_samples(str(tmp_path), count=3, size=32)
     assert len(paths) == 3

@@ -34,14 +34,14 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 	$(BIN)/python -m pipelines.fused build --optional
 	@touch $(FUSED)
 
-# Two pytest-xdist workers, work-stealing: the whole suite takes 23.3 min this way on a 2-core AVX2
+# Two pytest-xdist workers, work-stealing: the whole suite takes 19.9 min this way on a 2-core AVX2
 # EPYC (float32), 9-11 min on a 2-core AVX-512 BF16 CPU (measured with fewer tests).
 PYTEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The unit tests alone, for the edit-test loop: every test not marked slow (no training run, no
-# program started as a process): 95 s on the AVX2 EPYC.
+# program started as a process): 80 s on the AVX2 EPYC.
 test-quick: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 

@@ -49,7 +49,7 @@ def test_shapes_are_deterministic_and_splits_differ():
 def test_the_drawing_is_traced_once_per_image_shape_and_draws_what_render_draws():
     # Tracing the drawing costs about 0.5 s of CPU; every split a run loads (train, validation,
     # test, the preview, the adaptation) calls the one traced function of its image shape.
-    draw = shapes.materializer(height=24, width=20, channels=3)  # a shape no other test draws
+    draw = shapes.materializer(height=24, width=20, channels=3)
     for split in ("train[:4]", "validation[:4]", "test[:4]"):
         pipelines.load("shapes", split, image_size=(24, 20), batch_size=4)
     assert draw.experimental_get_tracing_count() == 1

@@ -26,6 +26,29 @@ import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Stand-ins that make `import sklearn`, `import matplotlib` and `import jax` fail, as they do after a
+# plain `pip install .`. TensorFlow and Keras import all three at start-up whenever they are installed
+# (Keras's scikit-learn wrappers and plotting utilities, tf.lite's `from jax import jit`): about 3 s of
+# a program process's 6-8 s of CPU here, though a program uses them only for figures (`trainers.show`),
+# the chapter's photos (scikit-learn's) and the JAX backend.
+PLAIN_INSTALL = os.path.join(REPO, "tests", "plain_install")
+
+
+def program_env(*, extras: bool = False, **variables: str | None) -> dict[str, str]:
+    """The environment of a program run in a process of its own: this environment, the repository
+    importable, TensorFlow's C++ log at warnings and up (TF_CPP_MIN_LOG_LEVEL=2), then ``variables``
+    (None removes one). Without ``extras`` the process runs as on a plain ``pip install .``: no
+    scikit-learn, matplotlib or JAX (`PLAIN_INSTALL`); the processes it starts inherit that."""
+    path = REPO if extras else os.pathsep.join([PLAIN_INSTALL, REPO])
+    environment = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2")
+    for name, value in variables.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
 # A tiny training run on the shapes set: the settings every test that trains starts from (and
 # narrows: `tiny(image_size=16, ...)`), as `TrainConfig` fields.
 TINY = dict(

@@ -4,7 +4,6 @@ pipeline, each with its strength; mixed labels through the loss (with smoothing)
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 
 import pipelines
 from pipelines import ops
-from tests.conftest import REPO, logged, tiny
+from tests.conftest import REPO, logged, program_env, tiny
 from trainers.config import ConfigError, TrainConfig
 from trainers.metrics import SparseCrossentropyWithSmoothing, class_accuracy, class_top5_accuracy
 from trainers.rundir import RunDir
@@ -173,7 +172,7 @@ def test_a_mixed_run_under_mirrored_strategy_trains_validates_and_records_its_po
     done = subprocess.run(
         [sys.executable, "-m", "trainers.train", *flags],
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=program_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import skip_without_kernel
+from tests.conftest import program_env, skip_without_kernel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.slow
 def run_benchmark(script, *args, **env):
     """``python benchmarks/<script> *args`` from the repository, ``env`` added; it starts
     TensorFlow as the programs do, without its start-up lines (the CUDA probe's ERROR here)."""
-    environment = dict(os.environ, **env)
-    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the script's own default
+    environment = program_env(TF_CPP_MIN_LOG_LEVEL=None, **env)  # the script's own log level
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", script), *args],
         cwd=REPO,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.conftest import program_env
 from zoo import compat
 
 
@@ -193,7 +194,7 @@ def test_a_program_starts_without_tensorflows_start_up_lines(tmp_path):
     import subprocess
     import sys
 
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment = program_env(TF_CPP_MIN_LOG_LEVEL=None)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.shapes", str(tmp_path), "1"],
@@ -297,3 +298,23 @@ def test_the_tflite_converter_still_prints_its_quantization_line_and_we_hide_it(
         model.export(str(tmp_path / "quiet.tflite"), representative_dataset=calibration, **options)
     assert "fully_quantize:" not in capfd.readouterr().err
     assert (tmp_path / "quiet.tflite").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_tests_program_process_runs_as_a_plain_install():
+    """`program_env` hides the optional packages that TensorFlow and Keras import whenever they are
+    installed (this process has them all: the test and figures extras), and the programs start
+    without them, as after a plain ``pip install .``."""
+    import subprocess
+    import sys
+
+    import trainers.train  # noqa: F401
+
+    optional = {"sklearn", "matplotlib", "jax"}
+    installed = {name for name in optional if name in sys.modules}
+    if installed != optional:
+        pytest.skip(f"not installed here: {sorted(optional - installed)} (make install installs them)")
+    code = "import sys, zoo, trainers.train; print(sorted({'sklearn', 'matplotlib', 'jax'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], env=program_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]"]

@@ -15,7 +15,7 @@ import tensorflow as tf
 import trainers.training
 import zoo
 from pipelines import ops, shapes
-from tests.conftest import TINY, program_in_process
+from tests.conftest import TINY, program_env, program_in_process
 from trainers import deploy
 from trainers.config import TrainConfig
 from trainers.saved import open_saved
@@ -29,7 +29,7 @@ def run(program, *args):
     return subprocess.run(
         [sys.executable, *command, *args],
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=program_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests.conftest import program_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("zoo", "pipelines", "trainers")
 # Lower layers never import higher ones: zoo <- pipelines <- trainers.
@@ -131,7 +133,9 @@ def test_a_pipeline_and_the_flags_load_without_building_the_model_registry():
         "import pipelines.core, trainers.config\n"
         "print(light, sorted(m for m in sys.modules if m.startswith('zoo.')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=program_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "['zoo.common',", "'zoo.compat']"]
 

@@ -12,7 +12,7 @@ import pipelines
 import tests.tiny_tfds  # noqa: F401  (registers the local TFDS builders)
 import trainers.training
 from pipelines import DataError
-from tests.conftest import logged, train_in_process
+from tests.conftest import logged, program_env, train_in_process
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig, recipe_names
 from zoo import compat
@@ -299,7 +299,7 @@ def test_zoo_lists_the_backbone_layers_for_unfreeze_from():
     listing = subprocess.run(
         [sys.executable, "-m", "zoo", "resnet18", "--layers"],
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=program_env(),
         capture_output=True,
         text=True,
         timeout=300,

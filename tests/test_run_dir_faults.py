@@ -20,7 +20,7 @@ import pipelines
 import trainers.training
 import zoo
 from pipelines.durable import disk_full
-from tests.conftest import interrupted_after_first_epoch, logged, tiny, train_in_process
+from tests.conftest import interrupted_after_first_epoch, logged, program_env, tiny, train_in_process
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
@@ -395,7 +395,7 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
     (the reruns in process: what they read is what the kill left on disk)."""
     settings = {**TINY, "freeze_epochs": 1, "finetune_epochs": 1}
     command = [sys.executable, "-m", "trainers.train", *(f"--{k}={v}" for k, v in settings.items())]
-    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    environment = program_env()
     killed = {
         point: subprocess.Popen(
             [*command, f"--model_dir={tmp_path / point}"],
@@ -433,7 +433,7 @@ def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space
     model_dir = small_filesystem / "run"
     args = ["--model=fashion_cnn", "--epochs=2", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
     command = [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *args]
-    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    environment = program_env()
     full = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert full.returncode == 1, full.stderr[-3000:]
     last = full.stderr.strip().splitlines()[-1]
@@ -502,9 +502,8 @@ def test_sigterm_says_so_releases_the_lock_and_the_rerun_resumes(tmp_path, capsy
     args = ["--model=fashion_cnn", "--epochs=3", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
     args = [a if not a.startswith("--train_split") else "--train_split=train[:512]" for a in args]
     command = [sys.executable, "-m", "trainers.train", f"--model_dir={root}", *args]
-    environment = dict(os.environ, PYTHONPATH=REPO)
     process = subprocess.Popen(
-        command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command, cwd=REPO, env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     for line in process.stderr:  # the epoch's summary comes after its backup is written
         if "[train] epoch 1 done" in line:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import trainers.training
 import zoo
-from tests.conftest import program_in_process
+from tests.conftest import program_env, program_in_process
 from trainers import show
 from trainers.cli import UserError
 from trainers.config import TrainConfig
@@ -46,7 +46,7 @@ def start(kind, out, *args):
     return subprocess.Popen(
         [sys.executable, "-m", "trainers.show", kind, f"--out={out}", *map(str, args)],
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=program_env(extras=True),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

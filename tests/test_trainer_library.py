@@ -20,7 +20,7 @@ import trainers.train  # noqa: F401  (all three together: none defines a flag wh
 import trainers.training
 from pipelines import shapes
 from pipelines.durable import atomic_path, atomic_write
-from tests.conftest import TINY, train_in_process
+from tests.conftest import TINY, program_env, train_in_process
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
@@ -57,7 +57,7 @@ def test_importing_every_module_defines_no_flag():
         capture_output=True,
         text=True,
         timeout=300,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3"),
+        env=program_env(TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -295,11 +295,9 @@ def test_onednn_is_turned_on_for_x86_cpus_unless_the_user_chose():
     import platform
 
     def seen(**environment):
-        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
         code = "import os, trainers; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
-        result = subprocess.run(
-            [sys.executable, "-c", code], cwd=REPO, env={**env, **environment}, capture_output=True, text=True
-        )
+        env = program_env(**{"TF_ENABLE_ONEDNN_OPTS": None, **environment})
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
         return result.stdout.strip()
 
     x86 = platform.machine().lower() in ("x86_64", "amd64")

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import zoo
 from tests import conftest
-from tests.conftest import as_flags, free_port, logged, program_in_process, train_in_process
+from tests.conftest import as_flags, free_port, logged, program_env, program_in_process, train_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = as_flags(conftest.TINY)
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 def env(**extra):
-    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    environment.update(extra)
-    return environment
+    """`program_env`, the output unbuffered (tests read it line by line while a program runs)."""
+    return program_env(PYTHONUNBUFFERED="1", **extra)
 
 
 def run(program, *args, check=True, **extra_env):
@@ -434,12 +433,10 @@ def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path, capsys, monk
     processes = {}
     for index, (flags, _) in enumerate(BAD_FLAGS):
         if flags[0] in as_processes:
-            environment = env()
-            environment.pop("TF_CONFIG", None)
             processes[index] = subprocess.Popen(
                 [sys.executable, "-m", "trainers.train", f"--model_dir={tmp_path / f'process{index}'}", *TINY, *flags],
                 cwd=REPO,
-                env=environment,
+                env=env(TF_CONFIG=None),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

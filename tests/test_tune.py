@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import pipelines.tuning as tuning
-from tests.conftest import as_flags, free_port, logged, program_in_process, tiny, train_in_process
+from tests.conftest import as_flags, free_port, logged, program_env, program_in_process, tiny, train_in_process
 from trainers import tune
 from trainers.config import TrainConfig, search_space
 
@@ -27,7 +27,7 @@ TINY = [*as_flags(TINY_TRIALS), "--early_stopping_patience=0"]
 
 
 def run_tune(*args, timeout=300, **environment):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **environment)
+    env = program_env(**environment)
     return subprocess.run(
         [sys.executable, "-m", "trainers.tune", *args],
         cwd=REPO,
@@ -291,7 +291,7 @@ def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp
     args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=2")
     # kill -9 of the search while its second trial trains (after that trial's first epoch); the
     # trial's own process dies with it.
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    env = program_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "trainers.tune", *args],
         cwd=REPO,
@@ -510,10 +510,7 @@ def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
 @pytest.mark.slow
 def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(tmp_path):
     search = tmp_path / "search"
-    environment = dict(
-        os.environ,
-        PYTHONPATH=REPO,
-        TF_CPP_MIN_LOG_LEVEL="2",
+    environment = program_env(
         KERASTUNER_ORACLE_IP="127.0.0.1",
         KERASTUNER_ORACLE_PORT=str(free_port()),
     )

@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from tests.conftest import program_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
@@ -63,7 +65,7 @@ TRAINED = ("fashion_cnn/classify", "fashion_cnn/localize", "resnet18/classify")
 @pytest.mark.slow
 def test_every_zoo_model_builds_trains_and_reloads_under_the_jax_backend(tmp_path):
     pytest.importorskip("jax", reason="the test extra installs jax[cpu]")
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+    env = program_env(extras=True, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), ",".join(TRAINED)],
         cwd=REPO,

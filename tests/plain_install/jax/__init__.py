@@ -1,0 +1,4 @@
+"""Hides JAX from a test's program process, as a plain `pip install .` (no extras) would lack it:
+`tests/conftest.py`'s `program_env` puts this folder first on PYTHONPATH."""
+
+raise ModuleNotFoundError("No module named 'jax' (hidden: tests/conftest.py, program_env)", name="jax")

@@ -280,10 +280,17 @@ class Augmentation:
         return tf.random.experimental.stateless_fold_in(tf.cast(element_seed, tf.int64), self.stream)
 
 
+# The policies' layers run in the input pipeline, on float32 pixels in [0, 255] and float32 label
+# probabilities, whatever the model computes in: built under a mixed precision policy (the trainer sets
+# mixed_bfloat16 on CPUs with bfloat16 instructions before the pipeline is built) they would cast
+# their inputs to bfloat16 and MixUp would fail mixing them with its float32 weights.
+INPUT_DTYPE = "float32"
+
+
 def _randaugment(magnitude: float, seed):
     import keras
 
-    return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=magnitude, seed=seed)
+    return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=magnitude, seed=seed, dtype=INPUT_DTYPE)
 
 
 def _erase(probability: float, seed):
@@ -291,19 +298,21 @@ def _erase(probability: float, seed):
 
     # A (p, p) factor erases with probability p exactly (a single float would draw it from [0, p]);
     # the erased patch gets Gaussian noise, as timm's default "pixel" mode.
-    return keras.layers.RandomErasing(factor=(probability, probability), value_range=(0, 255), seed=seed)
+    return keras.layers.RandomErasing(
+        factor=(probability, probability), value_range=(0, 255), seed=seed, dtype=INPUT_DTYPE
+    )
 
 
 def _mixup(alpha: float, seed):
     import keras
 
-    return keras.layers.MixUp(alpha=alpha, seed=seed)
+    return keras.layers.MixUp(alpha=alpha, seed=seed, dtype=INPUT_DTYPE)
 
 
 def _cutmix(alpha: float, seed):
     import keras
 
-    return keras.layers.CutMix(factor=alpha, seed=seed)
+    return keras.layers.CutMix(factor=alpha, seed=seed, dtype=INPUT_DTYPE)
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {

@@ -60,6 +60,21 @@ def test_each_policy_changes_the_batch_it_should_and_is_seeded():
     assert all(not np.array_equal(a, b) for a, b in zip(erased, plain_images))
 
 
+def test_each_policy_gives_the_same_float32_batch_under_a_mixed_precision_policy():
+    # The trainer sets mixed_bfloat16 before it builds the pipeline on CPUs with bfloat16
+    # instructions: the policies' layers stay float32 there (MixUp failed on bfloat16 inputs).
+    for name in ("randaugment", "erase", "mixup", "cutmix"):
+        want = batch((name,))
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            got = batch((name,))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        for got_part, want_part in zip(got, want):
+            assert got_part.dtype == want_part.dtype, name
+            np.testing.assert_array_equal(got_part, want_part, err_msg=name)
+
+
 def test_mixup_and_cutmix_together_give_each_batch_one_of_them(monkeypatch):
     # Stand-ins that mark the labels with the layer that ran: class 0 for mixup, 1 for cutmix.
     def marking(column):

@@ -177,14 +177,18 @@ def test_each_format_is_written_checked_by_running_it_and_predicts(localize_run,
     assert meta["central_crop"] is True and meta["check"]["examples"] == 16 and meta["check"]["passed"]
     check = result.check
     assert 0 <= check.accuracy <= 1 and 0 <= check.box_iou <= 1 and check.seconds_per_image > 0
-    tolerance = 0.05 if quantize == "int8" else 1e-4
-    assert check.max_probability_difference < tolerance  # same pixels, same preprocessing, same model
+    saved = open_saved(localize_run)
+    # Same pixels, same preprocessing, same model; a run trained in mixed precision (the default on
+    # CPUs with bfloat16 instructions) is exported from a float32 copy, which differs from the
+    # bfloat16 Keras model by bfloat16's rounding (measured: 4e-4).
+    mixed = deploy.float32_copy(saved.model) is not saved.model
+    tolerance = 0.05 if quantize == "int8" else 1e-2 if mixed else 1e-4
+    assert check.max_probability_difference < tolerance
 
     # The artifact, loaded in its runtime, on an image of another size than the model's.
     image = shapes.render(3, height=48, width=80)["image"]
     artifact = deploy.Artifact.open(output)
     got = artifact(np.asarray(image, np.float32)[None])
-    saved = open_saved(localize_run)
     expected = deploy.deployable(saved.model, central_crop=True, outputs=("class", "bbox"))(
         np.asarray(image, np.float32)[None]
     )

@@ -254,7 +254,7 @@ class Augmentation:
       (`crops_at_evaluation`).
     mirror: for flips, ``seed -> bool tensor``: the pipeline mirrors in the resize's own pass.
     Ops with neither run after the resize, on float32 pixels, in the order they are given.
-    layer: for the policies, ``(strength, seed) -> Keras preprocessing layer``, and then ``apply``
+    layer: for the policies, ``(strength, seed, dtype) -> Keras preprocessing layer``, and then ``apply``
       is None: `policy_batches` runs them on whole batches, after the per-image ops (see there).
     mixes_labels: the op mixes two examples (mixup, cutmix), so labels become class probabilities.
     boxes: the op keeps a box right (moves it with the pixels, or moves no pixels): a localize
@@ -280,39 +280,30 @@ class Augmentation:
         return tf.random.experimental.stateless_fold_in(tf.cast(element_seed, tf.int64), self.stream)
 
 
-# The policies' layers run in the input pipeline, on float32 pixels in [0, 255] and float32 label
-# probabilities, whatever the model computes in: built under a mixed precision policy (the trainer sets
-# mixed_bfloat16 on CPUs with bfloat16 instructions before the pipeline is built) they would cast
-# their inputs to bfloat16 and MixUp would fail mixing them with its float32 weights.
-INPUT_DTYPE = "float32"
-
-
-def _randaugment(magnitude: float, seed):
+def _randaugment(magnitude: float, seed, dtype):
     import keras
 
-    return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=magnitude, seed=seed, dtype=INPUT_DTYPE)
+    return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=magnitude, seed=seed, dtype=dtype)
 
 
-def _erase(probability: float, seed):
+def _erase(probability: float, seed, dtype):
     import keras
 
     # A (p, p) factor erases with probability p exactly (a single float would draw it from [0, p]);
     # the erased patch gets Gaussian noise, as timm's default "pixel" mode.
-    return keras.layers.RandomErasing(
-        factor=(probability, probability), value_range=(0, 255), seed=seed, dtype=INPUT_DTYPE
-    )
+    return keras.layers.RandomErasing(factor=(probability, probability), value_range=(0, 255), seed=seed, dtype=dtype)
 
 
-def _mixup(alpha: float, seed):
+def _mixup(alpha: float, seed, dtype):
     import keras
 
-    return keras.layers.MixUp(alpha=alpha, seed=seed, dtype=INPUT_DTYPE)
+    return keras.layers.MixUp(alpha=alpha, seed=seed, dtype=dtype)
 
 
-def _cutmix(alpha: float, seed):
+def _cutmix(alpha: float, seed, dtype):
     import keras
 
-    return keras.layers.CutMix(factor=alpha, seed=seed, dtype=INPUT_DTYPE)
+    return keras.layers.CutMix(factor=alpha, seed=seed, dtype=dtype)
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {
@@ -358,7 +349,11 @@ def policy_batches(
     def stream(op):
         return None if seed is None else (int(seed) * 7919 + op.stream) % 2**31
 
-    layers = {op.name: op.layer(strengths[op.name], stream(op)) for op in policies}
+    # float32 pixels and label probabilities, whatever the model computes in: under the global mixed
+    # precision policy (the trainer sets mixed_bfloat16 on CPUs with bfloat16 instructions before it
+    # builds the pipeline) the layers would cast their inputs to bfloat16, and MixUp failed mixing
+    # them with its float32 weights.
+    layers = {op.name: op.layer(strengths[op.name], stream(op), dtype="float32") for op in policies}
     mixers = [op.name for op in policies if op.mixes_labels]
 
     def apply(images, labels, coin_seed):

@@ -78,7 +78,7 @@ def test_each_policy_gives_the_same_float32_batch_under_a_mixed_precision_policy
 def test_mixup_and_cutmix_together_give_each_batch_one_of_them(monkeypatch):
     # Stand-ins that mark the labels with the layer that ran: class 0 for mixup, 1 for cutmix.
     def marking(column):
-        def factory(strength, seed):
+        def factory(strength, seed, dtype):
             def layer(data, training):
                 marked = np.zeros(5, "float32")
                 marked[column] = 1

@@ -139,6 +139,13 @@ def check_destination(path: str) -> None:
 # ----------------------------------------------------------------------------- the artifact model
 
 
+def computes_in_float32(model) -> bool:
+    """Whether every layer of ``model`` computes in float32 (not a run trained under mixed precision)."""
+    from zoo.compat import nested_layers
+
+    return all(layer.dtype_policy.name == "float32" for layer in nested_layers(model) if hasattr(layer, "dtype_policy"))
+
+
 def float32_copy(model):
     """``model`` itself when it computes in float32, else a float32 copy with the same weights (a
     run trained under mixed precision): TFLite's converter and ONNX want float32 graphs."""
@@ -146,7 +153,7 @@ def float32_copy(model):
 
     from zoo.compat import nested_layers
 
-    if all(layer.dtype_policy.name == "float32" for layer in nested_layers(model) if hasattr(layer, "dtype_policy")):
+    if computes_in_float32(model):
         return model
 
     def to_float32(config):

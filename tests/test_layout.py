@@ -123,6 +123,15 @@ def test_the_shared_vocabulary_and_the_shims_import_no_framework_when_imported()
         assert not {name for name in top if name in known and name not in FRAMEWORK_FREE | {"zoo"}}, module
 
 
+def test_the_watchdog_imports_only_the_standard_library():
+    # It runs by its path (`python -I trainers/peers.py`): a project module would not import there,
+    # and importing `trainers` starts TensorFlow, seconds of CPU beside the worker it watches.
+    known = modules()
+    names = imports(known["trainers.peers"], known)
+    assert {"select", "socket"} <= names
+    assert sorted(name for name in names if name not in sys.stdlib_module_names) == []
+
+
 @pytest.mark.slow
 def test_a_pipeline_and_the_flags_load_without_building_the_model_registry():
     # zoo's shared words need no framework at all; a pipeline needs TensorFlow, but no model.

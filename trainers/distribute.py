@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import select
-import signal
-import socket
 import subprocess
-import sys
 
 from absl import logging
 
+from trainers import peers
 from zoo import compat
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
@@ -146,22 +142,6 @@ def check_tf_config(text: str) -> dict:
     return config
 
 
-def missing_peers(config: dict, timeout: float = 2.0) -> list[str]:
-    """``"worker 1 at host:port"`` for every other task of TF_CONFIG whose port takes no connection."""
-    me = (config["task"]["type"], config["task"]["index"])
-    missing = []
-    for task_type, addresses in config["cluster"].items():
-        for index, address in enumerate(addresses):
-            if (task_type, index) == me:
-                continue
-            host, _, port = address.rpartition(":")
-            try:
-                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-            except (OSError, ValueError):
-                missing.append(f"{task_type} {index} at {address}")
-    return missing
-
-
 @contextlib.contextmanager
 def wait_for_peers(config: dict, timeout: float):
     """Bound the wait for the other workers: MultiWorkerMirroredStrategy() blocks in C++, holding
@@ -172,29 +152,12 @@ def wait_for_peers(config: dict, timeout: float):
     tasks whose port takes no connection on stderr, in one line, and kills this process
     (SIGKILL: exit status 137), the one thing that ends that call.
     """
-    watchdog = subprocess.Popen(
-        [sys.executable, "-m", "trainers.distribute", str(os.getpid()), str(timeout), json.dumps(config)],
-        stdin=subprocess.PIPE,
-    )
+    watchdog = subprocess.Popen(peers.watchdog_command(os.getpid(), timeout, config), stdin=subprocess.PIPE)
     try:
         yield
     finally:
         watchdog.stdin.close()  # end of file: the watchdog exits quietly
         watchdog.wait()
-
-
-def _watch(parent: int, timeout: float, config: dict) -> None:
-    """The watchdog's side of `wait_for_peers`."""
-    ready, _, _ = select.select([sys.stdin], [], [], timeout)
-    if ready:  # the parent finished (or died): nothing to do
-        return
-    missing = missing_peers(config) or ["a worker (every port answers: does each run this same command?)"]
-    sys.stderr.write(
-        f"Error: multi_worker: {', '.join(missing)} did not join within {timeout:g} s; start it with its own "
-        f"TF_CONFIG, or check the address (peer_timeout sets the wait)\n"
-    )
-    sys.stderr.flush()
-    os.kill(parent, signal.SIGKILL)
 
 
 def _cluster(strategy) -> dict:
@@ -230,7 +193,3 @@ def worker_roles(strategy) -> tuple[str, ...]:
         indices = sorted(tasks) if isinstance(tasks, dict) else range(len(tasks))  # sparse specs are dicts
         roles += [_role(cluster, job, int(index)) for index in indices]
     return tuple(roles)
-
-
-if __name__ == "__main__":
-    _watch(int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3]))

@@ -16,6 +16,8 @@ final metrics; it raises `TrialFailed` for a trial that cannot finish (NaN loss,
 which is recorded as failed while the search goes on. By default each execution runs in a fresh
 process (``trial_process``; ``run_trial`` must then be picklable): in one process, memory grows
 with every trial (TensorFlow keeps each trial's traced functions; on a GPU it keeps the memory).
+Those processes are forked from a fork server that imports ``run_trial``'s module and
+``trial_imports`` once (`run_in_child`), so a trial does not spend seconds importing TensorFlow.
 
 What lands under ``directory``:
 
@@ -384,18 +386,31 @@ def read_session(logdir: str) -> tuple[dict, dict] | None:
 # ------------------------------------------------------------------------------------- trial processes
 
 
-def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> None:
-    """Run ``function(*args)`` in a spawned process; send back ("ok", metrics), ("failed", why)
-    or ("error", traceback text)."""
-    import ctypes
+def _in_child(connection, function, args, verbosity: int, tf_log_level: int, parent: dict) -> None:
+    """Run ``function(*args)`` in a trial's process; send back ("ok", metrics), ("failed", why),
+    ("pruned", error), ("disk full", None) or ("error", traceback text).
+
+    The process was forked from the fork server (`run_in_child`), which started once with the search's
+    environment: ``parent`` brings what the search has now, as a spawned process would inherit it
+    (environment, working directory, stdout and stderr, and a pipe that ends when the search does)."""
+    import threading
     import traceback
 
     from absl import logging as absl_logging
 
-    try:  # Linux: die with the search, rather than train on as an orphan after a kill -9
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    os.environ.clear()
+    os.environ.update(parent["environment"])
+    os.chdir(parent["directory"])
+    for number, stream in ((1, sys.stdout), (2, sys.stderr)):
+        stream.flush()
+        os.dup2(parent["streams"][number - 1].fileno(), number)
+        parent["streams"][number - 1].close()
+
+    def die_with_the_search(alive):  # the search's end of the pipe closes when it ends, a kill -9 too
+        alive.poll(None)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=die_with_the_search, args=(parent["alive"],), daemon=True).start()
     from absl import flags as absl_flags
 
     compat.start_tensorflow_quietly()  # as the search's own process started
@@ -421,17 +436,44 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int) -> 
         sys.stderr.flush()
 
 
-def run_in_child(function, args) -> dict:
-    """``function(*args)`` in a fresh (spawned) process, so that whatever a trial allocates (TF's
-    function library, GPU memory, which TensorFlow never gives back) goes when the trial ends.
-    A child killed by a signal (the kernel's OOM killer), dying without a word or raising (its
-    traceback printed on stderr) is `TrialFailed`."""
-    context = multiprocessing.get_context("spawn")
+def _modules_of(function) -> list[str]:
+    """The module that defines ``function`` (a `functools.partial` unwrapped): what its trials import."""
+    while hasattr(function, "func"):
+        function = function.func
+    module = getattr(function, "__module__", None)
+    return [module] if module and module != "__main__" else []
+
+
+def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: str = "forkserver") -> dict:
+    """``function(*args)`` in a process of its own, so that whatever a trial allocates (TF's function
+    library, GPU memory, which TensorFlow never gives back) goes when the trial ends. A child killed by
+    a signal (the kernel's OOM killer), dying without a word or raising (its traceback printed on
+    stderr) is `TrialFailed`.
+
+    The process is forked from multiprocessing's fork server, which imported ``function``'s module
+    and ``preload`` (what the trial will import as it runs) once, when the first trial started, and
+    ran nothing: later trials start without importing them again (a tiny trial took 6.8 s instead of
+    11.8 s on a 2-core AVX2 EPYC; ``benchmarks/trial_start.py``). The server's modules are those of the
+    first call; later calls' ``preload`` is imported by their trials. ``start_method="spawn"`` starts
+    a fresh interpreter each time instead (the baseline that benchmark measures against)."""
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(["__main__", *_modules_of(function), *preload])
     receiver, sender = context.Pipe(duplex=False)
+    alive_in_child, alive = context.Pipe(duplex=False)
+    streams = [compat.open_file_for_child(number) for number in (1, 2)]
+    parent = dict(environment=dict(os.environ), directory=os.getcwd(), streams=streams, alive=alive_in_child)
     tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
-    process = context.Process(target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level))
-    process.start()
-    sender.close()
+    process = context.Process(
+        target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level, parent)
+    )
+    try:
+        process.start()
+    finally:
+        sender.close()
+        alive_in_child.close()
+        for stream in streams:
+            stream.close()
     try:
         outcome = receiver.recv()
     except EOFError:
@@ -441,6 +483,7 @@ def run_in_child(function, args) -> dict:
         raise
     finally:
         process.join()
+        alive.close()  # after the join: a trial still flushing its output is not cut short
     if outcome is None:
         code = process.exitcode
         if code is not None and code < 0:
@@ -497,9 +540,11 @@ def _tuner_class():
     class TrialTuner(base_tuner.BaseTuner):
         """A keras-tuner tuner whose trials are run by a function of the caller."""
 
-        def __init__(self, oracle, declare, run_trial, directory, executions, metrics, isolate, pruner, **kwargs):
+        def __init__(
+            self, oracle, declare, run_trial, directory, executions, metrics, isolate, imports, pruner, **kwargs
+        ):
             self.run_function, self.executions, self.metric_names = run_trial, executions, metrics
-            self.isolate, self.pruner = isolate, pruner
+            self.isolate, self.imports, self.pruner = isolate, imports, pruner
             self.trials_dir = os.path.join(directory, TRIALS_DIR)
             # keras-tuner wraps ``declare`` as the hypermodel: its "model" is the settings dict.
             super().__init__(oracle, hypermodel=declare, directory=directory, project_name=TUNER_DIR, **kwargs)
@@ -520,7 +565,10 @@ def _tuner_class():
             for execution in range(self.executions):
                 args = (trial.trial_id, session, settings, budget, execution)
                 try:
-                    runs.append(run_in_child(self.run_function, args) if self.isolate else self.run_function(*args))
+                    if self.isolate:
+                        runs.append(run_in_child(self.run_function, args, preload=self.imports))
+                    else:
+                        runs.append(self.run_function(*args))
                 except TrialPruned as error:  # its last values stand for it; no further execution
                     logging.warning("trial %s %s", trial.trial_id, error.reason)
                     runs.append(error.metrics)
@@ -598,6 +646,7 @@ class Search:
         settings: dict | None = None,
         overwrite: bool = False,
         trial_process: bool = True,
+        trial_imports: Sequence[str] = (),
         peer_timeout: float = 300,
         pruner: MedianPruner | None = None,
     ):
@@ -614,7 +663,7 @@ class Search:
         self.settings = {"tuner": tuner, **(settings or {})}
         self.overwrite = overwrite
         self.executions = executions_per_trial
-        self.trial_process = trial_process
+        self.trial_process, self.trial_imports = trial_process, tuple(trial_imports)
         self.peer_timeout = peer_timeout
         self.oracle_args = dict(
             objective=objective,
@@ -791,6 +840,7 @@ class Search:
             self.executions,
             self.metrics,
             self.trial_process,
+            self.trial_imports,
             self.pruner,
             overwrite=False,
         )

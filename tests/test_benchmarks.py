@@ -155,6 +155,17 @@ def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     assert bad.returncode != 0 and "--rounds" in bad.stderr
 
 
+def test_trial_start_benchmark_times_both_ways_of_starting_a_trial_and_prints_the_ratio():
+    result = run_benchmark("trial_start.py", "--trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for method in ("spawn", "forkserver"):
+        assert len(re.findall(rf"^{method} trial \d: [\d.]+ s$", out, re.M)) == 2, out
+    assert re.search(r"^spawn / forkserver: [\d.]+x$", out, re.M), out
+    same = re.search(r"^validation accuracy: spawn ([\d.]+), forkserver ([\d.]+)$", out, re.M)
+    assert same and same.group(1) == same.group(2), out  # the same trial, however it started
+
+
 def test_train_step_benchmark_measures_each_setting_and_writes_json_lines(tmp_path):
     out = tmp_path / "results.jsonl"
     tiny = ("--batch_size=2", "--steps=2")

@@ -301,6 +301,23 @@ def test_the_tflite_converter_still_prints_its_quantization_line_and_we_hide_it(
 
 
 @pytest.mark.slow
+def test_a_file_given_to_a_fork_servers_child_is_the_same_open_file():
+    # multiprocessing passes a Connection's descriptor to the process it starts (reduction.DupFd);
+    # a trial process has the search's stdout and stderr through that (`pipelines.tuning`).
+    import multiprocessing
+    from multiprocessing.connection import Connection
+
+    read, write = os.pipe()
+    carried = compat.open_file_for_child(write)
+    os.close(write)
+    child = multiprocessing.get_context("forkserver").Process(target=Connection.send_bytes, args=(carried, b"through"))
+    child.start()
+    carried.close()
+    child.join(120)
+    assert child.exitcode == 0
+    assert Connection(read).recv_bytes() == b"through"
+
+
 def test_a_tests_program_process_runs_as_a_plain_install():
     """`program_env` hides the optional packages that TensorFlow and Keras import whenever they are
     installed (this process has them all: the test and figures extras), and the programs start

@@ -491,6 +491,98 @@ def test_each_trial_runs_in_its_own_process_and_a_killed_one_is_a_failed_trial(t
     assert trials["2"].metrics.get_last_value("pid") != os.getpid()
 
 
+def trial_reports_where_it_runs(tag):
+    """A trial that says what it runs in: its environment, folder, process and output."""
+    print(f"stdout of trial {tag}", flush=True)
+    print(f"stderr of trial {tag}", file=sys.stderr, flush=True)
+    return {"variable": os.environ.get("ZOO_TRIAL_PROBE"), "directory": os.getcwd(), "pid": os.getpid()}
+
+
+@pytest.mark.slow
+def test_a_trial_has_the_searchs_environment_folder_and_output_as_they_are_when_it_starts(tmp_path, monkeypatch, capfd):
+    # The fork server started once, with what the process had then; each trial gets what it has now,
+    # as a freshly started process would.
+    seen = []
+    for tag in ("first", "second"):
+        monkeypatch.setenv("ZOO_TRIAL_PROBE", tag)
+        (tmp_path / tag).mkdir()
+        monkeypatch.chdir(tmp_path / tag)
+        seen.append(tuning.run_in_child(trial_reports_where_it_runs, (tag,)))
+    assert [trial["variable"] for trial in seen] == ["first", "second"]
+    assert [trial["directory"] for trial in seen] == [str(tmp_path / "first"), str(tmp_path / "second")]
+    assert len({os.getpid(), *(trial["pid"] for trial in seen)}) == 3
+    captured = capfd.readouterr()
+    assert "stdout of trial first" in captured.out and "stdout of trial second" in captured.out, captured
+    assert "stderr of trial first" in captured.err and "stderr of trial second" in captured.err, captured
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_trial_dies_when_its_search_is_killed(tmp_path):
+    pids = tmp_path / "pids"
+    # The trial runs `sh`, which writes its own and its parent's (the trial's) PID, then sleeps.
+    script = f"echo $$ $PPID > {pids}.new && mv {pids}.new {pids} && exec sleep 300"
+    code = (
+        "import functools, subprocess\n"
+        "from pipelines import tuning\n"
+        "if __name__ == '__main__':\n"
+        f"    tuning.run_in_child(functools.partial(subprocess.run, ['sh', '-c', {script!r}]), ())\n"
+    )
+    search = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=program_env())
+    sleeper = None
+    try:
+        deadline = time.time() + 120
+        while not pids.exists() and search.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert pids.exists(), f"the trial never started (search: {search.poll()})"
+        sleeper, trial = map(int, pids.read_text().split())
+        assert alive(trial)
+        search.kill()  # kill -9: the search has no chance to stop its trial itself
+        search.wait()
+        deadline = time.time() + 30
+        while alive(trial) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not alive(trial)
+    finally:
+        search.kill()
+        if sleeper is not None and alive(sleeper):
+            os.kill(sleeper, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_the_fork_server_imports_whatever_a_trial_imports():
+    # Whatever a trial imports that the server did not, every trial imports again: seconds each.
+    code = (
+        "import importlib, sys, tempfile\n"
+        "from trainers import tune\n"
+        "from trainers.config import TrainConfig\n"
+        "for name in tune.TRIAL_IMPORTS:\n"
+        "    importlib.import_module(name)\n"
+        "with tempfile.TemporaryDirectory() as work:\n"
+        f"    config = TrainConfig(model_dir=work, **{dict(TINY_TRIAL, epochs=1, steps_per_epoch=1)!r})\n"
+        "    objective = tune.objective_of(config, tune.TuneConfig())\n"
+        "    before = set(sys.modules)\n"
+        "    tune.run_trial(config, objective, 0, '0', work + '/0', {}, None, 0)\n"
+        "new = set(sys.modules) - before\n"
+        "ours = sorted(m for m in new if m.split('.')[0] in ('zoo', 'pipelines', 'trainers'))\n"
+        "packages = sorted({m.split('.')[0] for m in new} - {m.split('.')[0] for m in before})\n"
+        "print('new:', ours, [p for p in packages if not p.startswith('__autograph_generated')])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=program_env(), capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "new: [] []" in out.stdout.splitlines(), out.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
     base = TrainConfig(**TINY_TRIAL, epochs=1, steps_per_epoch=1)

@@ -33,6 +33,24 @@ from zoo.common import error_line
 
 FLAGS = flags.FLAGS
 BEST_FLAGS = "best.flags"
+# What a trial imports as it trains (each module is imported lazily, where it is first needed, so
+# that the programs which need none of it start light): the search's fork server imports them once,
+# so that no trial spends seconds on it (`pipelines.tuning.run_in_child`). Kept complete by
+# tests/test_tune.py, which trains a trial after importing these and sees nothing more imported.
+TRIAL_IMPORTS = (
+    "trainers.training",
+    "trainers.metrics",
+    "pipelines.core",
+    "pipelines.sources.builtin",
+    "pipelines.sources.folders",
+    "pipelines.sources.tfds",
+    "zoo.fashion_cnn",
+    "zoo.resnet",
+    "zoo.applications",
+    "zoo.transfer",
+    "keras_tuner",
+    "tensorboard.summary",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +264,7 @@ def make_search(config: TrainConfig, tune: TuneConfig) -> tuning.Search:
         },
         overwrite=config.overwrite,
         trial_process=tune.trial_process,
+        trial_imports=TRIAL_IMPORTS,
         peer_timeout=config.peer_timeout,
         pruner=pruner,
     )

@@ -323,6 +323,17 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
+def open_file_for_child(fd: int):
+    """A duplicate of ``fd`` that a process multiprocessing starts receives as the same open file
+    (``.fileno()``, ``.close()``), however it starts, fork server included: multiprocessing passes
+    the descriptors its `Connection` objects hold to the new process (``reduction.DupFd``), and
+    nothing public passes a plain one. A fork server's child otherwise has the server's stdout and
+    stderr, those of the process that happened to start it."""
+    from multiprocessing.connection import Connection
+
+    return Connection(os.dup(fd))
+
+
 # ------------------------------------------------------------------------------ export runtimes
 
 ONNX_CAPTURED_CONSTANTS = (

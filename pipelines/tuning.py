@@ -452,8 +452,8 @@ def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: s
 
     The process is forked from multiprocessing's fork server, which imported ``function``'s module
     and ``preload`` (what the trial will import as it runs) once, when the first trial started, and
-    ran nothing: later trials start without importing them again (a tiny trial took 6.8 s instead of
-    11.8 s on a 2-core AVX2 EPYC; ``benchmarks/trial_start.py``). The server's modules are those of the
+    ran nothing: later trials start without importing them again (a tiny trial took 7.7 s instead of
+    15.0 s on a 2-core AVX2 EPYC; ``benchmarks/trial_start.py``). The server's modules are those of the
     first call; later calls' ``preload`` is imported by their trials. ``start_method="spawn"`` starts
     a fresh interpreter each time instead (the baseline that benchmark measures against)."""
     context = multiprocessing.get_context(start_method)

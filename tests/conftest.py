@@ -4,6 +4,7 @@ tiny training settings and helpers every test file builds on."""
 import glob
 import os
 import socket
+import sys
 import typing
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -47,6 +48,21 @@ def program_env(*, extras: bool = False, **variables: str | None) -> dict[str, s
         else:
             environment[name] = value
     return environment
+
+
+def python_code(code: str, *args: str, timeout: float = 300, **variables):
+    """``python -c CODE ARGS`` from the repository, in a process of its own (`program_env`: the
+    ``variables``, ``extras``); the `subprocess.CompletedProcess`, output captured as text."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=program_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # A tiny training run on the shapes set: the settings every test that trains starts from (and

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.conftest import program_env
+from tests.conftest import program_env, python_code
 from zoo import compat
 
 
@@ -322,7 +322,6 @@ def test_a_tests_program_process_runs_as_a_plain_install():
     """`program_env` hides the optional packages that TensorFlow and Keras import whenever they are
     installed (this process has them all: the test and figures extras), and the programs start
     without them, as after a plain ``pip install .``."""
-    import subprocess
     import sys
 
     import trainers.train  # noqa: F401
@@ -332,6 +331,6 @@ def test_a_tests_program_process_runs_as_a_plain_install():
     if installed != optional:
         pytest.skip(f"not installed here: {sorted(optional - installed)} (make install installs them)")
     code = "import sys, zoo, trainers.train; print(sorted({'sklearn', 'matplotlib', 'jax'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], env=program_env(), capture_output=True, text=True, timeout=120)
+    out = python_code(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[]"]

@@ -7,12 +7,11 @@ circle), read from the source with `ast`: nothing is imported to check it.
 import ast
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import program_env
+from tests.conftest import python_code
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("zoo", "pipelines", "trainers")
@@ -142,9 +141,7 @@ def test_a_pipeline_and_the_flags_load_without_building_the_model_registry():
         "import pipelines.core, trainers.config\n"
         "print(light, sorted(m for m in sys.modules if m.startswith('zoo.')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=program_env(), capture_output=True, text=True, timeout=120
-    )
+    out = python_code(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "['zoo.common',", "'zoo.compat']"]
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ import trainers.train  # noqa: F401  (all three together: none defines a flag wh
 import trainers.training
 from pipelines import shapes
 from pipelines.durable import atomic_path, atomic_write
-from tests.conftest import TINY, program_env, train_in_process
+from tests.conftest import TINY, python_code, train_in_process
 from trainers import cli, steps
 from trainers.callbacks import BoxGrid
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
@@ -51,14 +50,7 @@ def test_importing_every_module_defines_no_flag():
         f"import importlib; [importlib.import_module(m) for m in {modules!r}]\n"
         "print(sorted(set(flags.FLAGS) - before))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=program_env(TF_CPP_MIN_LOG_LEVEL="3"),
-    )
+    out = python_code(script, TF_CPP_MIN_LOG_LEVEL="3")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -296,9 +288,7 @@ def test_onednn_is_turned_on_for_x86_cpus_unless_the_user_chose():
 
     def seen(**environment):
         code = "import os, trainers; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
-        env = program_env(**{"TF_ENABLE_ONEDNN_OPTS": None, **environment})
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
-        return result.stdout.strip()
+        return python_code(code, **{"TF_ENABLE_ONEDNN_OPTS": None, **environment}).stdout.strip()
 
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     assert seen() == ("1" if x86 else "None")

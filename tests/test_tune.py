@@ -15,7 +15,16 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import pipelines.tuning as tuning
-from tests.conftest import as_flags, free_port, logged, program_env, program_in_process, tiny, train_in_process
+from tests.conftest import (
+    as_flags,
+    free_port,
+    logged,
+    program_env,
+    program_in_process,
+    python_code,
+    tiny,
+    train_in_process,
+)
 from trainers import tune
 from trainers.config import TrainConfig, search_space
 
@@ -576,9 +585,7 @@ def test_the_fork_server_imports_whatever_a_trial_imports():
         "packages = sorted({m.split('.')[0] for m in new} - {m.split('.')[0] for m in before})\n"
         "print('new:', ours, [p for p in packages if not p.startswith('__autograph_generated')])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=program_env(), capture_output=True, text=True, timeout=300
-    )
+    out = python_code(code)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "new: [] []" in out.stdout.splitlines(), out.stdout[-2000:]
 

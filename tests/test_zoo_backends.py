@@ -11,12 +11,10 @@ CPU under JAX). ResNet-34 and Xception were trained under JAX on a GPU, see BUIL
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import program_env
+from tests.conftest import python_code
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,14 +63,8 @@ TRAINED = ("fashion_cnn/classify", "fashion_cnn/localize", "resnet18/classify")
 @pytest.mark.slow
 def test_every_zoo_model_builds_trains_and_reloads_under_the_jax_backend(tmp_path):
     pytest.importorskip("jax", reason="the test extra installs jax[cpu]")
-    env = program_env(extras=True, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path), ",".join(TRAINED)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = python_code(
+        SCRIPT, str(tmp_path), ",".join(TRAINED), timeout=600, extras=True, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu"
     )
     assert result.returncode == 0, result.stderr[-4000:]
     line = [row for row in result.stdout.splitlines() if row.startswith("RESULT ")][-1]

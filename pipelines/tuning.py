@@ -444,6 +444,23 @@ def _modules_of(function) -> list[str]:
     return [module] if module and module != "__main__" else []
 
 
+def _start_fork_server() -> None:
+    """Start multiprocessing's fork server, unless it runs, with `compat.FORK_SERVER` in its
+    environment: it imports TensorFlow but initializes no device (CUDA initialized before a fork is
+    unusable after it). Each trial takes the search's own environment and probes its devices."""
+    from multiprocessing import forkserver
+
+    before = os.environ.get(compat.FORK_SERVER)
+    os.environ[compat.FORK_SERVER] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ[compat.FORK_SERVER]
+        else:
+            os.environ[compat.FORK_SERVER] = before
+
+
 def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: str = "forkserver") -> dict:
     """``function(*args)`` in a process of its own, so that whatever a trial allocates (TF's function
     library, GPU memory, which TensorFlow never gives back) goes when the trial ends. A child killed by
@@ -459,6 +476,7 @@ def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: s
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
         context.set_forkserver_preload(["__main__", *_modules_of(function), *preload])
+        _start_fork_server()
     receiver, sender = context.Pipe(duplex=False)
     alive_in_child, alive = context.Pipe(duplex=False)
     streams = [compat.open_file_for_child(number) for number in (1, 2)]

@@ -573,8 +573,10 @@ def test_the_fork_server_imports_whatever_a_trial_imports():
         "import importlib, sys, tempfile\n"
         "from trainers import tune\n"
         "from trainers.config import TrainConfig\n"
+        "from tensorflow.python.eager import context\n"
         "for name in tune.TRIAL_IMPORTS:\n"
         "    importlib.import_module(name)\n"
+        "print('devices probed:', context.context()._physical_devices is not None)\n"
         "with tempfile.TemporaryDirectory() as work:\n"
         f"    config = TrainConfig(model_dir=work, **{dict(TINY_TRIAL, epochs=1, steps_per_epoch=1)!r})\n"
         "    objective = tune.objective_of(config, tune.TuneConfig())\n"
@@ -585,8 +587,10 @@ def test_the_fork_server_imports_whatever_a_trial_imports():
         "packages = sorted({m.split('.')[0] for m in new} - {m.split('.')[0] for m in before})\n"
         "print('new:', ours, [p for p in packages if not p.startswith('__autograph_generated')])\n"
     )
-    out = python_code(code)
+    out = python_code(code, ZOO_FORK_SERVER="1")  # as the server's environment has it
     assert out.returncode == 0, out.stderr[-3000:]
+    # ...and none of it starts a device (CUDA started before a fork is unusable after it).
+    assert "devices probed: False" in out.stdout.splitlines(), out.stdout[-2000:]
     assert "new: [] []" in out.stdout.splitlines(), out.stdout[-2000:]
 
 

@@ -27,10 +27,17 @@ _LOG_LINE = re.compile(r"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d\d")  # absl's p
 _NO_GPU = "failed call to cuInit"
 
 
+# Set in the environment of a process that others are forked from (a search's trial server,
+# `pipelines.tuning.run_in_child`): it imports TensorFlow but probes no device, since CUDA
+# initialized before a fork cannot be used after it; each forked trial probes its own.
+FORK_SERVER = "ZOO_FORK_SERVER"
+
+
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and probe its devices with the start-up lines TF_CPP_MIN_LOG_LEVEL asks
     to hide hidden: its INFO and WARNING lines, and the CUDA probe's error on a machine without a
     GPU driver. Everything else it prints passes. TF_CPP_MIN_LOG_LEVEL=0 or 1 shows them all.
+    With `FORK_SERVER` set to 1 it imports and does not probe.
 
     Unless the user chose a level, it becomes 2 (TensorFlow's C++ INFO and WARNING lines, device
     set-up and CUDA probing, drown the programs' own); set before the first TensorFlow import.
@@ -40,16 +47,19 @@ def start_tensorflow_quietly() -> None:
 
     if importlib.util.find_spec("tensorflow") is None:
         return
+    probe = os.environ.get(FORK_SERVER) != "1"
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1"):
         import tensorflow as tf
 
-        tf.config.list_physical_devices()
+        if probe:
+            tf.config.list_physical_devices()
         return
 
     with _filtered_stderr(_start_up_noise):
         import tensorflow as tf
 
-        tf.config.list_physical_devices()  # the CUDA probe
+        if probe:
+            tf.config.list_physical_devices()  # the CUDA probe
 
 
 def _start_up_noise(lines: list[str]) -> list[bool]:

@@ -62,21 +62,22 @@ def main(argv):
             steps_per_epoch=FLAGS.steps,
         )
         trial = functools.partial(tune.run_trial, config, tune.objective_of(config, tune.TuneConfig()), 0)
-        first = None
+
+        def timed(method: str, name: str) -> float:
+            start = time.perf_counter()
+            metrics = tuning.run_in_child(
+                trial, (name, os.path.join(work, method, name), {}, None, 0), start_method=method
+            )
+            accuracy[method] = metrics["val_accuracy"]
+            return time.perf_counter() - start
+
         for method in METHODS:
-            warm_up = method == "forkserver"  # its first trial starts the server: timed apart
-            for index in range(FLAGS.trials + warm_up):
-                directory = os.path.join(work, method, str(index))
-                start = time.perf_counter()
-                metrics = tuning.run_in_child(trial, (str(index), directory, {}, None, 0), start_method=method)
-                took = time.perf_counter() - start
-                accuracy[method] = metrics["val_accuracy"]
-                if warm_up and index == 0:
-                    first = took
-                    print(f"{method} trial that starts the server: {took:.1f} s", flush=True)
-                    continue
-                seconds[method].append(took)
-                print(f"{method} trial {len(seconds[method])}: {took:.1f} s", flush=True)
+            if method == "forkserver":  # its first trial starts the server: timed apart
+                first = timed(method, "0")
+                print(f"{method} trial that starts the server: {first:.1f} s", flush=True)
+            for index in range(1, FLAGS.trials + 1):
+                seconds[method].append(timed(method, str(index)))
+                print(f"{method} trial {index}: {seconds[method][-1]:.1f} s", flush=True)
     spawn, forked = (statistics.median(seconds[method]) for method in METHODS)
     print(f"spawn (a fresh interpreter per trial): {spawn:.1f} s a trial")
     print(

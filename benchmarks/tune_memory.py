@@ -38,8 +38,9 @@ def define_flags() -> None:
     flags.DEFINE_boolean("trial_process", True, "Each trial in a fresh process (trainers.tune's default).")
 
 
-def resident_mib() -> float:
-    with open("/proc/self/status") as f:
+def resident_mib(process: str = "self") -> float:
+    """Resident memory of ``process`` (a PID, or "self"), in MiB, as Linux's /proc reports it."""
+    with open(f"/proc/{process}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -51,9 +52,7 @@ def measured_trial(run_trial, *args):
     resident memory added, in MiB."""
     metrics = dict(run_trial(*args))
     metrics["trial_peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with open(f"/proc/{os.getppid()}/status") as f:
-        parent = next((line for line in f if line.startswith("VmRSS:")), "VmRSS: nan kB")
-    metrics["server_mib"] = float(parent.split()[1]) / 1024
+    metrics["server_mib"] = resident_mib(str(os.getppid()))
     return metrics
 
 

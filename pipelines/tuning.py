@@ -401,10 +401,10 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int, par
     os.environ.clear()
     os.environ.update(parent["environment"])
     os.chdir(parent["directory"])
-    for number, stream in ((1, sys.stdout), (2, sys.stderr)):
+    for number, (stream, carried) in enumerate(zip((sys.stdout, sys.stderr), parent["streams"]), start=1):
         stream.flush()
-        os.dup2(parent["streams"][number - 1].fileno(), number)
-        parent["streams"][number - 1].close()
+        os.dup2(carried.fileno(), number)
+        carried.close()
 
     def die_with_the_search(alive):  # the search's end of the pipe closes when it ends, a kill -9 too
         alive.poll(None)

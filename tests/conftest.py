@@ -65,6 +65,190 @@ def python_code(code: str, *args: str, timeout: float = 300, **variables):
     )
 
 
+# The environment variables a program reads when it imports TensorFlow, Keras or the project: a
+# program whose environment gives one of them another value than the fork server's runs in a
+# fresh interpreter instead (`start_program`). TF_CPP_MIN_LOG_LEVEL unset is the 2 the programs
+# set themselves (`compat.start_tensorflow_quietly`), as the server has it.
+IMPORT_TIME_VARIABLES = (
+    "HOME",
+    "KERAS_BACKEND",
+    "KERAS_HOME",
+    "PYTHONHASHSEED",
+    "PYTHONPATH",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TF_CPP_MAX_VLOG_LEVEL",
+    "TF_ENABLE_ONEDNN_OPTS",
+)
+
+
+class _ForkServer:
+    """This test worker's `tests/program_server.py`, started on first use, gone when the worker is."""
+
+    process = None
+    environment: dict = {}
+
+    @classmethod
+    def address(cls) -> str:
+        import atexit
+        import shutil
+        import subprocess
+        import tempfile
+
+        if cls.process is None or cls.process.poll() is not None:  # not started yet, or died
+            folder = tempfile.mkdtemp(prefix="zoo-program-server-")
+            atexit.register(shutil.rmtree, folder, True)
+            address = os.path.join(folder, "socket")
+            cls.environment = program_env()
+            log = open(os.path.join(folder, "server.log"), "w")
+            cls.process = subprocess.Popen(
+                [sys.executable, os.path.join(REPO, "tests", "program_server.py"), address],
+                cwd=REPO,
+                env={**cls.environment, compat.FORK_SERVER: "1"},
+                stdin=subprocess.PIPE,  # closed when this worker exits: the server then exits too
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+            if cls.process.stdout.readline().strip() != b"ready":
+                log.close()
+                raise RuntimeError("the program server did not start: " + open(log.name).read()[-3000:])
+            cls.socket_path = address
+        return cls.socket_path
+
+
+class ForkedProcess:
+    """A program forked from the fork server, read as `subprocess.Popen` reads one: ``pid``,
+    ``returncode``, ``stdout`` and ``stderr`` (where piped), ``poll``, ``wait``, ``communicate``,
+    ``send_signal``, ``terminate``, ``kill``."""
+
+    def __init__(self, connection: socket.socket, args, stdout=None, stderr=None):
+        self._connection = connection
+        self.args = args
+        self.pid = int(connection.recv(64))
+        self.returncode = None
+        self.stdout, self.stderr = stdout, stderr
+
+    def _status(self, timeout):
+        import subprocess
+
+        self._connection.settimeout(timeout)
+        try:
+            self.returncode = int(self._connection.recv(64))
+        except (TimeoutError, BlockingIOError):
+            if timeout:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            return
+        finally:
+            self._connection.settimeout(None)
+        self._connection.close()
+
+    def poll(self):
+        if self.returncode is None:
+            self._status(0)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            self._status(timeout)
+        return self.returncode
+
+    def communicate(self, timeout=None):
+        """The piped output to its end, and the exit status (``timeout`` as `wait` takes it; after a
+        timeout, call again once the process is killed)."""
+        import concurrent.futures
+
+        if not hasattr(self, "_reads"):  # one reader a pipe, kept across a timeout
+            pipes = (self.stdout, self.stderr)
+            pool = concurrent.futures.ThreadPoolExecutor(2)
+            self._reads = [pool.submit(pipe.read) if pipe is not None else None for pipe in pipes]
+            pool.shutdown(wait=False)
+        self.wait(timeout)
+        texts = tuple(read.result() if read is not None else None for read in self._reads)
+        for pipe in (self.stdout, self.stderr):
+            if pipe is not None:
+                pipe.close()
+        return texts
+
+    def send_signal(self, number):
+        if self.returncode is None:
+            os.kill(self.pid, number)
+
+    def terminate(self):
+        import signal
+
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+
+def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: str = REPO, **variables):
+    """``subprocess.Popen([python, *ARGV], stdout=, stderr=, text=)`` (``-m MODULE ...``, ``-c CODE
+    ...`` or ``SCRIPT ...``) with `program_env` (``variables``) and stdin from /dev/null: forked from
+    this worker's program server (`tests/program_server.py`: TensorFlow and the project already
+    imported) when the environment's `IMPORT_TIME_VARIABLES` are the server's, else a fresh
+    interpreter. Either way a real process of its own: PID, exit status, signals, output. ``stdout``
+    and ``stderr``: a descriptor, ``subprocess.PIPE``, ``DEVNULL``, ``STDOUT`` (stderr) or None (this
+    process's)."""
+    import json
+    import subprocess
+
+    environment = program_env(**variables)
+    address = _ForkServer.address()
+    at_import = {**environment, "TF_CPP_MIN_LOG_LEVEL": environment.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    if any(at_import.get(name) != _ForkServer.environment.get(name) for name in IMPORT_TIME_VARIABLES):
+        return subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=cwd,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            text=text,
+        )
+    opened, pipes = [os.open(os.devnull, os.O_RDWR)], {}
+    descriptors = [opened[0]]
+    for number, target in ((1, stdout), (2, stderr)):
+        if target is None:
+            descriptors.append(number)
+        elif target == subprocess.DEVNULL:
+            descriptors.append(opened[0])
+        elif target == subprocess.STDOUT:
+            descriptors.append(descriptors[1])
+        elif target == subprocess.PIPE:
+            read, write = os.pipe()
+            pipes[number] = open(read, "r" if text else "rb")
+            opened.append(write)
+            descriptors.append(write)
+        else:
+            descriptors.append(target)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        connection.connect(address)
+        request = json.dumps({"argv": list(map(str, argv)), "env": environment, "cwd": str(cwd)}).encode()
+        socket.send_fds(connection, [request], descriptors)
+    finally:
+        for descriptor in opened:
+            os.close(descriptor)
+    return ForkedProcess(connection, [sys.executable, *argv], pipes.get(1), pipes.get(2))
+
+
+def run_program(argv, *, timeout: float = 300, cwd: str = REPO, **variables):
+    """`start_program` to its end, output captured: ``subprocess.run(capture_output=True, text=True,
+    timeout=timeout)``'s `subprocess.CompletedProcess` (the process killed on a timeout)."""
+    import subprocess
+
+    process = start_program(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, **variables)
+    try:
+        out, err = process.communicate(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess([sys.executable, *argv], process.returncode, out, err)
+
+
 # A tiny training run on the shapes set: the settings every test that trains starts from (and
 # narrows: `tiny(image_size=16, ...)`), as `TrainConfig` fields.
 TINY = dict(

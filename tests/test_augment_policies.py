@@ -4,8 +4,6 @@ pipeline, each with its strength; mixed labels through the loss (with smoothing)
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 
 import pipelines
 from pipelines import ops
-from tests.conftest import REPO, logged, program_env, tiny
+from tests.conftest import logged, run_program, tiny
 from trainers.config import ConfigError, TrainConfig
 from trainers.metrics import SparseCrossentropyWithSmoothing, class_accuracy, class_top5_accuracy
 from trainers.rundir import RunDir
@@ -184,14 +182,7 @@ def test_a_mixed_run_under_mirrored_strategy_trains_validates_and_records_its_po
         **tiny(epochs=2),
     )
     flags = [line for line in config.flag_lines()]
-    done = subprocess.run(
-        [sys.executable, "-m", "trainers.train", *flags],
-        cwd=REPO,
-        env=program_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_program(["-m", "trainers.train", *flags], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "strategy MirroredStrategy with 2 replica(s)" in done.stderr
     for name in ("epoch_loss", "epoch_accuracy"):

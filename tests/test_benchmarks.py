@@ -3,12 +3,11 @@
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import program_env, skip_without_kernel
+from tests.conftest import run_program, skip_without_kernel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,15 +17,8 @@ pytestmark = pytest.mark.slow
 def run_benchmark(script, *args, **env):
     """``python benchmarks/<script> *args`` from the repository, ``env`` added; it starts
     TensorFlow as the programs do, without its start-up lines (the CUDA probe's ERROR here)."""
-    environment = program_env(TF_CPP_MIN_LOG_LEVEL=None, **env)  # the script's own log level
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "benchmarks", script), *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # The script's own log level: unset here.
+    result = run_program([os.path.join(REPO, "benchmarks", script), *args], TF_CPP_MIN_LOG_LEVEL=None, **env)
     assert "cuInit" not in result.stderr and "cudart_stub" not in result.stderr, result.stderr[:2000]
     return result
 

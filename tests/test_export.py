@@ -4,8 +4,6 @@ and trainers.predict on them."""
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,7 +13,7 @@ import tensorflow as tf
 import trainers.training
 import zoo
 from pipelines import ops, shapes
-from tests.conftest import TINY, program_env, program_in_process
+from tests.conftest import TINY, program_in_process, run_program
 from trainers import deploy
 from trainers.config import TrainConfig
 from trainers.saved import open_saved
@@ -26,14 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(program, *args):
     """``python -m trainers.PROGRAM ARGS`` (or ``python SCRIPT ARGS`` for a path) from the repository."""
     command = [program] if program.endswith(".py") else ["-m", f"trainers.{program}"]
-    return subprocess.run(
-        [sys.executable, *command, *args],
-        cwd=REPO,
-        env=program_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_program([*command, *args])
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Recipes, TFDS download on first use, and the validation split carved from train."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pipelines
 import tests.tiny_tfds  # noqa: F401  (registers the local TFDS builders)
 import trainers.training
 from pipelines import DataError
-from tests.conftest import logged, program_env, train_in_process
+from tests.conftest import logged, run_program, train_in_process
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig, recipe_names
 from zoo import compat
@@ -296,14 +294,7 @@ def test_unfreeze_from_is_checked_before_any_training(tmp_path):
 
 @pytest.mark.slow
 def test_zoo_lists_the_backbone_layers_for_unfreeze_from():
-    listing = subprocess.run(
-        [sys.executable, "-m", "zoo", "resnet18", "--layers"],
-        cwd=REPO,
-        env=program_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    listing = run_program(["-m", "zoo", "resnet18", "--layers"])
     assert listing.returncode == 0, listing.stderr[-2000:]
     lines = listing.stdout.splitlines()
     assert lines[0] == "backbone of resnet18: 15 layers (train from one on with --unfreeze_from=NAME)"

@@ -20,7 +20,14 @@ import pipelines
 import trainers.training
 import zoo
 from pipelines.durable import disk_full
-from tests.conftest import interrupted_after_first_epoch, logged, program_env, tiny, train_in_process
+from tests.conftest import (
+    interrupted_after_first_epoch,
+    logged,
+    run_program,
+    start_program,
+    tiny,
+    train_in_process,
+)
 from trainers import steps
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
@@ -394,16 +401,14 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
     """The trainer kills itself (SIGKILL) at each `FAULT_POINTS` name; rerunning finishes the run
     (the reruns in process: what they read is what the kill left on disk)."""
     settings = {**TINY, "freeze_epochs": 1, "finetune_epochs": 1}
-    command = [sys.executable, "-m", "trainers.train", *(f"--{k}={v}" for k, v in settings.items())]
-    environment = program_env()
+    command = ["-m", "trainers.train", *(f"--{k}={v}" for k, v in settings.items())]
     killed = {
-        point: subprocess.Popen(
+        point: start_program(
             [*command, f"--model_dir={tmp_path / point}"],
-            cwd=REPO,
-            env={**environment, FAULT_POINT_VARIABLE: point},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            **{FAULT_POINT_VARIABLE: point},
         )
         for point in FAULT_POINTS
     }
@@ -432,9 +437,7 @@ def test_a_full_filesystem_stops_with_one_line_and_the_rerun_after_freeing_space
     subprocess.run(["mount", "-o", f"remount,size={size}", str(small_filesystem)], check=True)
     model_dir = small_filesystem / "run"
     args = ["--model=fashion_cnn", "--epochs=2", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
-    command = [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", *args]
-    environment = program_env()
-    full = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    full = run_program(["-m", "trainers.train", f"--model_dir={model_dir}", *args])
     assert full.returncode == 1, full.stderr[-3000:]
     last = full.stderr.strip().splitlines()[-1]
     assert last == (
@@ -501,9 +504,11 @@ def test_sigterm_says_so_releases_the_lock_and_the_rerun_resumes(tmp_path, capsy
     root = tmp_path / "run"
     args = ["--model=fashion_cnn", "--epochs=3", *(f"--{k}={v}" for k, v in TINY.items() if k != "model")]
     args = [a if not a.startswith("--train_split") else "--train_split=train[:512]" for a in args]
-    command = [sys.executable, "-m", "trainers.train", f"--model_dir={root}", *args]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    process = start_program(
+        ["-m", "trainers.train", f"--model_dir={root}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in process.stderr:  # the epoch's summary comes after its backup is written
         if "[train] epoch 1 done" in line:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import trainers.training
 import zoo
-from tests.conftest import program_env, program_in_process
+from tests.conftest import program_in_process, start_program
 from trainers import show
 from trainers.cli import UserError
 from trainers.config import TrainConfig
@@ -43,13 +43,12 @@ def tiny_run(tmp_path_factory):
 
 
 def start(kind, out, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainers.show", kind, f"--out={out}", *map(str, args)],
-        cwd=REPO,
-        env=program_env(extras=True),
+    return start_program(
+        ["-m", "trainers.show", kind, f"--out={out}", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        extras=True,  # matplotlib
     )
 
 

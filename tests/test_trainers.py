@@ -14,7 +14,16 @@ import tensorflow as tf
 
 import zoo
 from tests import conftest
-from tests.conftest import as_flags, free_port, logged, program_env, program_in_process, train_in_process
+from tests.conftest import (
+    as_flags,
+    free_port,
+    logged,
+    program_env,
+    program_in_process,
+    run_program,
+    start_program,
+    train_in_process,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = as_flags(conftest.TINY)
@@ -28,14 +37,7 @@ def env(**extra):
 
 
 def run(program, *args, check=True, **extra_env):
-    result = subprocess.run(
-        [sys.executable, "-m", f"trainers.{program}", *args],
-        cwd=REPO,
-        env=env(**extra_env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_program(["-m", f"trainers.{program}", *args], PYTHONUNBUFFERED="1", **extra_env)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{program} {args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -271,13 +273,12 @@ def test_kill_9_then_rerun_resumes_in_the_right_phase(tmp_path, capsys, caplog):
         "--batch_size=32",
     ]
     metadata = os.path.join(model_dir, "backup", "finetune", "training_metadata.json")
-    process = subprocess.Popen(
-        [sys.executable, "-m", f"trainers.{args[0]}", *args[1:]],
-        cwd=REPO,
-        env=env(),
+    process = start_program(
+        ["-m", f"trainers.{args[0]}", *args[1:]],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        PYTHONUNBUFFERED="1",
     )
     # The epoch's summary line comes after its backup is written (BackupAndRestore runs first):
     # kill on the line for the third epoch, an event the trainer reports, not after a sleep.
@@ -329,13 +330,14 @@ def run_two_workers(model_dir, *args, timeout=300, **extra_env):
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}", "--strategy=multi_worker", *args],
-                cwd=REPO,
-                env=env(TF_CONFIG=tf_config, **extra_env),
+            start_program(
+                ["-m", "trainers.train", f"--model_dir={model_dir}", "--strategy=multi_worker", *args],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
+                PYTHONUNBUFFERED="1",
+                TF_CONFIG=tf_config,
+                **extra_env,
             )
         )
     try:
@@ -378,9 +380,8 @@ def test_a_worker_that_never_starts_is_named_after_peer_timeout(tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
-    result = subprocess.run(
+    result = run_program(
         [
-            sys.executable,
             "-m",
             "trainers.train",
             f"--model_dir={tmp_path / 'run'}",
@@ -388,11 +389,8 @@ def test_a_worker_that_never_starts_is_named_after_peer_timeout(tmp_path):
             "--peer_timeout=3",
             *TINY,
         ],
-        cwd=REPO,
-        env=env(TF_CONFIG=tf_config),
-        capture_output=True,
-        text=True,
         timeout=120,  # without the timeout the strategy waits an hour for the missing worker
+        TF_CONFIG=tf_config,
     )
     assert result.returncode == -signal.SIGKILL  # the one way to end the strategy's blocked call
     assert result.stderr.strip().splitlines()[-1] == (
@@ -433,13 +431,12 @@ def test_every_bad_flag_gives_one_line_and_a_nonzero_exit(tmp_path, capsys, monk
     processes = {}
     for index, (flags, _) in enumerate(BAD_FLAGS):
         if flags[0] in as_processes:
-            processes[index] = subprocess.Popen(
-                [sys.executable, "-m", "trainers.train", f"--model_dir={tmp_path / f'process{index}'}", *TINY, *flags],
-                cwd=REPO,
-                env=env(TF_CONFIG=None),
+            processes[index] = start_program(
+                ["-m", "trainers.train", f"--model_dir={tmp_path / f'process{index}'}", *TINY, *flags],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                TF_CONFIG=None,
             )
     checked = 0
     for index, (flags, expected) in enumerate(BAD_FLAGS):
@@ -505,14 +502,7 @@ def test_other_programs_reject_bad_input_in_one_line(tmp_path, capsys):
 
 
 def test_zoo_lists_every_model_with_its_size(capsys):
-    out = subprocess.run(
-        [sys.executable, "-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_program(["-m", "zoo", "--nosummary", "fashion_cnn", "resnet34"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resnet34" in out.stdout and "21,289,802" in out.stdout  # 10 classes at 224x224x3
     status, _, err = program_in_process("zoo.__main__", ["resnet99"], capsys)

@@ -19,9 +19,10 @@ from tests.conftest import (
     as_flags,
     free_port,
     logged,
-    program_env,
     program_in_process,
     python_code,
+    run_program,
+    start_program,
     tiny,
     train_in_process,
 )
@@ -36,15 +37,7 @@ TINY = [*as_flags(TINY_TRIALS), "--early_stopping_patience=0"]
 
 
 def run_tune(*args, timeout=300, **environment):
-    env = program_env(**environment)
-    return subprocess.run(
-        [sys.executable, "-m", "trainers.tune", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_program(["-m", "trainers.tune", *args], timeout=timeout, **environment)
 
 
 def tune_in_process(capsys, *args):
@@ -300,14 +293,7 @@ def test_a_search_killed_mid_trial_resumes_without_rerunning_finished_trials(tmp
     args = (f"--model_dir={search}", *[a for a in TINY if not a.startswith("--epochs")], "--epochs=4", "--max_trials=2")
     # kill -9 of the search while its second trial trains (after that trial's first epoch); the
     # trial's own process dies with it.
-    env = program_env()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainers.tune", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_program(["-m", "trainers.tune", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backup = search / "trials" / "1" / "execution0" / "backup"
     deadline = time.time() + 300
     while not backup.exists() and process.poll() is None and time.time() < deadline:
@@ -545,7 +531,7 @@ def test_a_trial_dies_when_its_search_is_killed(tmp_path):
         "if __name__ == '__main__':\n"
         f"    tuning.run_in_child(functools.partial(subprocess.run, ['sh', '-c', {script!r}]), ())\n"
     )
-    search = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=program_env())
+    search = start_program(["-c", code])
     sleeper = None
     try:
         deadline = time.time() + 120
@@ -613,12 +599,8 @@ def test_a_nan_loss_fails_the_trial_not_the_search(tmp_path):
 @pytest.mark.slow
 def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(tmp_path):
     search = tmp_path / "search"
-    environment = program_env(
-        KERASTUNER_ORACLE_IP="127.0.0.1",
-        KERASTUNER_ORACLE_PORT=str(free_port()),
-    )
+    oracle = dict(KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()))
     command = [
-        sys.executable,
         "-m",
         "trainers.tune",
         f"--model_dir={search}",
@@ -631,13 +613,8 @@ def test_a_distributed_search_with_a_chief_and_a_worker_finishes_and_both_exit(t
     # chief starts once the worker says it waits (its log line, not a sleep).
     processes = {}
     for name in ("tuner0", "chief"):
-        processes[name] = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=dict(environment, KERASTUNER_TUNER_ID=name),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        processes[name] = start_program(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, KERASTUNER_TUNER_ID=name, **oracle
         )
         if name == "tuner0":
             waited = ""

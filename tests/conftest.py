@@ -110,7 +110,8 @@ class _ForkServer:
             )
             if cls.process.stdout.readline().strip() != b"ready":
                 log.close()
-                raise RuntimeError("the program server did not start: " + open(log.name).read()[-3000:])
+                with open(log.name) as told:
+                    raise RuntimeError(f"the program server did not start: {told.read()[-3000:]}")
             cls.socket_path = address
         return cls.socket_path
 

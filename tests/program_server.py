@@ -96,7 +96,8 @@ def _child(request: dict, streams: list[int]) -> None:
         traceback.print_exc()
         status = 1
     finally:
-        try:
+        try:  # what a fresh interpreter does as it exits: wait for its threads, run atexit, flush
+            threading._shutdown()
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -81,6 +81,15 @@ IMPORT_TIME_VARIABLES = (
 )
 
 
+# ZOO_PROGRAM_SERVER=0 starts every program in a fresh interpreter (to tell a fork's artefact from a
+# program's bug); so does any system but Linux (the server needs fork and SOCK_SEQPACKET sockets).
+PROGRAM_SERVER = "ZOO_PROGRAM_SERVER"
+
+
+def _program_server_on() -> bool:
+    return sys.platform.startswith("linux") and os.environ.get(PROGRAM_SERVER, "1") != "0"
+
+
 class _ForkServer:
     """This test worker's `tests/program_server.py`, started on first use, gone when the worker is."""
 
@@ -196,9 +205,9 @@ def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: st
     import subprocess
 
     environment = program_env(**variables)
-    address = _ForkServer.address()
+    address = _program_server_on() and _ForkServer.address()
     at_import = {**environment, "TF_CPP_MIN_LOG_LEVEL": environment.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    if any(at_import.get(name) != _ForkServer.environment.get(name) for name in IMPORT_TIME_VARIABLES):
+    if not address or any(at_import.get(n) != _ForkServer.environment.get(n) for n in IMPORT_TIME_VARIABLES):
         return subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd,

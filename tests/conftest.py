@@ -66,7 +66,7 @@ def python_code(code: str, *args: str, timeout: float = 300, **variables):
 
 
 # The environment variables a program reads when it imports TensorFlow, Keras or the project: a
-# program whose environment gives one of them another value than the fork server's runs in a
+# program whose environment gives one of them another value than the program server's runs in a
 # fresh interpreter instead (`start_program`). TF_CPP_MIN_LOG_LEVEL unset is the 2 the programs
 # set themselves (`compat.start_tensorflow_quietly`), as the server has it.
 IMPORT_TIME_VARIABLES = (
@@ -90,7 +90,7 @@ def _program_server_on() -> bool:
     return sys.platform.startswith("linux") and os.environ.get(PROGRAM_SERVER, "1") != "0"
 
 
-class _ForkServer:
+class _ProgramServer:
     """This test worker's `tests/program_server.py`, started on first use, gone when the worker is."""
 
     process = None
@@ -126,7 +126,7 @@ class _ForkServer:
 
 
 class ForkedProcess:
-    """A program forked from the fork server, read as `subprocess.Popen` reads one: ``pid``,
+    """A program forked from the program server, read as `subprocess.Popen` reads one: ``pid``,
     ``returncode``, ``stdout`` and ``stderr`` (where piped), ``poll``, ``wait``, ``communicate``,
     ``send_signal``, ``terminate``, ``kill``."""
 
@@ -142,7 +142,10 @@ class ForkedProcess:
 
         self._connection.settimeout(timeout)
         try:
-            self.returncode = int(self._connection.recv(64))
+            status = self._connection.recv(64)
+            if not status:
+                raise RuntimeError(f"the program server went away before process {self.pid} ended")
+            self.returncode = int(status)
         except (TimeoutError, BlockingIOError):
             if timeout:
                 raise subprocess.TimeoutExpired(self.args, timeout) from None
@@ -205,9 +208,9 @@ def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: st
     import subprocess
 
     environment = program_env(**variables)
-    address = _program_server_on() and _ForkServer.address()
+    address = _program_server_on() and _ProgramServer.address()
     at_import = {**environment, "TF_CPP_MIN_LOG_LEVEL": environment.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    if not address or any(at_import.get(n) != _ForkServer.environment.get(n) for n in IMPORT_TIME_VARIABLES):
+    if not address or any(at_import.get(n) != _ProgramServer.environment.get(n) for n in IMPORT_TIME_VARIABLES):
         return subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd,

@@ -31,8 +31,8 @@ def test_a_forked_program_has_its_own_process_arguments_environment_folder_and_s
     report = json.loads(result.stdout)
     assert report["argv"] == ["-c", "3", "x y"] and report["cwd"] == str(tmp_path)
     assert report["seen"] == "yes" and report["main"] == "__main__"
-    assert report["pid"] not in (os.getpid(), conftest._ForkServer.process.pid)
-    assert report["ppid"] == conftest._ForkServer.process.pid  # forked, not started afresh
+    assert report["pid"] not in (os.getpid(), conftest._ProgramServer.process.pid)
+    assert report["ppid"] == conftest._ProgramServer.process.pid  # forked, not started afresh
     again = json.loads(run_program(["-c", REPORT, "0"]).stdout)
     assert again["pid"] != report["pid"] and again["seen"] is None  # nothing carried over
 

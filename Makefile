@@ -42,7 +42,7 @@ test: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The unit tests alone, for the edit-test loop: every test not marked slow (no training run, no
-# program started as a process): 80 s on the AVX2 EPYC, 70 s on the AVX-512 BF16 EPYC.
+# program started as a process): 121-147 s on the AVX2 EPYC, 70 s on the AVX-512 BF16 EPYC.
 test-quick: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 

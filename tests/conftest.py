@@ -51,18 +51,9 @@ def program_env(*, extras: bool = False, **variables: str | None) -> dict[str, s
 
 
 def python_code(code: str, *args: str, timeout: float = 300, **variables):
-    """``python -c CODE ARGS`` from the repository, in a process of its own (`program_env`: the
-    ``variables``, ``extras``); the `subprocess.CompletedProcess`, output captured as text."""
-    import subprocess
-
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=REPO,
-        env=program_env(**variables),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``python -c CODE ARGS`` from the repository in a fresh interpreter (its tests check what
+    importing does, which a forked program has done already): `run_program` (``variables``)."""
+    return run_program(["-c", code, *args], timeout=timeout, fresh=True, **variables)
 
 
 # The environment variables a program reads when it imports TensorFlow, Keras or the project: a
@@ -94,10 +85,23 @@ class _ProgramServer:
     """This test worker's `tests/program_server.py`, started on first use, gone when the worker is."""
 
     process = None
-    environment: dict = {}
+    environment: dict | None = None  # `program_env()` as this worker first asked for a program
+
+    @classmethod
+    def serves(cls, environment: dict) -> bool:
+        """Whether a program with ``environment`` can be forked from the server: the server is on
+        and has (or will have) the same `IMPORT_TIME_VARIABLES`."""
+        if not _program_server_on():
+            return False
+        if cls.environment is None:
+            cls.environment = program_env()
+        at_import = {**environment, "TF_CPP_MIN_LOG_LEVEL": environment.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        return all(at_import.get(name) == cls.environment.get(name) for name in IMPORT_TIME_VARIABLES)
 
     @classmethod
     def address(cls) -> str:
+        """The server's socket; the server is started (with the `environment` that `serves` took)
+        when it is not running."""
         import atexit
         import shutil
         import subprocess
@@ -107,7 +111,6 @@ class _ProgramServer:
             folder = tempfile.mkdtemp(prefix="zoo-program-server-")
             atexit.register(shutil.rmtree, folder, True)
             address = os.path.join(folder, "socket")
-            cls.environment = program_env()
             log = open(os.path.join(folder, "server.log"), "w")
             cls.process = subprocess.Popen(
                 [sys.executable, os.path.join(REPO, "tests", "program_server.py"), address],
@@ -196,21 +199,21 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: str = REPO, **variables):
+def start_program(
+    argv, *, stdout=None, stderr=None, text: bool = False, cwd: str = REPO, fresh: bool = False, **variables
+):
     """``subprocess.Popen([python, *ARGV], stdout=, stderr=, text=)`` (``-m MODULE ...``, ``-c CODE
     ...`` or ``SCRIPT ...``) with `program_env` (``variables``) and stdin from /dev/null: forked from
     this worker's program server (`tests/program_server.py`: TensorFlow and the project already
-    imported) when the environment's `IMPORT_TIME_VARIABLES` are the server's, else a fresh
-    interpreter. Either way a real process of its own: PID, exit status, signals, output. ``stdout``
+    imported) when the environment's `IMPORT_TIME_VARIABLES` are the server's, else (or with
+    ``fresh``) a fresh interpreter. Either way a real process of its own: PID, exit status, signals, output. ``stdout``
     and ``stderr``: a descriptor, ``subprocess.PIPE``, ``DEVNULL``, ``STDOUT`` (stderr) or None (this
     process's)."""
     import json
     import subprocess
 
     environment = program_env(**variables)
-    address = _program_server_on() and _ProgramServer.address()
-    at_import = {**environment, "TF_CPP_MIN_LOG_LEVEL": environment.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    if not address or any(at_import.get(n) != _ProgramServer.environment.get(n) for n in IMPORT_TIME_VARIABLES):
+    if fresh or not _ProgramServer.serves(environment):
         return subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd,
@@ -238,7 +241,7 @@ def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: st
             descriptors.append(target)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        connection.connect(address)
+        connection.connect(_ProgramServer.address())
         request = json.dumps({"argv": list(map(str, argv)), "env": environment, "cwd": str(cwd)}).encode()
         socket.send_fds(connection, [request], descriptors)
     finally:
@@ -247,12 +250,14 @@ def start_program(argv, *, stdout=None, stderr=None, text: bool = False, cwd: st
     return ForkedProcess(connection, [sys.executable, *argv], pipes.get(1), pipes.get(2))
 
 
-def run_program(argv, *, timeout: float = 300, cwd: str = REPO, **variables):
+def run_program(argv, *, timeout: float = 300, cwd: str = REPO, fresh: bool = False, **variables):
     """`start_program` to its end, output captured: ``subprocess.run(capture_output=True, text=True,
     timeout=timeout)``'s `subprocess.CompletedProcess` (the process killed on a timeout)."""
     import subprocess
 
-    process = start_program(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, **variables)
+    process = start_program(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, fresh=fresh, **variables
+    )
     try:
         out, err = process.communicate(timeout)
     except subprocess.TimeoutExpired:

@@ -51,7 +51,8 @@ def _exit_status(code) -> int:
 
 
 def _text_stream(fd: int, **options) -> io.TextIOWrapper:
-    return io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=sys.getfilesystemencoding(), **options)
+    """A standard stream on ``fd`` in the encoding this interpreter chose for its own."""
+    return io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=sys.__stdout__.encoding, **options)
 
 
 def _child(request: dict, streams: list[int]) -> None:

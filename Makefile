@@ -34,7 +34,7 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 	$(BIN)/python -m pipelines.fused build --optional
 	@touch $(FUSED)
 
-# Two pytest-xdist workers, work-stealing: the whole suite takes 20 min this way on a 2-core AVX2
+# Two pytest-xdist workers, work-stealing: the whole suite takes 20-23 min this way on a 2-core AVX2
 # EPYC (float32); 14.2 min on a 2-core AVX-512 BF16 EPYC (mixed bfloat16) before the tests' program
 # server (BUILD.md, tests) took a TensorFlow import off each program process.
 PYTEST_WORKERS ?= 2

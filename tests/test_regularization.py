@@ -106,6 +106,7 @@ def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends
         strategy="mirrored",
         **tiny(epochs=2),
         **{**REGULARIZED, "grad_accum_steps": 1},
+        bn_momentum=0.9,
     )
     result = trainers.training.train(config)
     assert result.model.distribute_strategy.num_replicas_in_sync == 2
@@ -114,7 +115,7 @@ def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends
     assert TrainConfig.from_flagfile(run.flags_file) == config  # every setting recorded in flags.txt
     flags_text = open(run.flags_file).read()
     recorded = ("--label_smoothing=0.1", "--weight_decay=0.0001", "--warmup_epochs=1", "--ema", "--clipnorm=1.0")
-    for line in (*recorded, "--drop_path=0.1"):
+    for line in (*recorded, "--drop_path=0.1", "--bn_momentum=0.9"):
         assert line in flags_text.splitlines(), line
     # Each phase ends on the averaged weights: the model holds the optimizer's averages.
     optimizer = result.model.optimizer
@@ -125,6 +126,9 @@ def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends
     saved = open_saved(config.model_dir)
     for got, want in zip(saved.model.get_weights(), result.model.get_weights()):
         np.testing.assert_array_equal(got, want)
+    norms = [layer for layer in compat.nested_layers(saved.model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    assert len(momenta) == 20 and set(momenta) == {0.9}  # --bn_momentum, kept in model.keras
     accumulating = TrainConfig(
         **{**dataclasses.asdict(config), "grad_accum_steps": 2, "model_dir": str(tmp_path / "b")}
     )
@@ -200,6 +204,26 @@ def test_drop_path_grows_with_depth_and_is_refused_where_there_is_none():
         TrainConfig(model="resnet18", **TINY, drop_path=0.1, model_options='{"drop_path": 0.2}')
     with pytest.raises(ValueError, match=r"drop_path must be a number in \[0, 1\), received 1.5"):
         zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), drop_path=1.5)
+
+
+def test_bn_momentum_reaches_every_batchnorm_and_is_what_keras_updates_with():
+    model = zoo.build("resnet18", num_classes=3, input_shape=(32, 32, 3), widths=(4, 4, 4, 4))
+    norms = [layer for layer in compat.nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 20  # the stem's, two in each of the 8 residual units, one in each of 3 shortcuts
+    assert {layer.momentum for layer in norms} == {0.99}
+    assert zoo.set_batchnorm_momentum(model, 0.9) == 20
+    assert {layer.momentum for layer in norms} == {0.9}
+    unit = next(layer for layer in zoo.backbone_of(model).layers if isinstance(layer, zoo.ResidualUnit))
+    assert zoo.ResidualUnit.from_config(unit.get_config()).bn1.momentum == 0.9  # what model.keras rebuilds
+    # Keras reads it at each training step: moving mean <- m * moving mean + (1 - m) * batch mean.
+    single = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])
+    assert zoo.set_batchnorm_momentum(single, 0.5) == 1
+    batch = np.array([[1.0, 4.0], [3.0, 8.0]], "float32")
+    single(batch, training=True)
+    np.testing.assert_allclose(single.layers[0].moving_mean.numpy(), [1.0, 3.0])
+    assert zoo.set_batchnorm_momentum(zoo.build("fashion_cnn", num_classes=3, input_shape=(16, 16, 1)), 0.9) == 0
+    with pytest.raises(ConfigError, match=r"^bn_momentum=1.0: must be at most 0.9999"):
+        TrainConfig(**TINY, bn_momentum=1.0)
 
 
 def test_keep_best_keeps_the_best_epochs_weights_and_its_record_outlives_a_restart(tmp_path):

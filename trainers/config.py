@@ -274,6 +274,15 @@ class TrainConfig:
         lower_bound=0.0,
         upper_bound=0.9,
     )
+    bn_momentum: float | None = option(
+        None,
+        "Momentum of every BatchNormalization layer's moving mean and variance, which inference uses (default: "
+        "each layer's own, Keras's 0.99). Lower (0.9) for short runs, whose moving statistics otherwise lag the "
+        "weights (timm's --bn-momentum, in Keras's convention: PyTorch's 0.1 is 0.9 here).",
+        kind="float",
+        lower_bound=0.0,
+        upper_bound=0.9999,
+    )
     # --- devices and speed
     strategy: str = option("auto", "tf.distribute strategy.", kind="enum", choices=STRATEGIES)
     peer_timeout: int = option(

@@ -211,7 +211,7 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
 
     with strategy.scope():
         try:
-            return zoo.build(
+            model = zoo.build(
                 config.model,
                 num_classes=info.num_classes,
                 input_shape=info.image_shape,
@@ -233,6 +233,9 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
                 f"cannot be built for dataset {config.dataset!r} "
                 f"(images {info.image_shape}, weights {config.weights!r}): {error}",
             ) from None
+    if config.bn_momentum is not None and not zoo.set_batchnorm_momentum(model, config.bn_momentum):
+        raise ConfigError("bn_momentum", config.bn_momentum, f"{config.model} has no BatchNormalization layer")
+    return model
 
 
 def check_unfreeze_from(model, config: TrainConfig) -> None:

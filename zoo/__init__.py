@@ -27,6 +27,7 @@ _EXPORTS = {
     "freeze_backbone": "transfer",
     "names": "registry",
     "register": "registry",
+    "set_batchnorm_momentum": "transfer",
     "spec": "registry",
     "unfreeze_backbone": "transfer",
 }

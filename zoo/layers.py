@@ -21,9 +21,20 @@ class ResidualUnit(layers.Layer):
     ``drop_rate``: stochastic depth (Huang et al., 2016; timm's ``drop_path``): in training, each
     example skips the unit's residual branch with this probability (the branch scaled up by
     1 / (1 - rate) otherwise), a `Dropout` whose mask is one number per example.
+
+    ``bn_momentum``: the momentum of its BatchNormalization layers' moving statistics (Keras's
+    0.99); the config saves the one they hold (`zoo.set_batchnorm_momentum` sets them after building).
     """
 
-    def __init__(self, filters: int, strides: int = 1, activation: str = "relu", drop_rate: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        strides: int = 1,
+        activation: str = "relu",
+        drop_rate: float = 0.0,
+        bn_momentum: float = 0.99,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         positive_int("filters", filters)
         if strides not in (1, 2):
@@ -33,6 +44,7 @@ class ResidualUnit(layers.Layer):
         self.filters = filters
         self.strides = strides
         self.drop_rate = float(drop_rate)
+        self._bn_momentum = float(bn_momentum)
         # One keep-or-drop draw per example, for the whole residual branch.
         self.drop_path = (
             layers.Dropout(self.drop_rate, noise_shape=(None, 1, 1, 1), name="drop_path", dtype=self.dtype_policy)
@@ -45,9 +57,10 @@ class ResidualUnit(layers.Layer):
         # model in a float32 process must compute its main path and shortcut in the same dtype.
         conv = dict(kernel_size=3, padding="same", use_bias=False, dtype=self.dtype_policy)
         self.conv1 = layers.Conv2D(filters, strides=strides, name="conv1", **conv)
-        self.bn1 = layers.BatchNormalization(name="bn1", dtype=self.dtype_policy)
+        norm = dict(momentum=self._bn_momentum, dtype=self.dtype_policy)
+        self.bn1 = layers.BatchNormalization(name="bn1", **norm)
         self.conv2 = layers.Conv2D(filters, strides=1, name="conv2", **conv)
-        self.bn2 = layers.BatchNormalization(name="bn2", dtype=self.dtype_policy)
+        self.bn2 = layers.BatchNormalization(name="bn2", **norm)
         self.projection = None
         self.projection_bn = None
 
@@ -57,7 +70,9 @@ class ResidualUnit(layers.Layer):
             self.projection = layers.Conv2D(
                 self.filters, 1, strides=self.strides, use_bias=False, name="projection", dtype=self.dtype_policy
             )
-            self.projection_bn = layers.BatchNormalization(name="projection_bn", dtype=self.dtype_policy)
+            self.projection_bn = layers.BatchNormalization(
+                name="projection_bn", momentum=self.bn1.momentum, dtype=self.dtype_policy
+            )
             self.projection.build(input_shape)
             self.projection_bn.build(self.projection.compute_output_shape(input_shape))
         self.conv1.build(input_shape)
@@ -84,6 +99,8 @@ class ResidualUnit(layers.Layer):
         config.update(filters=self.filters, strides=self.strides, activation=self._activation_name)
         if self.drop_rate:
             config.update(drop_rate=self.drop_rate)
+        if self.bn1.momentum != 0.99:  # Keras's default, left out of the configs saved before it was an option
+            config.update(bn_momentum=self.bn1.momentum)
         return config
 
 

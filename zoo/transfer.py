@@ -63,6 +63,17 @@ def unfreeze_backbone(model: keras.Model, from_layer: str | None = None, keep_ba
     return unfrozen
 
 
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the momentum of every BatchNormalization layer of ``model``, at any depth (inside a
+    `ResidualUnit`, a keras.applications backbone): the weight its moving mean and variance keep
+    at each training step (Keras's default 0.99; PyTorch's ``momentum=0.1`` is 0.9 here). Keras
+    reads it at each training step and saves it with the layer. Returns how many layers were set."""
+    layers = [layer for layer in compat.nested_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
+
+
 def adapt_normalization(model: keras.Model, images, steps: int | None = None) -> int:
     """Adapt every `Normalization` layer of ``model`` on raw images; returns how many it adapted.
 

@@ -135,6 +135,10 @@ def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends
     with pytest.raises(ConfigError, match=r"^grad_accum_steps=2: Keras's gradient accumulation fails under a tf.dis"):
         trainers.training.train(accumulating)
     assert not (tmp_path / "b").exists()
+    without = TrainConfig(model_dir=str(tmp_path / "c"), **tiny(model="fashion_cnn"), bn_momentum=0.9)
+    with pytest.raises(ConfigError, match=r"^bn_momentum=0.9: fashion_cnn has no BatchNormalization layer$"):
+        trainers.training.train(without)
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.slow

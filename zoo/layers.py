@@ -41,6 +41,8 @@ class ResidualUnit(layers.Layer):
             raise ValueError(f"strides must be 1 or 2, received {strides!r}")
         if not 0.0 <= float(drop_rate) < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), received {drop_rate!r}")
+        if not 0.0 <= float(bn_momentum) < 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1), received {bn_momentum!r}")
         self.filters = filters
         self.strides = strides
         self.drop_rate = float(drop_rate)
@@ -99,7 +101,9 @@ class ResidualUnit(layers.Layer):
         config.update(filters=self.filters, strides=self.strides, activation=self._activation_name)
         if self.drop_rate:
             config.update(drop_rate=self.drop_rate)
-        if self.bn1.momentum != 0.99:  # Keras's default, left out of the configs saved before it was an option
+        if (
+            self.bn1.momentum != 0.99
+        ):  # Keras's default: left out, so that a unit saved before the option reads the same
             config.update(bn_momentum=self.bn1.momentum)
         return config
 

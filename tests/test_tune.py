@@ -209,6 +209,7 @@ def test_a_bad_override_is_one_line_naming_it(fixes, ranges, message):
         (dict(validation_split=""), {}, "--validation_split=: a search judges trials on a validation split"),
         (dict(strategy="multi_worker"), {}, "--strategy=multi_worker: is not available inside trials"),
         ({}, dict(tuner="grid"), "--tuner=grid: accepted: random, bayesian, hyperband"),
+        (dict(bn_momentum=0.9), {}, "--bn_momentum=0.9: fashion_cnn has no BatchNormalization layer"),
     ],
 )
 def test_bad_settings_are_refused_before_any_trial(tmp_path, settings, tune_settings, message):
@@ -216,6 +217,13 @@ def test_bad_settings_are_refused_before_any_trial(tmp_path, settings, tune_sett
         tune.make_search(config(tmp_path, **settings), tune.TuneConfig(**tune_settings)).run()
     assert raised.value.flag_message().startswith(message)
     assert not os.path.exists(tmp_path / "search")  # nothing was written
+
+
+def test_a_bn_momentum_search_is_checked_on_the_model_and_its_trials_keep_it(tmp_path):
+    settings = TrainConfig(model_dir=str(tmp_path / "search"), model="resnet18", bn_momentum=0.9)
+    tune.check(settings, tune.TuneConfig())  # ResNet-18 has BatchNormalization: nothing raised
+    trial = tune.trial_config(settings, {"learning_rate": 0.01}, str(tmp_path / "t"), None, 0)
+    assert trial.bn_momentum == 0.9
 
 
 @pytest.mark.slow

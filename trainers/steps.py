@@ -233,9 +233,15 @@ def build_model(config: TrainConfig, info: pipelines.DatasetInfo, strategy):
                 f"cannot be built for dataset {config.dataset!r} "
                 f"(images {info.image_shape}, weights {config.weights!r}): {error}",
             ) from None
+    set_bn_momentum(model, config)
+    return model
+
+
+def set_bn_momentum(model, config: TrainConfig) -> None:
+    """``config.bn_momentum`` on every BatchNormalization layer of ``model``, if given; ConfigError
+    for a model that has none."""
     if config.bn_momentum is not None and not zoo.set_batchnorm_momentum(model, config.bn_momentum):
         raise ConfigError("bn_momentum", config.bn_momentum, f"{config.model} has no BatchNormalization layer")
-    return model
 
 
 def check_unfreeze_from(model, config: TrainConfig) -> None:

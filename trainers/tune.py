@@ -100,6 +100,11 @@ def check(config: TrainConfig, tune: TuneConfig) -> None:
             config.strategy,
             "is not available inside trials; distribute the search itself (KERASTUNER_TUNER_ID, see BUILD.md)",
         )
+    if config.bn_momentum is not None:  # the model with its default options, at its smallest input
+        import zoo
+
+        size = zoo.spec(config.model).min_size
+        steps.set_bn_momentum(zoo.build(config.model, num_classes=2, input_shape=(size, size, 3)), config)
     if tune.max_trials < 1 or tune.executions_per_trial < 1:
         raise tuning.SearchError("max_trials", tune.max_trials, "max_trials and executions_per_trial must be >= 1")
     if tune.prune not in tuning.PRUNERS:

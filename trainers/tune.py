@@ -23,6 +23,7 @@ import os
 from absl import flags, logging
 
 import pipelines.tuning as tuning
+import zoo
 from pipelines.durable import atomic_write
 from trainers import cli, steps, task
 from trainers.config import ConfigError, TrainConfig, search_space
@@ -101,8 +102,6 @@ def check(config: TrainConfig, tune: TuneConfig) -> None:
             "is not available inside trials; distribute the search itself (KERASTUNER_TUNER_ID, see BUILD.md)",
         )
     if config.bn_momentum is not None:  # the model with its default options, at its smallest input
-        import zoo
-
         size = zoo.spec(config.model).min_size
         steps.set_bn_momentum(zoo.build(config.model, num_classes=2, input_shape=(size, size, 3)), config)
     if tune.max_trials < 1 or tune.executions_per_trial < 1:

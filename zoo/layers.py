@@ -10,6 +10,10 @@ from zoo.common import positive_int
 PACKAGE = "zoo"
 
 
+# Keras's default momentum of BatchNormalization's moving statistics.
+BN_MOMENTUM = 0.99
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ResidualUnit(layers.Layer):
     """The ResNet basic block: two 3x3 conv + BN with a shortcut, ReLU after the sum.
@@ -32,7 +36,7 @@ class ResidualUnit(layers.Layer):
         strides: int = 1,
         activation: str = "relu",
         drop_rate: float = 0.0,
-        bn_momentum: float = 0.99,
+        bn_momentum: float = BN_MOMENTUM,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -46,7 +50,6 @@ class ResidualUnit(layers.Layer):
         self.filters = filters
         self.strides = strides
         self.drop_rate = float(drop_rate)
-        self._bn_momentum = float(bn_momentum)
         # One keep-or-drop draw per example, for the whole residual branch.
         self.drop_path = (
             layers.Dropout(self.drop_rate, noise_shape=(None, 1, 1, 1), name="drop_path", dtype=self.dtype_policy)
@@ -59,7 +62,7 @@ class ResidualUnit(layers.Layer):
         # model in a float32 process must compute its main path and shortcut in the same dtype.
         conv = dict(kernel_size=3, padding="same", use_bias=False, dtype=self.dtype_policy)
         self.conv1 = layers.Conv2D(filters, strides=strides, name="conv1", **conv)
-        norm = dict(momentum=self._bn_momentum, dtype=self.dtype_policy)
+        norm = dict(momentum=float(bn_momentum), dtype=self.dtype_policy)
         self.bn1 = layers.BatchNormalization(name="bn1", **norm)
         self.conv2 = layers.Conv2D(filters, strides=1, name="conv2", **conv)
         self.bn2 = layers.BatchNormalization(name="bn2", **norm)
@@ -101,9 +104,9 @@ class ResidualUnit(layers.Layer):
         config.update(filters=self.filters, strides=self.strides, activation=self._activation_name)
         if self.drop_rate:
             config.update(drop_rate=self.drop_rate)
-        if (
-            self.bn1.momentum != 0.99
-        ):  # Keras's default: left out, so that a unit saved before the option reads the same
+        # The momentum its layers hold (`zoo.set_batchnorm_momentum` sets them after building); Keras's
+        # default left out, so that a unit saved before the option reads the same.
+        if self.bn1.momentum != BN_MOMENTUM:
             config.update(bn_momentum=self.bn1.momentum)
         return config
 

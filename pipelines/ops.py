@@ -23,7 +23,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from pipelines import fused
-from zoo import common
+from zoo import common, compat
 
 RANDOM_CROP_FRACTION = 0.9  # the seed's random_crop keeps 90% of the shorter side
 
@@ -334,11 +334,13 @@ def policy_batches(
     """``dataset``'s batches of ``(image, label)`` through the policies (Keras's layers); a
     localize batch's ``{"class", "bbox"}`` labels pass through (no policy for it moves pixels).
 
-    RandAugment runs per image (Keras's layer would give a whole batch the same two ops), random
-    erasing per batch (its layer draws per image). MixUp and CutMix mix within a batch; with both,
-    each batch gets one of them, at even odds (timm's ``--mixup-switch-prob`` 0.5). Mixing turns
-    the labels into class probabilities (float32, ``num_classes`` wide), which the class loss and
-    accuracy of `trainers.metrics` accept beside class ids.
+    RandAugment runs per image (Keras's layer would give a whole batch the same two ops), computing
+    only the two ops it drew (`zoo.compat.randaugment_image`: the layer's own pixels, 10x faster at
+    224 px, BUILD.md); random erasing per batch (its layer draws per image). MixUp and CutMix mix
+    within a batch; with both, each batch gets one of them, at even odds (timm's
+    ``--mixup-switch-prob`` 0.5). Mixing turns the labels into class probabilities (float32,
+    ``num_classes`` wide), which the class loss and accuracy of `trainers.metrics` accept beside
+    class ids.
 
     Keras's layers draw from their own seeded generators, not from the per-element stateless seeds
     that crop and flip use (their ``get_random_transformation`` accepts no tensor seed:
@@ -359,7 +361,7 @@ def policy_batches(
     def apply(images, labels, coin_seed):
         if "randaugment" in layers:
             randaugment = layers["randaugment"]
-            images = tf.map_fn(lambda image: randaugment(image, training=True), images)
+            images = tf.map_fn(lambda image: compat.randaugment_image(randaugment, image), images)
         if "erase" in layers:
             images = tf.clip_by_value(layers["erase"](images, training=True), 0.0, 255.0)
         if not mixers or isinstance(labels, dict):

@@ -127,6 +127,19 @@ def test_replicated_benchmark_folders_count_every_link(tmp_path):
     assert info.num_examples == 12
 
 
+def test_augment_cost_benchmark_times_each_policy_and_keras_randaugment_beside_ours():
+    tiny = ("--num_files=10", "--images=16", "--repeats=1", "--image_size=32", "--batch_size=8")
+    result = run_benchmark("augment_cost.py", *tiny, "--policies=randaugment")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^(crop,flip\S*(?: RandAugment per image)?) +(\d+) +([\d.]+)x$", result.stdout, re.M)
+    names = ["crop,flip", "crop,flip,randaugment", "crop,flip,Keras's RandAugment per image"]
+    assert [row[0] for row in rows] == names, result.stdout
+    assert all(int(row[1]) > 0 for row in rows) and rows[0][2] == "1.00", result.stdout
+    assert re.search(r"^randaugment, ours / Keras's layer on each image: [\d.]+x$", result.stdout, re.M), result.stdout
+    bad = run_benchmark("augment_cost.py", *tiny, "--policies=rotate")
+    assert bad.returncode != 0 and "--policies=rotate: accepted: randaugment, erase," in bad.stderr, bad.stderr[-2000:]
+
+
 def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     result = run_benchmark("train_speed.py", "--examples=128", "--rounds=1")
     assert result.returncode == 0, result.stderr[-3000:]

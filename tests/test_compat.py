@@ -87,6 +87,26 @@ def test_kerass_augmentation_layers_still_take_no_tensor_seed():
     assert "not a tensor" in compat.KERAS_LAYER_SEEDS
 
 
+def test_randaugment_on_the_drawn_ops_alone_gives_the_layers_own_pixels():
+    """compat.randaugment_image reads the layer's draw and its sublayers (Keras's RandAugment
+    internals): if either changes, its output leaves the layer's here."""
+    import tensorflow as tf
+
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32"))
+
+    def layer():
+        return keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=7, dtype="float32")
+
+    keras_layer, drawn_only = layer(), layer()  # the same seed: the same draws, call after call
+    whole = tf.function(lambda batch: tf.map_fn(lambda image: keras_layer(image, training=True), batch))
+    ours = tf.function(lambda batch: tf.map_fn(lambda image: compat.randaugment_image(drawn_only, image), batch))
+    for _ in range(2):
+        expected, got = whole(images).numpy(), ours(images).numpy()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+        changed = [not np.allclose(after, before) for after, before in zip(got, images.numpy())]
+        assert sum(changed) >= 6, changed  # ops that move pixels were drawn, not a pass-through
+
+
 def test_keras_tuner_prints_failed_trials_tracebacks_unless_told_not_to():
     """compat.quiet_failed_trials turns off keras-tuner's DEBUG, which prints each failed trial's
     traceback; when that setting moves, this fails."""

@@ -156,6 +156,36 @@ GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
 KERAS_LAYER_SEEDS = "keras.random.draw_seed takes an int or a SeedGenerator, not a tensor"
 
 
+def randaugment_image(layer, image):
+    """Keras's ``RandAugment`` ``layer`` on one image (height, width, channels), computing only the
+    ops it drew: the same draws and the same pixels as ``layer(image, training=True)``.
+
+    Keras's `RandAugment.transform_images` (keras/src/layers/preprocessing/image_preprocessing/
+    rand_augment.py) computes every one of its ops on the input and keeps the drawn ones with
+    ``where``: 9 ops' work for 2. This takes the layer's own draw (``get_random_transformation``:
+    ``{"transforms": {sublayer name: its transformation}, "layer_idxes": the ops drawn, as indices
+    into that dict}``, the sublayers being the layer's attributes of those names) and runs just the
+    drawn sublayers' ``transform_images`` through ``tf.switch_case``. `tests/test_compat.py` checks
+    it against the layer itself, so an upgrade that changes either side fails there.
+    """
+    import tensorflow as tf
+
+    drawn = layer.get_random_transformation(image, training=True)
+    ops = list(drawn["transforms"].items())
+    images = tf.expand_dims(tf.cast(image, layer.compute_dtype), 0)
+    for index in tf.unstack(tf.cast(drawn["layer_idxes"], tf.int32), num=layer.num_ops):
+        images = tf.switch_case(
+            index,
+            [
+                lambda name=name, transformation=transformation, images=images: getattr(layer, name).transform_images(
+                    images, transformation, training=True
+                )
+                for name, transformation in ops
+            ],
+        )
+    return tf.cast(images[0], layer.compute_dtype)
+
+
 # `keras.callbacks.BackupAndRestore`'s files in its backup folder (keras/src/callbacks/
 # backup_and_restore.py): the weights and the epoch/batch reached, written in place, and with
 # ``double_checkpoint=True`` the previous pair under the same names plus this suffix. The run

@@ -661,9 +661,16 @@ def test_a_worker_without_a_chief_gives_up_after_peer_timeout(tmp_path):
 @pytest.mark.slow
 def test_hyperband_continues_a_trial_from_its_parents_weights(tmp_path, capsys):
     search = tmp_path / "search"
-    args = [a for a in TINY if not a.startswith("--epochs")]
+    # Hyperband's smallest bracket that continues a trial: factor 2 over TINY's 2 epochs, two trials
+    # of one epoch, then the better one trained on from its weights.
     result = tune_in_process(
-        capsys, f"--model_dir={search}", *args, "--epochs=3", "--tuner=hyperband", "--max_trials=4", "--notrial_process"
+        capsys,
+        f"--model_dir={search}",
+        *TINY,
+        "--tuner=hyperband",
+        "--hyperband_factor=2",
+        "--max_trials=3",
+        "--notrial_process",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     continued = []

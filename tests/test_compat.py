@@ -47,6 +47,33 @@ def test_a_zoo_models_weights_file_nests_a_model_and_a_plain_applications_does_n
     assert compat.weights_file_nests_a_model(str(not_hdf5)) is True  # loading it gives the error
 
 
+def test_building_the_training_state_first_lets_tensorflow_trace_the_training_step_once():
+    import tensorflow as tf
+
+    def traces_of_one_fit(build_first: bool) -> int:
+        traced = []
+
+        def loss(y_true, y_pred):  # runs once per trace of the training step in fit
+            traced.append(1)
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss, metrics=["accuracy"])
+        data = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.zeros(8, "int64"))).batch(4)
+        if build_first:
+            compat.build_training_state(model, data.element_spec)  # calls the loss symbolically once
+        traced.clear()
+        model.fit(data, epochs=1, verbose=0)
+        return len(traced)
+
+    # Keras leaves the optimizer's and the metrics' variables to the first traced step (without a
+    # distribution strategy), and TensorFlow traces a step that created variables again. When
+    # this becomes 1, the shim has nothing left to do: remove it.
+    assert traces_of_one_fit(build_first=False) == 2
+    assert traces_of_one_fit(build_first=True) == 1
+
+
 def test_ema_averages_pair_each_averaged_variable_with_its_average():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")

@@ -479,6 +479,7 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
 
     ``extra_callbacks`` run after the trainer's own (a search's early stopping)."""
     import keras
+    import tensorflow as tf
 
     config, data, directory = run.config, run.data, run.directory
     # Validation on the EMA averages (swapped in and back around it): checkpoints keep the trained
@@ -521,6 +522,9 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
         phase.first_epoch + phase.epochs,
         phase.learning_rate,
     )
+    if isinstance(data.train, tf.data.Dataset) and model.built:
+        with run.strategy.scope():  # one trace of the training step, not two
+            compat.build_training_state(model, data.train.element_spec)
     with naming_bad_files("training", data.info, data.validation_info):
         try:
             model.fit(

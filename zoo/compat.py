@@ -130,6 +130,19 @@ def weights_file_nests_a_model(path: str) -> bool:
         return True
 
 
+def build_training_state(model, element_spec) -> None:
+    """Create a compiled ``model``'s optimizer, loss and metric variables for batches shaped as
+    ``element_spec`` (a dataset's), before its first training step is traced.
+
+    Keras's TensorFlow trainer does this itself (the private ``Trainer._symbolic_build``) only under
+    a distribution strategy; otherwise the first traced step creates them, and ``tf.function`` then
+    traces the whole step a second time without them (``TensorFlowTrainer._maybe_symbolic_build``
+    says so). ResNet-18 at 32 pixels: 9.3 s -> 8.2 s for a tiny one-epoch run on the AMX Xeon.
+    Call it inside the strategy's scope.
+    """
+    model._symbolic_build(data_batch=element_spec)
+
+
 def ema_averages(optimizer) -> list:
     """``(variable, its moving average)`` for each variable a ``use_ema`` optimizer averages.
 

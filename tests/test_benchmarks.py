@@ -140,6 +140,18 @@ def test_augment_cost_benchmark_times_each_policy_and_keras_randaugment_beside_o
     assert bad.returncode != 0 and "--policies=rotate: accepted: randaugment, erase," in bad.stderr, bad.stderr[-2000:]
 
 
+def test_first_step_benchmark_times_a_run_with_the_step_traced_twice_and_once():
+    result = run_benchmark("first_step.py", "--models=fashion_cnn", "--image_size=16", "--repeats=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = (
+        r"^fashion_cnn at 16 px: Keras's lazy build [\d.]+ s \(step traced 2x\), "
+        r"built first [\d.]+ s \(traced 1x\): [\d.]+x$"
+    )
+    assert re.search(row, result.stdout, re.M), result.stdout
+    bad = run_benchmark("first_step.py", "--models=resnet9")
+    assert bad.returncode != 0 and "--models: unknown resnet9; `python -m zoo` lists the models" in bad.stderr
+
+
 def test_train_speed_benchmark_prints_both_rates_the_ratio_and_both_losses():
     result = run_benchmark("train_speed.py", "--examples=128", "--rounds=1")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -37,7 +37,8 @@ def tiny_run(tmp_path_factory):
             test_split="test[:16]",
             freeze_epochs=1,
             finetune_epochs=1,
-        )
+        ),
+        export=False,  # show reads the logs and model.keras, never the SavedModel
     )
     return root
 

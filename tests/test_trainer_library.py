@@ -348,6 +348,11 @@ def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
     )
     result = trainers.training.train(config)
     assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
+    # The process's one MirroredStrategy (compat.mirrored_strategy): a second run in this process,
+    # of any model, numbers its collectives after this one's instead of colliding with them.
+    from trainers import distribute
+
+    assert result.model.distribute_strategy is distribute.make_strategy("mirrored")
 
 
 def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):

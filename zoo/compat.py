@@ -160,6 +160,27 @@ def ema_averages(optimizer) -> list:
 # graph"). Until it is fixed, the trainer refuses the combination in one line naming this issue.
 GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
 
+# Every tf.distribute.MirroredStrategy numbers its collective ops from the same keys (group 1,
+# instances from 100: ``MirroredStrategy._collective_key_base``, "only set this in tests"), and the
+# process's collective executor remembers each instance's shape. So the first all-reduce of a
+# second strategy over the same devices meets the first strategy's and fails ("Shape mismatch in
+# the collective instance 100"): a second training in one process (a notebook, `train()` in a
+# loop) stopped. One strategy per device list and process numbers each new op after the last.
+MIRRORED_STRATEGY_ISSUE = "tensorflow/tensorflow#62790"
+_MIRRORED_STRATEGIES: dict = {}
+
+
+def mirrored_strategy(devices):
+    """This process's `tf.distribute.MirroredStrategy` over ``devices`` (made on the first call;
+    see `MIRRORED_STRATEGY_ISSUE`)."""
+    import tensorflow as tf
+
+    key = tuple(devices)
+    if key not in _MIRRORED_STRATEGIES:
+        _MIRRORED_STRATEGIES[key] = tf.distribute.MirroredStrategy(list(key))
+    return _MIRRORED_STRATEGIES[key]
+
+
 # Keras's image augmentation layers (RandAugment, RandomErasing, MixUp, CutMix) take no
 # per-example stateless seed: ``get_random_transformation(seed=...)`` goes through
 # ``keras.random.draw_seed``, which takes an int or a SeedGenerator, not a tensor, and RandAugment

@@ -389,7 +389,7 @@ from trainers import distribute
 from zoo import compat
 
 distribute.split_cpu(2)
-devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+devices = tuple(device.name for device in tf.config.list_logical_devices("CPU"))
 
 def train(strategy, outputs):
     with strategy.scope():
@@ -413,7 +413,6 @@ except tf.errors.InvalidArgumentError as error:
 def test_one_mirrored_strategy_per_process_trains_model_after_model_and_a_second_one_collides():
     """compat.mirrored_strategy, because of compat.MIRRORED_STRATEGY_ISSUE; when a second
     MirroredStrategy trains here, TensorFlow numbers each strategy's collectives apart: drop it."""
-
     result = python_code(TWO_STRATEGIES)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "one strategy: trained 3 models" in result.stdout, result.stdout

@@ -113,7 +113,7 @@ def make_strategy(name: str, peer_timeout: float = 300):
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
     if name == "mirrored":
         # One per process: a second MirroredStrategy's collectives collide with the first's.
-        return compat.mirrored_strategy([d.name for d in (gpus or cpus)])
+        return compat.mirrored_strategy(tuple(d.name for d in (gpus or cpus)))
     raise StrategyError(f"strategy {name!r} is not one of {', '.join(STRATEGIES)}")
 
 

@@ -12,6 +12,7 @@ can all reach it (BUILD.md, "Layout").
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -167,18 +168,15 @@ GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
 # the collective instance 100"): a second training in one process (a notebook, `train()` in a
 # loop) stopped. One strategy per device list and process numbers each new op after the last.
 MIRRORED_STRATEGY_ISSUE = "tensorflow/tensorflow#62790"
-_MIRRORED_STRATEGIES: dict = {}
 
 
-def mirrored_strategy(devices):
+@functools.cache
+def mirrored_strategy(devices: tuple[str, ...]):
     """This process's `tf.distribute.MirroredStrategy` over ``devices`` (made on the first call;
     see `MIRRORED_STRATEGY_ISSUE`)."""
     import tensorflow as tf
 
-    key = tuple(devices)
-    if key not in _MIRRORED_STRATEGIES:
-        _MIRRORED_STRATEGIES[key] = tf.distribute.MirroredStrategy(list(key))
-    return _MIRRORED_STRATEGIES[key]
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 # Keras's image augmentation layers (RandAugment, RandomErasing, MixUp, CutMix) take no

@@ -26,6 +26,7 @@ _EXPORTS = {
     "distribute": "core",
     "load": "core",
     "load_images": "images",
+    "resumable": "core",
     "sample_photo_paths": "images",
     "sample_photos": "images",
     "SettingError": "errors",

@@ -22,6 +22,7 @@ import tensorflow as tf
 from pipelines import ops, sources
 from pipelines.errors import DataError
 from pipelines.ops import decode, decode_random_crop
+from zoo import compat
 from zoo.common import (
     AUGMENT_STRENGTHS,
     MAX_IMAGE_PIXELS,
@@ -75,6 +76,7 @@ class _Plan:
     resize_to: tuple[int, int] | None
     repeat: bool = False
     autotune: bool = False
+    first_batch: int = 0
 
 
 def load(
@@ -100,6 +102,7 @@ def load(
     autotune: bool = False,
     follow_links: bool = False,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    first_batch: int = 0,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tuple[tf.data.Dataset, DatasetInfo]:
     """Load ``split`` of ``source`` as batches of ``(image, label)`` or ``(image, {"class", "bbox"})``.
@@ -139,6 +142,10 @@ def load(
         shapes are visited in a whole fresh permutation each epoch (no buffer, flat memory), and
         TFDS records and cached images through a buffer of min(split size, 2048).
       repeat: repeat forever (reshuffled, re-augmented each pass); for a fixed steps_per_epoch.
+      first_batch: with ``repeat``, start at this batch of the repeated stream (a resumed run:
+        its epoch times its steps per epoch): the batches from there are those the stream from 0
+        gives, in the same order with the same crops and flips (the policies, Keras's layers,
+        draw anew), and the passes before are not computed.
       download: download and prepare a TFDS dataset that is not prepared yet (as `tfds.load`);
         False: prepared data only (DataError naming the command that prepares it).
       validation_holdout: for a source without a validation split of its own (an image folder
@@ -179,6 +186,7 @@ def load(
         autotune=autotune,
         follow_links=follow_links,
         max_image_pixels=max_image_pixels,
+        first_batch=first_batch,
     )
     return _build(plan, input_context), plan.info
 
@@ -191,6 +199,24 @@ def distribute(strategy: tf.distribute.Strategy, source: str, split: str, **kwar
     plan = _resolve(source, split, **kwargs)
     dataset = strategy.distribute_datasets_from_function(lambda context: _build(plan, context))
     return dataset, plan.info
+
+
+def resumable(strategy: tf.distribute.Strategy, source: str, split: str, **kwargs):
+    """`distribute` for a training stream that a run may resume: the source is resolved once,
+    here, and each phase of the run starts the stream where it stands.
+
+    Returns ``(start, info)``: ``start(first_batch=0)`` is the distributed dataset, repeated
+    forever, from batch ``first_batch`` on (`load`'s ``first_batch``: a resumed run sees the
+    batches the uninterrupted one saw). ``kwargs`` are `load`'s, ``repeat`` aside.
+    """
+    plan = _resolve(source, split, repeat=True, **kwargs)
+
+    def start(first_batch: int = 0):
+        _check_first_batch(first_batch, plan.repeat)
+        positioned = dataclasses.replace(plan, first_batch=first_batch)
+        return strategy.distribute_datasets_from_function(lambda context: _build(positioned, context))
+
+    return start, plan.info
 
 
 def _image_size(image_size):
@@ -263,6 +289,7 @@ def _resolve(
     autotune=False,
     follow_links=False,
     max_image_pixels=None,
+    first_batch=0,
 ) -> _Plan:
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
@@ -271,6 +298,7 @@ def _resolve(
         raise DataError(f"channels must be 1, 3 or None, received {channels!r}")
     if seed is not None and not is_int(seed):
         raise DataError(f"seed must be an integer or None, received {seed!r}")
+    _check_first_batch(first_batch, repeat)
     if not isinstance(split, str) or not split:
         raise DataError(f"split must be a non-empty string such as 'train', received {split!r}")
     size = _image_size(image_size)
@@ -332,7 +360,15 @@ def _resolve(
         resize_to=resize_to,
         repeat=repeat,
         autotune=bool(autotune),
+        first_batch=first_batch,
     )
+
+
+def _check_first_batch(first_batch, repeat: bool) -> None:
+    if not is_int(first_batch) or first_batch < 0:
+        raise DataError(f"first_batch must be a batch index (an integer >= 0), received {first_batch!r}")
+    if first_batch and not repeat:
+        raise DataError(f"first_batch={first_batch} starts a repeated stream part-way: pass repeat=True too")
 
 
 def undecodable(info: DatasetInfo) -> dict[str, str]:
@@ -354,14 +390,15 @@ def _derived_seed(seed: int | None, stream: int) -> int | None:
 
 
 def permuted_rows(
-    table: tuple[tf.Tensor, ...], seed: int | None, num_shards: int = 1, shard: int = 0
+    table: tuple[tf.Tensor, ...], seed: int | None, num_shards: int = 1, shard: int = 0, first_pass: int = 0
 ) -> tf.data.Dataset:
     """Rows ``shard, shard + num_shards, ...`` of ``table``, in a fresh random order each pass.
 
     A whole permutation per pass, without a shuffle buffer: `tf.random.experimental.index_shuffle`
     gives a seeded permutation of the positions, and the table is gathered in that order once per
     pass, so the cost is one copy of the (small) table, not a tf.data buffer entry per row.
-    Reproducible for a given ``seed``; each new iteration (epoch) draws a new permutation.
+    Reproducible for a given ``seed``; each new iteration (epoch) draws a new permutation, the
+    first one being pass ``first_pass``'s of the sequence (`zoo.compat.skip_iterations`).
     """
     rows = int(table[0].shape[0])
     count = len(range(shard, rows, num_shards))
@@ -374,6 +411,7 @@ def permuted_rows(
         return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(c, rows) for c in table))
 
     pass_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    compat.skip_iterations(pass_seeds, first_pass)
     return pass_seeds.batch(2, drop_remainder=True).take(1).flat_map(one_pass)
 
 
@@ -408,17 +446,16 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
             return batches
         return ops.policy_batches(batches, policies, plan.strengths, plan.seed, info.num_classes)
 
-    num_shards, shard = 1, 0
+    num_shards, shard, first_batch = 1, 0, plan.first_batch
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(info.batch_size)
         num_shards, shard = input_context.num_input_pipelines, input_context.input_pipeline_id
+        # A step takes one batch of this pipeline for each of its replicas.
+        first_batch *= input_context.num_replicas_in_sync // num_shards
     permute = plan.training and not plan.cache and not plan.shuffle_buffer and source.table is not None
-    if permute:
-        elements = permuted_rows(source.table, _derived_seed(plan.seed, 1), num_shards, shard)
-    else:
-        elements = source.elements
-        if num_shards > 1:
-            elements = elements.shard(num_shards, shard)
+    elements = source.elements
+    if num_shards > 1 and not permute:
+        elements = elements.shard(num_shards, shard)
 
     def materialize(element):
         example = source.materialize(*element) if isinstance(element, tuple) else source.materialize(element)
@@ -472,15 +509,10 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
         one = tf.data.Dataset.zip((source.elements.take(batch_size), random_seeds())).map(full_example)
         dataset = through_policies(one.batch(batch_size, drop_remainder=plan.training)).cache()
         dataset = dataset.repeat() if plan.repeat else dataset.repeat(max(info.num_examples // info.batch_size, 1))
-        return dataset.prefetch(autotune)
-    if not plan.cache:
-        if plan.training and not permute:
-            elements = elements.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
-
-        dataset = tf.data.Dataset.zip((elements, random_seeds())).map(full_example, num_parallel_calls=autotune)
-    else:
+        return dataset.skip(first_batch).prefetch(autotune)
+    if plan.cache:
         # Cache what is the same every epoch: decoded images, resized unless a random crop
-        # must first see the whole image.
+        # must first see the whole image. One cache, whichever pass fills it.
         def to_cache(*element):
             example, box = materialize(element if len(element) > 1 else element[0])
             image, box = decoded(example, box)
@@ -488,9 +520,7 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
                 image, box = ops.resize(image, box, size=plan.resize_to)
             return image, (box if localize else tf.zeros([4])), example["label"]
 
-        dataset = elements.map(to_cache, num_parallel_calls=autotune).cache()
-        if plan.training:
-            dataset = dataset.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
+        cached = elements.map(to_cache, num_parallel_calls=autotune).cache()
 
         def from_cache(cached, seed):
             image, box, label = cached
@@ -499,13 +529,56 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
                 image, box = window_op.apply(image, box, seed=window_op.seed(seed))
             return finish(image, box, label, seed, resize=window_op is not None)
 
-        dataset = tf.data.Dataset.zip((dataset, random_seeds())).map(from_cache, num_parallel_calls=autotune)
-    if plan.skip_bad_files:
-        # Folders were checked file by file when listed (each skipped file counted once): what is
-        # skipped here, with a warning each, is a file deleted or damaged since, or an undecodable
-        # record of another source.
-        dataset = dataset.ignore_errors(log_warning=True)
-    dataset = through_policies(dataset.batch(batch_size, drop_remainder=plan.training))
-    if plan.repeat:
-        dataset = dataset.repeat()
-    return dataset.prefetch(autotune)
+    def one_pass(skip: int = 0, first_pass: int = 0) -> tf.data.Dataset:
+        """One pass over the split in batches, from its ``skip``-th element. Its order and
+        element seeds are drawn anew at each iteration, by random ops made anew at each call and
+        started at pass ``first_pass``'s draws: each small random dataset alone goes through
+        `zoo.compat.skip_iterations` (an iterator of the whole pipeline costs ~0.1 s to create)."""
+        if permute:
+            ordered = permuted_rows(source.table, _derived_seed(plan.seed, 1), num_shards, shard, first_pass)
+        else:
+            ordered = cached if plan.cache else elements
+            if plan.training:
+                # (A shuffle makes its input's iterator when first read, not when it is made.)
+                ordered = ordered.shuffle(_shuffle_buffer(plan), seed=plan.seed, reshuffle_each_iteration=True)
+                compat.skip_iterations(ordered, first_pass)
+        seeds = random_seeds()
+        compat.skip_iterations(seeds, first_pass)
+        seeded = tf.data.Dataset.zip((ordered, seeds)).skip(skip)
+        dataset = seeded.map(from_cache if plan.cache else full_example, num_parallel_calls=autotune)
+        if plan.skip_bad_files:
+            # Folders were checked file by file when listed (each skipped file counted once): what
+            # is skipped here, with a warning each, is a file deleted or damaged since, or an
+            # undecodable record of another source.
+            dataset = dataset.ignore_errors(log_warning=True)
+        return dataset.batch(batch_size, drop_remainder=plan.training)
+
+    if not plan.repeat:
+        dataset = one_pass()
+    else:
+        examples = source.num_examples if source.table is None else int(source.table[0].shape[0])
+        per_pass = None if examples is None else len(range(shard, examples, num_shards)) // batch_size
+        # Read once a pass by every pass (a TFDS set's own shuffle of its files, per iteration).
+        shared = (elements,) if plan.training and not permute and not plan.cache else ()
+        dataset = _repeated(one_pass, first_batch, per_pass, batch_size, shared)
+    return through_policies(dataset).prefetch(autotune)
+
+
+def _repeated(one_pass, first_batch: int, per_pass: int | None, batch_size: int, shared=()) -> tf.data.Dataset:
+    """``one_pass()`` repeated forever, from its batch ``first_batch`` on: the batches an
+    uninterrupted stream gives from there, each pass in the order and with the element seeds it
+    would have (a resumed run's data), without computing the passes before it.
+    ``one_pass(skip, first_pass)`` is pass ``first_pass`` from its element ``skip``;
+    ``per_pass``: batches in a pass (None: unknown, and the batches before ``first_batch`` are
+    computed and dropped). ``shared``: datasets that every pass ``one_pass`` makes reads once,
+    started at the first pass here."""
+    if not first_batch or not per_pass:
+        return one_pass().repeat().skip(first_batch)
+    passes, within = divmod(first_batch, per_pass)
+    for dataset in shared:
+        compat.skip_iterations(dataset, passes)
+    if not within:  # an epoch that ends with a pass: the stream from pass `passes` on
+        return one_pass(first_pass=passes).repeat()
+    # The rest of pass `passes`, from its element (a skip before the decode), then the passes after.
+    current = one_pass(skip=within * batch_size, first_pass=passes)
+    return current.concatenate(one_pass(first_pass=passes + 1).repeat())

@@ -238,3 +238,17 @@ def test_data_autotune_benchmark_times_the_same_training_both_ways():
     assert re.search(r"^on / off: [\d.]+x$", out, re.M), out
     accuracies = re.search(r"^test accuracy: off ([\d.]+), on ([\d.]+)$", out, re.M)
     assert accuracies and accuracies.group(1) == accuracies.group(2), out  # same data, same seed: same run
+
+
+def test_resume_stream_benchmark_times_both_ways_to_the_same_first_batch():
+    result = run_benchmark(
+        "resume_stream.py", "--examples=32", "--image_size=16", "--batch_size=8", "--epochs=2", "--rounds=1"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert re.search(r"^started at its batch \(first_batch\): [\d.]+ s to the first batch$", out, re.M), out
+    assert re.search(r"^read from 0, skip\(N\): +[\d.]+ s to the first batch$", out, re.M), out
+    assert re.search(r"^skip\(N\) / first_batch: [\d.]+x$", out, re.M), out
+    assert "same first batch: yes" in out, out
+    bad = run_benchmark("resume_stream.py", "--examples=8", "--batch_size=16")
+    assert bad.returncode != 0 and "--batch_size=16: larger than --examples=8" in bad.stderr, bad.stderr[-2000:]

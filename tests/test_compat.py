@@ -100,6 +100,45 @@ def test_keras_gradient_accumulation_still_fails_under_mirrored_strategy():
     assert compat.GRADIENT_ACCUMULATION_ISSUE == "keras-team/keras#20582"
 
 
+def test_creating_an_iterator_draws_a_datasets_next_pass_seeds_so_skipped_passes_cost_nothing():
+    import tensorflow as tf
+
+    def passes():
+        order = tf.data.Dataset.range(6).shuffle(6, seed=3, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=5, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip((order, seeds))
+
+    def read(dataset):
+        return [(int(a), int(b)) for a, b in dataset]
+
+    dataset = passes()
+    first, second, third = read(dataset), read(dataset), read(dataset)
+    assert first != third and second != third  # each pass reshuffles and draws anew
+    skipped = passes()
+    compat.skip_iterations(skipped, 2)
+    assert read(skipped) == third  # two iterators started and dropped unread: the third pass
+    repeated = passes()
+    compat.skip_iterations(repeated, 1)
+    assert read(repeated.repeat().take(12)) == second + third  # repeat() goes on from there
+
+
+def test_keras_keeps_seed_generator_states_out_of_the_weights_file(tmp_path):
+    def build():
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dropout(0.5)(inputs)))
+
+    model = build()
+    (state,) = compat.seed_generator_states(model)
+    assert all(state is not weight for weight in model.weights)
+    state.assign(np.array([5, 9]).astype(state.dtype))
+    path = str(tmp_path / "dropout.weights.h5")
+    model.save_weights(path)
+    again = build()
+    again.load_weights(path)
+    # Not restored: when Keras saves the states, the trainer's per-epoch reseeding can go.
+    assert compat.seed_generator_states(again)[0].numpy().tolist() != [5, 9]
+
+
 def test_kerass_augmentation_layers_still_take_no_tensor_seed():
     """The policies run on the layers' own generators because of this (compat.KERAS_LAYER_SEEDS);
     when a tensor seed works, this fails: drive them from the pipeline's per-element seeds."""

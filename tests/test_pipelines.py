@@ -115,6 +115,51 @@ def test_training_shuffles_reproducibly_and_differently_each_epoch():
     assert sorted(epoch1) == sorted(epoch2)
 
 
+@pytest.mark.parametrize(
+    "source, settings",
+    [
+        ("shapes", dict(augment="crop,flip")),  # a whole permutation per pass, crops and flips seeded per image
+        ("shapes", dict(augment="crop,flip", cache=True)),  # decoded once, shuffled through a buffer
+        ("shapes", dict(augment="flip", shuffle_buffer=16)),
+        ("fashion_mnist", dict(augment="flip")),  # mocked TFDS: the size unknown, passes computed
+    ],
+)
+def test_a_stream_started_at_a_batch_gives_the_batches_the_whole_stream_gives_from_there(source, settings):
+    # 40 examples in batches of 8: five a pass; batch 7 is the third of the second pass (the mocked
+    # TFDS set, 12 examples: three a pass, batch 7 the second of the third).
+    args = dict(batch_size=8, image_size=16, training=True, seed=3, repeat=True, **settings)
+    split = "train[:40]" if source == "shapes" else "train"
+    with tfds.testing.mock_data(num_examples=12):
+        whole = take_all(pipelines.load(source, split, **args)[0].take(11))
+        resumed = take_all(pipelines.load(source, split, first_batch=7, **args)[0].take(4))
+    np.testing.assert_array_equal(resumed[1], whole[1][7 * 8 :])
+    np.testing.assert_array_equal(resumed[0], whole[0][7 * 8 :])
+    assert not np.array_equal(whole[0][:8], whole[0][5 * 8 : 6 * 8])  # each pass differs
+
+
+def test_a_distributed_stream_resumes_on_each_replica():
+    from zoo import compat
+
+    strategy = compat.mirrored_strategy(("/cpu:0", "/cpu:1"))
+    start, info = pipelines.resumable(
+        strategy, "shapes", "train[:24]", batch_size=8, training=True, seed=0, image_size=16, augment="flip"
+    )
+    assert info.steps_per_epoch == 3
+
+    def replicas(dataset, batches):
+        results = []
+        for images, _ in dataset:  # repeated forever
+            results.append([x.numpy() for x in strategy.experimental_local_results(images)])
+            if len(results) == batches:
+                return results
+
+    # Three steps a pass: step 3 starts the second pass, step 4 is inside it.
+    whole, resumed = replicas(start(0), 6), replicas(start(3), 1) + replicas(start(4), 2)
+    for got, want in zip(resumed, whole[3:], strict=True):
+        for replica, (a, b) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"replica {replica}")
+
+
 def test_cache_gives_the_same_eval_data():
     plain = take_all(pipelines.load("shapes", "test[:12]", batch_size=5, image_size=32)[0])
     cached_ds, _ = pipelines.load("shapes", "test[:12]", batch_size=5, image_size=32, cache=True)
@@ -434,6 +479,8 @@ def test_missing_folder_and_single_class(tmp_path):
         (dict(channels=2), r"channels must be 1, 3 or None, received 2"),
         (dict(split="trian"), r"bad split 'trian' \(Unknown split 'trian'.*accepted: train, validation, test"),
         (dict(split="train[abc]"), r"bad split 'train\[abc\]'"),
+        (dict(first_batch=3), r"first_batch=3 starts a repeated stream part-way: pass repeat=True too"),
+        (dict(first_batch=-1, repeat=True), r"first_batch must be a batch index \(an integer >= 0\), received -1"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -625,7 +672,8 @@ class TinyBoxes(tfds.core.GeneratorBasedBuilder):
 
 
 def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
-    TinyBoxes(data_dir=str(tmp_path)).download_and_prepare()
+    # In four files, which TFDS reads in a fresh order each pass of a training stream.
+    TinyBoxes(data_dir=str(tmp_path)).download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=4))
     sizes = {}
     for split in ("train", "validation", "test", "train[:50%]"):
         dataset, info = pipelines.load(
@@ -638,6 +686,17 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
     assert info.class_names == ("left", "right")
     boxes, labels = targets["bbox"].numpy(), targets["class"].numpy()
     np.testing.assert_allclose(boxes[:, 1], np.where(labels == 1, 0.55, 0.05), atol=1e-6)
+    # Its training stream started at a batch: three a pass, batch 3 starts the second pass, batch 4
+    # is inside it (four files: TFDS's own reshuffle of them must be started at that pass too).
+    args = dict(task="localize", image_size=16, batch_size=8, training=True, augment="crop,flip", seed=1, repeat=True)
+
+    def stream(batches, first_batch=0):
+        loaded, _ = pipelines.load("tiny_boxes", "train", data_dir=str(tmp_path), first_batch=first_batch, **args)
+        return take_all(loaded.take(batches))[0]
+
+    whole = stream(7)
+    np.testing.assert_array_equal(stream(1, first_batch=3), whole[3 * 8 : 4 * 8])
+    np.testing.assert_array_equal(stream(3, first_batch=4), whole[4 * 8 :])
     with pytest.raises(DataError, match=r"bad split 'trian' for dataset 'tiny_boxes'.*available splits: train"):
         pipelines.load("tiny_boxes", "trian", image_size=16, data_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not prepared in .*elsewhere and downloading is off"):

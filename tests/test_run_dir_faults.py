@@ -399,8 +399,10 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_w
 
 def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_path, capsys):
     """The trainer kills itself (SIGKILL) at each `FAULT_POINTS` name; rerunning finishes the run
-    (the reruns in process: what they read is what the kill left on disk)."""
-    settings = {**TINY, "freeze_epochs": 1, "finetune_epochs": 1}
+    (the reruns in process: what they read is what the kill left on disk) with the weights of a
+    run never killed: the same batches, crops, flips and dropout masks after the resume (a model
+    with Dropout, two phases, random crops and flips)."""
+    settings = {**TINY, "freeze_epochs": 1, "finetune_epochs": 1, "augment": "crop,flip"}
     command = ["-m", "trainers.train", *(f"--{k}={v}" for k, v in settings.items())]
     killed = {
         point: start_program(
@@ -416,9 +418,11 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
         output = process.communicate(timeout=300)[0]
         assert process.returncode == -9, f"{point}: {output[-2000:]}"
         assert f"{FAULT_POINT_VARIABLE}={point}: killing this process" in output
+    whole = trainers.training.train(TrainConfig(model_dir=str(tmp_path / "whole"), **settings), export=False)
     for point in FAULT_POINTS:
         capsys.readouterr()
         result = trainers.training.train(TrainConfig(model_dir=str(tmp_path / point), **settings))
+        assert steps.weights_checksum(result.model) == steps.weights_checksum(whole.model), point
         output = capsys.readouterr().out
         run = RunDir(str(tmp_path / point))
         assert run.read_state()["finished"] and os.path.exists(run.model_file), point

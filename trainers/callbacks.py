@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from absl import logging
 
+from zoo import compat
+
 
 class NonFiniteLoss(Exception):
     pass
@@ -50,12 +52,26 @@ class EpochSummary(keras.callbacks.Callback):
         logging.info("[%s] epoch %d done in %.1fs: %s", self.phase, epoch + 1, time.time() - self.start, metrics)
 
 
+class ReseedRandomLayers(keras.callbacks.Callback):
+    """Each epoch's random layers (Dropout, stochastic depth) drawn from (``seed``, the layer's
+    place in the model, the epoch): set at the start of every epoch, so that a run resumed at an
+    epoch (whose backup cannot keep the generators' states: `zoo.compat.seed_generator_states`)
+    draws the masks the uninterrupted run drew there."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed) % 2**32
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for index, state in enumerate(compat.seed_generator_states(self.model)):
+            word = np.random.SeedSequence([self.seed, index, epoch]).generate_state(1)[0] % 2**31
+            state.assign(np.array([word, 0]).astype(state.dtype))
+
+
 @contextlib.contextmanager
 def averaged_weights(model):
     """Inside, ``model`` holds its optimizer's moving averages (``use_ema``), as validation saw it;
     its own weights come back after. Without EMA, nothing changes."""
-    from zoo import compat
-
     pairs = compat.ema_averages(getattr(model, "optimizer", None))
     kept = [variable.numpy() for variable, _ in pairs]
     for variable, average in pairs:

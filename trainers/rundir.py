@@ -337,6 +337,19 @@ def repair_backup(directory: str, peers: Sequence[str] = ()) -> str:
     return "previous"
 
 
+def backup_epoch(directory: str) -> int | None:
+    """The epoch `keras.callbacks.BackupAndRestore` resumes at from ``directory``, read as it
+    reads it (its weights file there, the epoch from its metadata), or None where it will start
+    the phase. Read after `repair_backup`."""
+    if not os.path.isfile(os.path.join(directory, compat.BACKUP_WEIGHTS)):
+        return None
+    metadata = read_json(os.path.join(directory, compat.BACKUP_METADATA))
+    try:
+        return int(metadata["epoch"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 def _resumable(directory: str) -> dict[tuple[int, int], str]:
     """The points a BackupAndRestore folder can resume from, (epoch, batch) -> the files' suffix:
     its latest files ("") and, when whole, their previous copies (".bkp")."""

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Callable
 
 from absl import logging
 
@@ -32,7 +33,7 @@ from pipelines.durable import atomic_path
 from pipelines.errors import op_error_text
 from trainers import callbacks, distribute, task
 from trainers.config import ConfigError, TrainConfig
-from trainers.rundir import RunDir, fault_point, repair_backup
+from trainers.rundir import RunDir, backup_epoch, fault_point, repair_backup
 from zoo import compat
 
 
@@ -110,7 +111,9 @@ VALIDATION_HOLDOUT = 0.1
 
 @dataclasses.dataclass
 class Data:
-    train: object  # a distributed dataset, repeated
+    # The training stream, distributed and repeated, from a batch (`pipelines.resumable`): each
+    # phase starts it where the run stands, so a resumed run sees the batches it would have seen.
+    train_from: Callable[[int], object]
     validation: object | None
     test: tuple | None  # (dataset, DatasetInfo) of the test split
     info: pipelines.DatasetInfo
@@ -163,8 +166,8 @@ def load_data(config: TrainConfig, strategy) -> Data:
     Raises ConfigError naming the setting (dataset, or the split) and the data's complaint.
     """
     try:
-        train, info = pipelines.distribute(
-            strategy, config.dataset, config.train_split, repeat=True, **training_data_args(config)
+        train_from, info = pipelines.resumable(
+            strategy, config.dataset, config.train_split, **training_data_args(config)
         )
     except pipelines.DataError as error:
         raise ConfigError("dataset", config.dataset, str(error)) from None
@@ -199,7 +202,7 @@ def load_data(config: TrainConfig, strategy) -> Data:
         steps,
     )
     validation, validation_info = loaded.get("validation_split", (None, None))
-    return Data(train, validation, loaded.get("test_split"), info, steps, validation_info)
+    return Data(train_from, validation, loaded.get("test_split"), info, steps, validation_info)
 
 
 # ------------------------------------------------------------------------------------- model
@@ -502,6 +505,7 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
         # written: a kill in between must not lose the finished phase.
         keras.callbacks.BackupAndRestore(directory.backup(phase.name), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 0 and fault_point("first_backup")),
+        callbacks.ReseedRandomLayers(config.seed),
         callbacks.ApplyLearningRate(make_learning_rate(config, phase, data.steps_per_epoch)),
         *averages,
         callbacks.NanGuard(),
@@ -522,13 +526,16 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
         phase.first_epoch + phase.epochs,
         phase.learning_rate,
     )
-    if isinstance(data.train, tf.data.Dataset) and model.built:
+    # Where this phase starts: its first epoch, or the one its backup resumes at.
+    resumed = backup_epoch(directory.backup(phase.name))
+    train = data.train_from((phase.first_epoch if resumed is None else resumed) * data.steps_per_epoch)
+    if isinstance(train, tf.data.Dataset) and model.built:
         with run.strategy.scope():  # one trace of the training step, not two
-            compat.build_training_state(model, data.train.element_spec)
+            compat.build_training_state(model, train.element_spec)
     with naming_bad_files("training", data.info, data.validation_info):
         try:
             model.fit(
-                data.train,
+                train,
                 epochs=phase.first_epoch + phase.epochs,
                 initial_epoch=phase.first_epoch,
                 steps_per_epoch=data.steps_per_epoch,

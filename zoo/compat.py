@@ -170,6 +170,24 @@ GRADIENT_ACCUMULATION_ISSUE = "keras-team/keras#20582"
 MIRRORED_STRATEGY_ISSUE = "tensorflow/tensorflow#62790"
 
 
+def skip_iterations(dataset, count: int) -> None:
+    """Make ``dataset``'s next iteration its ``count + 1``-th, by starting ``count`` iterations
+    and dropping them unread.
+
+    A dataset's random ops that change each iteration (``Dataset.random(seed,
+    rerandomize_each_iteration=True)``, ``shuffle(seed=..., reshuffle_each_iteration=True)``) hold
+    a seed generator made with the dataset, and draw the next iteration's seeds from it when an
+    iterator is created (TensorFlow's ``RandomSeedGenerator::GenerateSeeds``, called from each
+    iterator's ``Initialize``): reading is not needed. So a repeated pipeline built again in a new
+    process (a resumed run) continues the seeded sequence of passes from pass ``count`` after
+    this, as the uninterrupted one would have, without computing the passes before it. TensorFlow
+    documents only that each iteration differs; `tests/test_compat.py` pins that creating an
+    iterator is what advances it.
+    """
+    for _ in range(count):
+        iter(dataset)
+
+
 @functools.cache
 def mirrored_strategy(devices: tuple[str, ...]):
     """This process's `tf.distribute.MirroredStrategy` over ``devices`` (made on the first call;
@@ -177,6 +195,23 @@ def mirrored_strategy(devices: tuple[str, ...]):
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy(list(devices))
+
+
+def seed_generator_states(model) -> list:
+    """The state variables of ``model``'s `keras.random.SeedGenerator` s (its Dropout layers, the
+    zoo's stochastic depth), in the model's order.
+
+    Keras keeps each generator's ``[seed, counter]`` in a variable named ``seed_generator_state``,
+    among ``model.variables`` but not ``model.weights`` (keras/src/random/seed_generator.py), so
+    ``save_weights``, and `keras.callbacks.BackupAndRestore` with it, does not keep it: a resumed
+    run would draw the masks of its first epoch again. `tests/test_compat.py` pins both.
+    """
+    weights = {id(variable) for variable in model.weights}
+    return [
+        variable
+        for variable in model.variables
+        if id(variable) not in weights and variable.path.rsplit("/", 1)[-1] == "seed_generator_state"
+    ]
 
 
 # Keras's image augmentation layers (RandAugment, RandomErasing, MixUp, CutMix) take no

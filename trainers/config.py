@@ -384,6 +384,10 @@ class TrainConfig:
                     raise ConfigError(field.name, value, f"must be at least {meta['lower_bound']}")
                 if meta["upper_bound"] is not None and value > meta["upper_bound"]:
                     raise ConfigError(field.name, value, f"must be at most {meta['upper_bound']}")
+        if self.seed is None:  # every run is seeded: a resumed one draws what the uninterrupted one drew
+            raise ConfigError(
+                "seed", None, "must be an integer: it seeds the weights, the data order and the augmentation"
+            )
         if self.model_options:
             import zoo
 

@@ -212,7 +212,7 @@ def resumable(strategy: tf.distribute.Strategy, source: str, split: str, **kwarg
     plan = _resolve(source, split, repeat=True, **kwargs)
 
     def start(first_batch: int = 0):
-        _check_first_batch(first_batch, plan.repeat)
+        _check_first_batch(first_batch, repeat=True)
         positioned = dataclasses.replace(plan, first_batch=first_batch)
         return strategy.distribute_datasets_from_function(lambda context: _build(positioned, context))
 
@@ -556,7 +556,7 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
     if not plan.repeat:
         dataset = one_pass()
     else:
-        examples = source.num_examples if source.table is None else int(source.table[0].shape[0])
+        examples = source.num_examples
         per_pass = None if examples is None else len(range(shard, examples, num_shards)) // batch_size
         # Read once a pass by every pass (a TFDS set's own shuffle of its files, per iteration).
         shared = (elements,) if plan.training and not permute and not plan.cache else ()
@@ -572,7 +572,9 @@ def _repeated(one_pass, first_batch: int, per_pass: int | None, batch_size: int,
     ``per_pass``: batches in a pass (None: unknown, and the batches before ``first_batch`` are
     computed and dropped). ``shared``: datasets that every pass ``one_pass`` makes reads once,
     started at the first pass here."""
-    if not first_batch or not per_pass:
+    if not first_batch:
+        return one_pass().repeat()
+    if not per_pass:
         return one_pass().repeat().skip(first_batch)
     passes, within = divmod(first_batch, per_pass)
     for dataset in shared:

@@ -61,9 +61,13 @@ class ReseedRandomLayers(keras.callbacks.Callback):
     def __init__(self, seed: int):
         super().__init__()
         self.seed = int(seed) % 2**32
+        self.states = []
+
+    def on_train_begin(self, logs=None):
+        self.states = compat.seed_generator_states(self.model)  # once a fit, not each epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        for index, state in enumerate(compat.seed_generator_states(self.model)):
+        for index, state in enumerate(self.states):
             word = np.random.SeedSequence([self.seed, index, epoch]).generate_state(1)[0] % 2**31
             state.assign(np.array([word, 0]).astype(state.dtype))
 

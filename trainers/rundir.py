@@ -343,10 +343,17 @@ def backup_epoch(directory: str) -> int | None:
     the phase. Read after `repair_backup`."""
     if not os.path.isfile(os.path.join(directory, compat.BACKUP_WEIGHTS)):
         return None
-    metadata = read_json(os.path.join(directory, compat.BACKUP_METADATA))
+    point = _backup_point(directory)
+    return None if point is None else point[0]
+
+
+def _backup_point(directory: str, suffix: str = "") -> tuple[int, int] | None:
+    """(epoch, batch) from a BackupAndRestore folder's metadata (``suffix``: its previous copy's),
+    or None where it is missing or damaged."""
+    metadata = read_json(os.path.join(directory, compat.BACKUP_METADATA + suffix))
     try:
-        return int(metadata["epoch"])
-    except (TypeError, ValueError, KeyError):
+        return int(metadata["epoch"]), int(metadata.get("batch") or 0)
+    except (TypeError, ValueError, KeyError, AttributeError):  # missing, damaged, not a dict
         return None
 
 
@@ -355,12 +362,10 @@ def _resumable(directory: str) -> dict[tuple[int, int], str]:
     its latest files ("") and, when whole, their previous copies (".bkp")."""
     points = {}
     for suffix in (compat.BACKUP_PREVIOUS, ""):  # the latest files win when both hold the same point
-        metadata = read_json(os.path.join(directory, compat.BACKUP_METADATA + suffix))
-        weights = os.path.join(directory, compat.BACKUP_WEIGHTS + suffix)
-        try:
-            point = (int(metadata["epoch"]), int(metadata.get("batch") or 0))
-        except (TypeError, ValueError, KeyError, AttributeError):  # missing, damaged, not a dict
+        point = _backup_point(directory, suffix)
+        if point is None:
             continue
+        weights = os.path.join(directory, compat.BACKUP_WEIGHTS + suffix)
         if readable_weights(weights):
             points[point] = suffix
     return points

@@ -703,6 +703,60 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
         pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"), download=False)
 
 
+class TinyObjects(tfds.core.GeneratorBasedBuilder):
+    """A prepared TFDS dataset shaped like VOC and COCO: no label of the image, a Sequence of objects
+    each with a box and a label. Every fourth training image and every test image has no object."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        objects = {"bbox": tfds.features.BBoxFeature(), "label": tfds.features.ClassLabel(names=["left", "right"])}
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=(None, None, 3)), "objects": tfds.features.Sequence(objects)}
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(24, every=4), "test": self._generate_examples(3, every=1)}
+
+    def _generate_examples(self, count, every):
+        rng = np.random.default_rng(count)
+        for i in range(count):
+            box = tfds.features.BBox(0.1, 0.05 + 0.5 * (i % 2), 0.9, 0.45 + 0.5 * (i % 2))
+            objects = [] if i % every == 0 else [{"bbox": box, "label": i % 2}]
+            yield i, {"image": rng.integers(0, 255, (20, 24, 3), dtype=np.uint8), "objects": objects}
+
+
+def test_a_tfds_set_of_objects_leaves_out_the_images_without_and_counts_the_rest(tmp_path):
+    # Before, a classify run stopped at the first image without objects (its first object's label
+    # out of bounds), and the split's size counted them: a resumed stream started in the wrong place.
+    TinyObjects(data_dir=str(tmp_path)).download_and_prepare()
+    data = dict(data_dir=str(tmp_path), image_size=16, batch_size=64)
+    for task in ("classify", "localize"):
+        dataset, info = pipelines.load("tiny_objects", "train", task=task, **data)
+        images, targets = next(iter(dataset))
+        assert info.num_examples == images.shape[0] == 18, task  # 24 less the 6 without objects
+    np.testing.assert_array_equal(np.sort(targets["class"]), [0] * 6 + [1] * 12)
+    # No validation split: the holdout is carved from the 18 (per class: 2 of 6, 3 of 12).
+    sizes = {}
+    for split in ("train", "validation"):
+        dataset, info = pipelines.load("tiny_objects", split, task="localize", validation_holdout=0.25, **data)
+        sizes[split] = (info.num_examples, next(iter(dataset))[0].shape[0])
+    assert sizes == {"train": (13, 13), "validation": (5, 5)}
+    # A training stream started at batch 5 (the second of the second pass: four batches of 4 a pass).
+    args = dict(task="localize", image_size=16, batch_size=4, training=True, augment="flip", seed=1, repeat=True)
+
+    def stream(batches, first_batch=0):
+        loaded, _ = pipelines.load("tiny_objects", "train", data_dir=str(tmp_path), first_batch=first_batch, **args)
+        return take_all(loaded.take(batches))[0]
+
+    np.testing.assert_array_equal(stream(1, first_batch=5), stream(6)[5 * 4 :])
+    with pytest.raises(DataError, match=r"split 'test' of dataset 'tiny_objects' has no image with objects"):
+        pipelines.load("tiny_objects", "test", **data)
+
+
 def test_a_folder_loaded_again_is_not_read_again_unless_a_file_changed(tmp_path, monkeypatch):
     from pipelines.sources import folders
 

@@ -30,13 +30,14 @@ def _tfds_split(name: str, split: str, available: Sequence[str]) -> str:
     return split
 
 
-_HELD_OUT: dict[tuple, frozenset] = {}
+_HELD_OUT: dict[tuple, tuple[frozenset, int]] = {}
 
 
-def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example) -> frozenset:
+def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example, keep=None) -> tuple[frozenset, int]:
     """The ``tfds_id`` of the train records held out for validation (the shared rule,
-    `base.hold_out`, keyed by record id); one pass over the labels, cached per dataset."""
-    key = (name, data_dir, fraction)
+    `base.hold_out`, keyed by record id), and the train records it chose from: those ``keep``
+    accepts (all without it). One pass over the labels, cached per dataset."""
+    key = (name, data_dir, fraction, keep is not None)
     if key not in _HELD_OUT:
         records = builder.as_dataset(
             split="train",
@@ -44,9 +45,30 @@ def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example) -> fr
             shuffle_files=False,
             read_config=tfds.ReadConfig(add_tfds_id=True, try_autocache=False),
         )
+        if keep is not None:
+            records = records.filter(keep)
         labels = records.map(lambda ex: (ex["tfds_id"], to_example(ex)["label"]), num_parallel_calls=tf.data.AUTOTUNE)
-        _HELD_OUT[key] = hold_out(labels.as_numpy_iterator(), fraction)
+        rows = list(labels.as_numpy_iterator())
+        _HELD_OUT[key] = (hold_out(rows, fraction), len(rows))
     return _HELD_OUT[key]
+
+
+_KEPT: dict[tuple, int] = {}
+
+
+def _count_kept(builder, name, data_dir, split, decoders, keep) -> int:
+    """Records of ``split`` that ``keep`` accepts: one pass over the records (images left
+    encoded), cached per dataset and split."""
+    key = (name, data_dir, split)
+    if key not in _KEPT:
+        records = builder.as_dataset(
+            split=split, decoders=decoders, shuffle_files=False, read_config=tfds.ReadConfig(try_autocache=False)
+        )
+        ones = records.map(lambda ex: tf.stack([1, tf.cast(keep(ex), tf.int64)]), num_parallel_calls=tf.data.AUTOTUNE)
+        total, kept = ones.reduce(tf.zeros(2, tf.int64), lambda sums, one: sums + one).numpy().tolist()
+        log.info("dataset %s %s: %d of its %d images have objects; the others are left out", name, split, kept, total)
+        _KEPT[key] = kept
+    return _KEPT[key]
 
 
 def _checked_box(box, record_id):
@@ -190,11 +212,11 @@ def tfds_source(
             f"dataset {name!r} has no bounding boxes, so it cannot be used with task='localize'; "
             f"sources with boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
         )
-    if objects_key is not None and box_key is None:
+    if objects_key is not None:
         object_features = features[objects_key].feature
         object_label = next((k for k, f in object_features.items() if isinstance(f, tfds.features.ClassLabel)), None)
         object_box = next(k for k, f in object_features.items() if isinstance(f, tfds.features.BBoxFeature))
-        if label_key is None:
+        if label_key is None and object_label is not None:
             label_key = f"{objects_key}/{object_label}"
     if label_key is None:
         raise DataError(f"dataset {name!r} has no class label feature; its features: {list(features)}")
@@ -233,10 +255,22 @@ def tfds_source(
             out["bbox"] = _checked_box(box, example.get("tfds_id", tf.constant(name)))
         return out
 
+    # The label or the box of the first object (VOC, COCO): an image without any object has neither
+    # and is left out, of the training and holdout passes and of the count.
+    from_objects = objects_key is not None and ("/" in label_key or (task == "localize" and box_key is None))
+
+    def has_objects(example):
+        return tf.shape(example[objects_key][object_box])[0] > 0
+
+    keep = has_objects if from_objects else None
+    if from_objects:
+        dataset = dataset.filter(has_objects)
     if holdout:
-        held_out = _held_out_ids(builder, name, data_dir, validation_holdout, decoders, to_example)
+        held_out, kept = _held_out_ids(builder, name, data_dir, validation_holdout, decoders, to_example, keep)
         if not held_out:
             raise DataError(f"dataset {name!r} has too few training examples to hold some out for validation")
+        if from_objects:
+            num_examples = kept
         keys = tf.constant(sorted(held_out), tf.string)
         table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(keys, tf.ones(len(held_out), tf.int32)), default_value=0
@@ -248,9 +282,11 @@ def tfds_source(
         elif num_examples is not None:
             num_examples -= len(held_out)
         announce_holdout(f"dataset {name!r}", validation_holdout, len(held_out))
-    if task == "localize" and objects_key is not None and box_key is None:
-        # Images without any object have no first box to learn from.
-        dataset = dataset.filter(lambda ex: tf.shape(ex[objects_key][object_box])[0] > 0)
+    elif from_objects:
+        num_examples = _count_kept(builder, name, data_dir, resolved, decoders, keep)
+    if from_objects:
+        if not num_examples:
+            raise DataError(f"split {split!r} of dataset {name!r} has no image with objects ({objects_key!r} empty)")
     shape = tuple(image_feature.shape)
     return Source(
         elements=dataset,

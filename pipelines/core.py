@@ -144,8 +144,8 @@ def load(
       repeat: repeat forever (reshuffled, re-augmented each pass); for a fixed steps_per_epoch.
       first_batch: with ``repeat``, start at this batch of the repeated stream (a resumed run:
         its epoch times its steps per epoch): the batches from there are those the stream from 0
-        gives, in the same order with the same crops and flips (the policies, Keras's layers,
-        draw anew), and the passes before are not computed.
+        gives, in the same order with the same crops, flips and policies, and the passes before
+        are not computed.
       download: download and prepare a TFDS dataset that is not prepared yet (as `tfds.load`);
         False: prepared data only (DataError naming the command that prepares it).
       validation_holdout: for a source without a validation split of its own (an image folder
@@ -441,10 +441,12 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
     pixel_ops = [op for op in augment if op.apply is not None and op is not window_op and op is not mirror_op]
     policies = [op for op in augment if op.layer is not None]
 
-    def through_policies(batches):
+    def through_policies(batches, first_batch=0, shard=0):
         if not policies:
             return batches
-        return ops.policy_batches(batches, policies, plan.strengths, plan.seed, info.num_classes)
+        return ops.policy_batches(
+            batches, policies, plan.strengths, plan.seed, info.num_classes, first_batch=first_batch, shard=shard
+        )
 
     num_shards, shard, first_batch = 1, 0, plan.first_batch
     if input_context is not None:
@@ -561,7 +563,7 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
         # Read once a pass by every pass (a TFDS set's own shuffle of its files, per iteration).
         shared = (elements,) if plan.training and not permute and not plan.cache else ()
         dataset = _repeated(one_pass, first_batch, per_pass, batch_size, shared)
-    return through_policies(dataset).prefetch(autotune)
+    return through_policies(dataset, first_batch, shard).prefetch(autotune)
 
 
 def _repeated(one_pass, first_batch: int, per_pass: int | None, batch_size: int, shared=()) -> tf.data.Dataset:

@@ -329,7 +329,14 @@ if tuple(n for n, op in AUGMENTATIONS.items() if op.boxes) != common.BOX_AUGMENT
 
 
 def policy_batches(
-    dataset: tf.data.Dataset, policies, strengths: dict[str, float], seed: int | None, num_classes: int
+    dataset: tf.data.Dataset,
+    policies,
+    strengths: dict[str, float],
+    seed: int | None,
+    num_classes: int,
+    *,
+    first_batch: int = 0,
+    shard: int = 0,
 ) -> tf.data.Dataset:
     """``dataset``'s batches of ``(image, label)`` through the policies (Keras's layers); a
     localize batch's ``{"class", "bbox"}`` labels pass through (no policy for it moves pixels).
@@ -342,14 +349,19 @@ def policy_batches(
     ``num_classes`` wide), which the class loss and accuracy of `trainers.metrics` accept beside
     class ids.
 
-    Keras's layers draw from their own seeded generators, not from the per-element stateless seeds
-    that crop and flip use (their ``get_random_transformation`` accepts no tensor seed:
-    `zoo.compat.KERAS_LAYER_SEEDS`), so this map is sequential: a seeded run draws the same
-    policies from its start, but a resumed run draws anew.
+    Keras's layers draw from their own generators, not from the per-element stateless seeds that
+    crop and flip use (their ``get_random_transformation`` accepts no tensor seed:
+    `zoo.compat.KERAS_LAYER_SEEDS`). So each batch first sets every generator of the layers
+    (`zoo.compat.seed_generator_states`) from words drawn for that batch: batch ``i`` of a pass
+    draws the same policies whatever ran before it in the process, and a stream started at
+    ``first_batch`` (a resumed run) draws what the whole stream drew there. The words come from a
+    ``Dataset.random`` that draws anew each time the dataset is read (a stream read once a pass
+    gets other policies each pass), skipped to ``first_batch``; ``shard`` (the input pipeline)
+    gives each pipeline its own.
     """
 
     def stream(op):
-        return None if seed is None else (int(seed) * 7919 + op.stream) % 2**31
+        return None if seed is None else (int(seed) * 7919 + op.stream + 104729 * shard) % 2**31
 
     # float32 pixels and label probabilities, whatever the model computes in: under the global mixed
     # precision policy (the trainer sets mixed_bfloat16 on CPUs with bfloat16 instructions before it
@@ -357,8 +369,13 @@ def policy_batches(
     # them with its float32 weights.
     layers = {op.name: op.layer(strengths[op.name], stream(op), dtype="float32") for op in policies}
     mixers = [op.name for op in policies if op.mixes_labels]
+    states = [state for layer in layers.values() for state in compat.seed_generator_states(layer)]
 
-    def apply(images, labels, coin_seed):
+    def apply(images, labels, words):
+        # A generator's state is [seed, counter]: each batch starts every generator at [its word, 0]
+        # (before the layers draw: the map's function orders the ops on a variable as written).
+        for index, state in enumerate(states):
+            state.assign(tf.cast(tf.stack([words[index] % 2**31, 0]), state.dtype))
         if "randaugment" in layers:
             randaugment = layers["randaugment"]
             images = tf.map_fn(lambda image: compat.randaugment_image(randaugment, image), images)
@@ -374,12 +391,12 @@ def policy_batches(
 
         if len(mixers) == 1:
             return mix(mixers[0])
-        coin = tf.random.stateless_uniform([], coin_seed) < 0.5  # a stateless coin per batch
+        coin = tf.random.stateless_uniform([], words[-2:]) < 0.5  # a stateless coin per batch
         return tf.cond(coin, lambda: mix(mixers[0]), lambda: mix(mixers[1]))
 
-    coin_seeds = tf.data.Dataset.random(seed=stream(AUGMENTATIONS["cutmix"]), rerandomize_each_iteration=True)
-    batches = tf.data.Dataset.zip((dataset, coin_seeds.batch(2)))
-    return batches.map(lambda batch, coin_seed: apply(*batch, coin_seed))
+    words = tf.data.Dataset.random(seed=stream(AUGMENTATIONS["cutmix"]), rerandomize_each_iteration=True)
+    words = words.batch(len(states) + 2).skip(first_batch)
+    return tf.data.Dataset.zip((dataset, words)).map(lambda batch, drawn: apply(*batch, drawn))
 
 
 def crops_at_evaluation(augment) -> bool:

@@ -75,16 +75,18 @@ def test_each_policy_gives_the_same_float32_batch_under_a_mixed_precision_policy
 
 def test_mixup_and_cutmix_together_give_each_batch_one_of_them(monkeypatch):
     # Stand-ins that mark the labels with the layer that ran: class 0 for mixup, 1 for cutmix.
+    class Marking(keras.layers.Layer):
+        def __init__(self, column, **kwargs):
+            super().__init__(**kwargs)
+            self.column = column
+
+        def call(self, data, training=None):
+            marked = np.zeros(5, "float32")
+            marked[self.column] = 1
+            return {"images": data["images"], "labels": data["labels"] * 0 + marked}
+
     def marking(column):
-        def factory(strength, seed, dtype):
-            def layer(data, training):
-                marked = np.zeros(5, "float32")
-                marked[column] = 1
-                return {"images": data["images"], "labels": data["labels"] * 0 + marked}
-
-            return layer
-
-        return factory
+        return lambda strength, seed, dtype: Marking(column, dtype=dtype)
 
     registry = dict(ops.AUGMENTATIONS)
     for column, name in enumerate(("mixup", "cutmix")):

@@ -205,6 +205,26 @@ def test_backup_and_restore_writes_the_files_the_run_directory_repairs(tmp_path)
     assert set(os.listdir(tmp_path)) == expected
 
 
+def test_a_restored_backup_moves_the_start_of_the_models_next_fit_until_forgotten(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32")
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # one epoch backed up, then stopped
+        model.fit(x, y, epochs=3, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path)), Stop()], verbose=0)
+    restored = model.fit(x, y, epochs=3, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))], verbose=0)
+    assert len(restored.history["loss"]) == 2  # epochs 2 and 3
+    # The next fit of the model (another phase, without a backup) starts at the restored epoch...
+    assert len(model.fit(x, y, epochs=3, initial_epoch=2, verbose=0).history["loss"]) == 2
+    # ... unless it is forgotten.
+    compat.forget_restored_epoch(model)
+    assert len(model.fit(x, y, epochs=3, initial_epoch=2, verbose=0).history["loss"]) == 1
+
+
 def test_tfds_split_syntax_resolves_against_sizes_we_give():
     sizes = {"train": 100, "test": 10}
     assert compat.resolve_split("train[:80%]+test", sizes) == [("train", 0, 80), ("test", 0, 10)]

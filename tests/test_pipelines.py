@@ -122,6 +122,8 @@ def test_training_shuffles_reproducibly_and_differently_each_epoch():
         ("shapes", dict(augment="crop,flip", cache=True)),  # decoded once, shuffled through a buffer
         ("shapes", dict(augment="flip", shuffle_buffer=16)),
         ("fashion_mnist", dict(augment="flip")),  # mocked TFDS: the size unknown, passes computed
+        # Keras's layers after the batch: each batch's generators set from its own words.
+        ("shapes", dict(augment="flip,randaugment,erase,mixup,cutmix")),
     ],
 )
 def test_a_stream_started_at_a_batch_gives_the_batches_the_whole_stream_gives_from_there(source, settings):

@@ -400,9 +400,10 @@ def test_an_image_size_that_cannot_fit_in_memory_is_refused_before_any_file_is_w
 def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_path, capsys):
     """The trainer kills itself (SIGKILL) at each `FAULT_POINTS` name; rerunning finishes the run
     (the reruns in process: what they read is what the kill left on disk) with the weights of a
-    run never killed: the same batches, crops, flips and dropout masks after the resume (a model
-    with Dropout, two phases, random crops and flips)."""
-    settings = {**TINY, "freeze_epochs": 1, "finetune_epochs": 1, "augment": "crop,flip"}
+    run never killed: the same batches, crops, flips, policies and dropout masks after the resume
+    (a model with Dropout, two phases, random crops and flips, MixUp; the first backup is inside
+    the first phase, so its rerun starts that phase's data part-way, then the second phase)."""
+    settings = {**TINY, "freeze_epochs": 2, "finetune_epochs": 1, "augment": "crop,flip,mixup"}
     command = ["-m", "trainers.train", *(f"--{k}={v}" for k, v in settings.items())]
     killed = {
         point: start_program(
@@ -429,8 +430,11 @@ def test_a_kill_at_each_named_point_resumes_and_leaves_only_the_runs_files(tmp_p
         assert result.metrics["num_examples"] == json.load(open(run.metrics_file))["num_examples"] == 16
         top_level = set(os.listdir(run.root))
         assert top_level <= set(run.manifest()["files"]) | {RunDir.MANIFEST}, (point, top_level)
-        if point in ("first_backup", "phase_checkpoint"):  # the finished epoch was not trained again
+        if point == "first_backup":  # the finished epoch was not trained again
             assert "Epoch 1/2" not in output and "Epoch 2/2" in output, (point, output[-2000:])
+            assert "Epoch 2/3" not in output and "Epoch 3/3" in output, (point, output[-2000:])  # phase 2: one
+        if point == "phase_checkpoint":  # nor the finished phase
+            assert "Epoch 2/2" not in output and "Epoch 3/3" in output, (point, output[-2000:])
 
 
 @pytest.mark.parametrize("size", ["3m", "24m"])  # full during the first epoch's backup; at the phase's checkpoint

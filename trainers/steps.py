@@ -532,6 +532,7 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     if isinstance(train, tf.data.Dataset) and model.built:
         with run.strategy.scope():  # one trace of the training step, not two
             compat.build_training_state(model, train.element_spec)
+    compat.forget_restored_epoch(model)  # an earlier phase's restore must not move this one's start
     with naming_bad_files("training", data.info, data.validation_info):
         try:
             model.fit(

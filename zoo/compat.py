@@ -218,8 +218,9 @@ def seed_generator_states(model) -> list:
 # per-example stateless seed: ``get_random_transformation(seed=...)`` goes through
 # ``keras.random.draw_seed``, which takes an int or a SeedGenerator, not a tensor, and RandAugment
 # draws its ops from its own generator whatever seed it is given. So `pipelines.ops.policy_batches`
-# runs them on their own seeded generators instead of the pipeline's per-element seeds (and in one
-# sequential map, so a seeded run draws the same). `tests/test_compat.py` pins this.
+# runs them on their own generators instead of the pipeline's per-element seeds, in one sequential
+# map, setting the generators' states (`seed_generator_states`) before each batch.
+# `tests/test_compat.py` pins this.
 KERAS_LAYER_SEEDS = "keras.random.draw_seed takes an int or a SeedGenerator, not a tensor"
 
 
@@ -260,6 +261,18 @@ def randaugment_image(layer, image):
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_METADATA = "training_metadata.json"
 BACKUP_PREVIOUS = ".bkp"
+
+
+def forget_restored_epoch(model) -> None:
+    """Let ``model``'s next `fit` start at its own ``initial_epoch``.
+
+    `keras.callbacks.BackupAndRestore`, restoring a backup, sets the model's private
+    ``_initial_epoch`` to the epoch it restored, and `fit` starts at ``self._initial_epoch or
+    initial_epoch`` (keras/src/backend/*/trainer.py) without ever clearing it: the next `fit` of
+    the same model (a run's next phase) started at the restored epoch instead of its own, and
+    trained an epoch too many. `tests/test_compat.py` pins it.
+    """
+    model._initial_epoch = None
 
 
 def multi_worker_strategy():

@@ -198,8 +198,8 @@ def mirrored_strategy(devices: tuple[str, ...]):
 
 
 def seed_generator_states(model) -> list:
-    """The state variables of ``model``'s `keras.random.SeedGenerator` s (its Dropout layers, the
-    zoo's stochastic depth), in the model's order.
+    """The state variables of the `keras.random.SeedGenerator` s of ``model`` (a model or a layer:
+    its Dropout layers, the zoo's stochastic depth, an augmentation layer's), in its order.
 
     Keras keeps each generator's ``[seed, counter]`` in a variable named ``seed_generator_state``,
     among ``model.variables`` but not ``model.weights`` (keras/src/random/seed_generator.py), so

@@ -555,11 +555,18 @@ def _batches(plan: _Plan, input_context: tf.distribute.InputContext | None) -> t
             dataset = dataset.ignore_errors(log_warning=True)
         return dataset.batch(batch_size, drop_remainder=plan.training)
 
+    examples = source.num_examples
+    here = None if examples is None else len(range(shard, examples, num_shards))  # this pipeline's
     if not plan.repeat:
         dataset = one_pass()
+        if here is not None and not plan.skip_bad_files:
+            # Its batches, told to tf.data where a filter hid them (a holdout, images without
+            # objects): Keras shows the total and does not warn that the input "ran out of data"
+            # at the end of every first pass (keras-team/keras#23360); a wrong count fails loudly.
+            batches = here // batch_size if plan.training else -(-here // batch_size)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     else:
-        examples = source.num_examples
-        per_pass = None if examples is None else len(range(shard, examples, num_shards)) // batch_size
+        per_pass = None if here is None else here // batch_size
         # Read once a pass by every pass (a TFDS set's own shuffle of its files, per iteration).
         shared = (elements,) if plan.training and not permute and not plan.cache else ()
         dataset = _repeated(one_pass, first_batch, per_pass, batch_size, shared)

@@ -334,6 +334,28 @@ def tfds_downloads_itself(builder) -> bool:
     return type(builder).download_and_prepare.__module__.startswith("tensorflow_datasets.core")
 
 
+@contextlib.contextmanager
+def tfds_reading_quietly():
+    """Inside, TensorFlow prints no deprecation warnings (restored after, whatever happens).
+
+    TFDS's reader numbers records with the deprecated ``tf.data.experimental.Counter`` when asked
+    for record ids (``ReadConfig(add_tfds_id=True)``: tensorflow_datasets/core/reader.py,
+    ``_make_id_dataset``), and TensorFlow logged three lines ("CounterV2 ... is deprecated ...
+    Use `tf.data.Dataset.counter(...)` instead") in every run of a TFDS set with a holdout or
+    boxes: TFDS's to change, not the user's. The switch is TensorFlow's private
+    ``deprecation._PRINT_DEPRECATION_WARNINGS`` (what its ``deprecation.silence()`` sets);
+    `tests/test_compat.py` pins both.
+    """
+    from tensorflow.python.util import deprecation
+
+    before = deprecation._PRINT_DEPRECATION_WARNINGS
+    deprecation._PRINT_DEPRECATION_WARNINGS = False
+    try:
+        yield
+    finally:
+        deprecation._PRINT_DEPRECATION_WARNINGS = before
+
+
 # ------------------------------------------------------------------------------------- keras-tuner
 
 

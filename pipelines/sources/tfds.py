@@ -39,12 +39,13 @@ def _held_out_ids(builder, name, data_dir, fraction, decoders, to_example, keep=
     accepts (all without it). One pass over the labels, cached per dataset."""
     key = (name, data_dir, fraction, keep is not None)
     if key not in _HELD_OUT:
-        records = builder.as_dataset(
-            split="train",
-            decoders=decoders,
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(add_tfds_id=True, try_autocache=False),
-        )
+        with compat.tfds_reading_quietly():  # its record ids: TFDS's deprecation warning
+            records = builder.as_dataset(
+                split="train",
+                decoders=decoders,
+                shuffle_files=False,
+                read_config=tfds.ReadConfig(add_tfds_id=True, try_autocache=False),
+            )
         if keep is not None:
             records = records.filter(keep)
         labels = records.map(lambda ex: (ex["tfds_id"], to_example(ex)["label"]), num_parallel_calls=tf.data.AUTOTUNE)
@@ -229,9 +230,10 @@ def tfds_source(
     # Record ids name the examples: in the holdout, and in a bad box's error.
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False, add_tfds_id=holdout or task == "localize")
     try:
-        dataset = builder.as_dataset(
-            split=resolved, decoders=decoders, shuffle_files=shuffle_files, read_config=read_config
-        )
+        with compat.tfds_reading_quietly():  # record ids: TFDS's deprecation warning
+            dataset = builder.as_dataset(
+                split=resolved, decoders=decoders, shuffle_files=shuffle_files, read_config=read_config
+            )
     except AssertionError as error:
         raise DataError(
             f"dataset {name!r} is not available offline ({error_line(error)}); download it "

@@ -94,6 +94,9 @@ def test_train_evaluate_predict_then_a_rerun_is_left_alone(tmp_path, capsys, cap
     assert epoch_steps(os.path.join(model_dir, "logs", "validation")) == [0, 1]
     assert glob.glob(os.path.join(model_dir, "logs", "train_images", "events.*"))
     assert "epoch 2 done" in out.stderr and "tensorboard --logdir" in out.stdout
+    # The program's own INFO lines, not TensorFlow's SavedModel writer's (trainers.cli.quiet_libraries).
+    assert "] data: shapes train[:64]" in out.stderr, out.stderr[-3000:]
+    assert "fingerprint" not in out.stderr and "Sharding callback" not in out.stderr, out.stderr[-3000:]
 
     # The SavedModel serves raw pixels.
     served = tf.saved_model.load(os.path.join(model_dir, "export"))

@@ -131,12 +131,33 @@ def run(main, define_flags):
     def program(argv):
         import logging as std_logging
 
+        from absl import logging
+
         # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
         std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+        logging.get_absl_handler().addFilter(quiet_libraries)
         signal.signal(signal.SIGTERM, _terminated)
         return guarded(main, argv)
 
     app.run(program, flags_parser=parse_flags)
+
+
+# Where the INFO lines that absl's logger carries for the libraries come from: TFDS (each split's
+# dataset info, readers), TensorFlow's SavedModel writer (signatures, shards, fingerprint).
+_LIBRARIES = tuple(f"{os.sep}{name}{os.sep}" for name in ("tensorflow", "tensorflow_datasets"))
+
+
+def quiet_libraries(record) -> bool:
+    """A `logging` filter for the programs' log: TensorFlow's and TFDS's INFO lines (a dozen a run,
+    through absl's logger like the programs' own) are dropped unless ``--verbosity=1`` or more;
+    their warnings and errors, and every line of the programs, pass."""
+    import logging as std_logging
+
+    from absl import logging
+
+    if record.levelno >= std_logging.WARNING or logging.get_verbosity() >= logging.DEBUG:
+        return True
+    return not any(library in record.pathname for library in _LIBRARIES)
 
 
 def guarded(main, argv):

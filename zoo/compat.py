@@ -233,24 +233,28 @@ def randaugment_image(layer, image):
     ``where``: 9 ops' work for 2. This takes the layer's own draw (``get_random_transformation``:
     ``{"transforms": {sublayer name: its transformation}, "layer_idxes": the ops drawn, as indices
     into that dict}``, the sublayers being the layer's attributes of those names) and runs just the
-    drawn sublayers' ``transform_images`` through ``tf.switch_case``. `tests/test_compat.py` checks
+    drawn sublayers' ``transform_images`` through one ``tf.switch_case`` in a ``tf.while_loop``
+    over the drawn ops (its nine branches traced once, not once per op). `tests/test_compat.py` checks
     it against the layer itself, so an upgrade that changes either side fails there.
     """
     import tensorflow as tf
 
     drawn = layer.get_random_transformation(image, training=True)
     ops = list(drawn["transforms"].items())
+    indices = tf.cast(drawn["layer_idxes"], tf.int32)
     images = tf.expand_dims(tf.cast(image, layer.compute_dtype), 0)
-    for index in tf.unstack(tf.cast(drawn["layer_idxes"], tf.int32), num=layer.num_ops):
-        images = tf.switch_case(
-            index,
-            [
-                lambda name=name, transformation=transformation, images=images: getattr(layer, name).transform_images(
-                    images, transformation, training=True
-                )
-                for name, transformation in ops
-            ],
-        )
+
+    def apply_one(step, images):  # one switch over the ops, traced once for every drawn op
+        branches = [
+            lambda name=name, transformation=transformation: tf.ensure_shape(
+                tf.cast(getattr(layer, name).transform_images(images, transformation, training=True), images.dtype),
+                images.shape,
+            )
+            for name, transformation in ops
+        ]
+        return step + 1, tf.switch_case(indices[step], branches)
+
+    _, images = tf.while_loop(lambda step, _: step < layer.num_ops, apply_one, (tf.constant(0), images))
     return tf.cast(images[0], layer.compute_dtype)
 
 

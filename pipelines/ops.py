@@ -372,10 +372,10 @@ def policy_batches(
     states = [state for layer in layers.values() for state in compat.seed_generator_states(layer)]
 
     def apply(images, labels, words):
-        # A generator's state is [seed, counter]: each batch starts every generator at [its word, 0]
-        # (before the layers draw: the map's function orders the ops on a variable as written).
+        # Each batch starts every generator afresh from its word (before the layers draw: the map's
+        # function orders the ops on a variable as written).
         for index, state in enumerate(states):
-            state.assign(tf.cast(tf.stack([words[index] % 2**31, 0]), state.dtype))
+            compat.reset_seed_generator(state, words[index])
         if "randaugment" in layers:
             randaugment = layers["randaugment"]
             images = tf.map_fn(lambda image: compat.randaugment_image(randaugment, image), images)

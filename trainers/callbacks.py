@@ -68,8 +68,9 @@ class ReseedRandomLayers(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         for index, state in enumerate(self.states):
-            word = np.random.SeedSequence([self.seed, index, epoch]).generate_state(1)[0] % 2**31
-            state.assign(np.array([word, 0]).astype(state.dtype))
+            compat.reset_seed_generator(
+                state, int(np.random.SeedSequence([self.seed, index, epoch]).generate_state(1)[0])
+            )
 
 
 @contextlib.contextmanager

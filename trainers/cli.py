@@ -8,11 +8,13 @@ flags into its own `FlagValues`. The programs import the library and this module
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import signal
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from trainers.config import ConfigError, TrainConfig, recipe_names, recipe_path, recipe_summary
 
@@ -129,13 +131,9 @@ def run(main, define_flags):
     define_flags()
 
     def program(argv):
-        import logging as std_logging
-
-        from absl import logging
-
         # TensorFlow's own INFO lines (collectives, SavedModel assets) drown the trainer's.
         std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
-        logging.get_absl_handler().addFilter(quiet_libraries)
+        absl_logging.get_absl_handler().addFilter(quiet_libraries)
         signal.signal(signal.SIGTERM, _terminated)
         return guarded(main, argv)
 
@@ -151,11 +149,7 @@ def quiet_libraries(record) -> bool:
     """A `logging` filter for the programs' log: TensorFlow's and TFDS's INFO lines (a dozen a run,
     through absl's logger like the programs' own) are dropped unless ``--verbosity=1`` or more;
     their warnings and errors, and every line of the programs, pass."""
-    import logging as std_logging
-
-    from absl import logging
-
-    if record.levelno >= std_logging.WARNING or logging.get_verbosity() >= logging.DEBUG:
+    if record.levelno >= std_logging.WARNING or absl_logging.get_verbosity() >= absl_logging.DEBUG:
         return True
     return not any(library in record.pathname for library in _LIBRARIES)
 

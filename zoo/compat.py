@@ -214,6 +214,15 @@ def seed_generator_states(model) -> list:
     ]
 
 
+def reset_seed_generator(state, word) -> None:
+    """Start the generator whose state variable is ``state`` (`seed_generator_states`) afresh from
+    ``word`` (an integer, or an integer tensor inside a traced function): Keras's state is
+    ``[seed, counter]``, each draw adding one to the counter; this sets ``[word mod 2**31, 0]``."""
+    import tensorflow as tf
+
+    state.assign(tf.cast(tf.stack([tf.cast(word, tf.int64) % 2**31, 0]), state.dtype))
+
+
 # Keras's image augmentation layers (RandAugment, RandomErasing, MixUp, CutMix) take no
 # per-example stateless seed: ``get_random_transformation(seed=...)`` goes through
 # ``keras.random.draw_seed``, which takes an int or a SeedGenerator, not a tensor, and RandAugment

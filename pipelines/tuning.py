@@ -47,6 +47,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from absl import logging
@@ -380,9 +381,6 @@ def read_session(logdir: str) -> tuple[dict, dict] | None:
     return (values, metrics) if started else None
 
 
-# ------------------------------------------------------------------------------------- the tuner
-
-
 # ------------------------------------------------------------------------------------- trial processes
 
 
@@ -392,7 +390,8 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int, par
 
     The process was forked from the fork server (`run_in_child`), which started once with the search's
     environment: ``parent`` brings what the search has now, as a spawned process would inherit it
-    (environment, working directory, stdout and stderr, and a pipe that ends when the search does)."""
+    (environment, working directory, stdout and stderr, and a pipe that ends when the search does),
+    with a temporary folder of its own (``TMPDIR``) that the search removes when the trial ends."""
     import threading
     import traceback
 
@@ -400,6 +399,7 @@ def _in_child(connection, function, args, verbosity: int, tf_log_level: int, par
 
     os.environ.clear()
     os.environ.update(parent["environment"])
+    tempfile.tempdir = None  # read again from TMPDIR: the fork server may have cached its own
     os.chdir(parent["directory"])
     for number, (stream, carried) in enumerate(zip((sys.stdout, sys.stderr), parent["streams"]), start=1):
         stream.flush()
@@ -477,10 +477,40 @@ def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: s
     if start_method == "forkserver":
         context.set_forkserver_preload(["__main__", *_modules_of(function), *preload])
         _start_fork_server()
+    # The trial's temporary files go with it, however it ends: its process ends without running its
+    # exit handlers (multiprocessing's os._exit, the OOM killer's kill), the one place where TensorFlow
+    # deletes the module AutoGraph writes for each function it converts (about ten a trial;
+    # tensorflow/python/autograph/pyct/loader.py).
+    temporary = tempfile.mkdtemp(prefix="zoo-trial-")
+    try:
+        outcome, code = _run_process(context, function, args, dict(os.environ, TMPDIR=temporary))
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    if outcome is None:
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = " (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
+            raise TrialFailed(f"the trial's process was killed by {name}{hint}")
+        raise TrialFailed(f"the trial's process exited with status {code} without a result")
+    kind, payload = outcome
+    if kind == "failed":
+        raise TrialFailed(payload)
+    if kind == "pruned":
+        raise payload
+    if kind == "disk full":
+        raise DiskFull()
+    if kind == "error":
+        raise TrialFailed(f"the trial raised {_last_line(payload)}")
+    return payload
+
+
+def _run_process(context, function, args, environment: dict) -> tuple:
+    """Start ``function(*args)`` in `_in_child` with ``environment`` and wait for it: (what it sent,
+    or None, exit status)."""
     receiver, sender = context.Pipe(duplex=False)
     alive_in_child, alive = context.Pipe(duplex=False)
     streams = [compat.open_file_for_child(number) for number in (1, 2)]
-    parent = dict(environment=dict(os.environ), directory=os.getcwd(), streams=streams, alive=alive_in_child)
+    parent = dict(environment=environment, directory=os.getcwd(), streams=streams, alive=alive_in_child)
     tf_log_level = std_logging.getLogger("tensorflow").getEffectiveLevel()
     process = context.Process(
         target=_in_child, args=(sender, function, args, logging.get_verbosity(), tf_log_level, parent)
@@ -502,23 +532,10 @@ def run_in_child(function, args, *, preload: Sequence[str] = (), start_method: s
     finally:
         process.join()
         alive.close()  # after the join: a trial still flushing its output is not cut short
-    if outcome is None:
-        code = process.exitcode
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name
-            hint = " (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
-            raise TrialFailed(f"the trial's process was killed by {name}{hint}")
-        raise TrialFailed(f"the trial's process exited with status {code} without a result")
-    kind, payload = outcome
-    if kind == "failed":
-        raise TrialFailed(payload)
-    if kind == "pruned":
-        raise payload
-    if kind == "disk full":
-        raise DiskFull()
-    if kind == "error":
-        raise TrialFailed(f"the trial raised {_last_line(payload)}")
-    return payload
+    return outcome, process.exitcode
+
+
+# ------------------------------------------------------------------------------------- the tuner
 
 
 def make_oracle(

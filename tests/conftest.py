@@ -406,6 +406,26 @@ def flowers_sample():
     return FLOWERS_SAMPLE
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_under_pytests_folder(tmp_path_factory):
+    """Temporary files of this worker and the programs it starts go under pytest's folder for the run
+    (of which pytest keeps the last three), not the machine's /tmp. The suite kills programs on
+    purpose, and a process that ends without its exit handlers leaves what TensorFlow deletes only
+    in one: the module AutoGraph writes for each function it converts (tens a test)."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("TMPDIR", numbered=False)
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # read again from TMPDIR
+    yield folder
+    if before is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = before
+    tempfile.tempdir = None
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

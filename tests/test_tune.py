@@ -519,6 +519,46 @@ def test_a_trial_has_the_searchs_environment_folder_and_output_as_they_are_when_
     assert "stderr of trial first" in captured.err and "stderr of trial second" in captured.err, captured
 
 
+def trial_leaves_temporary_files(record, killed):
+    """A trial that leaves temporary files behind, as TensorFlow does for each function AutoGraph
+    converts (removed only by an exit handler), writes their paths to ``record``, then ends."""
+    import tempfile
+
+    import tensorflow as tf
+
+    before = set(os.listdir(tempfile.gettempdir()))
+
+    @tf.function
+    def converted(x):
+        if x > 0:  # a Python `if` on a tensor: AutoGraph writes the function's new source to a file
+            x -= 1
+        return x
+
+    converted(tf.constant(1))
+    handle, _ = tempfile.mkstemp()
+    os.close(handle)
+    left = [os.path.join(tempfile.gettempdir(), name) for name in set(os.listdir(tempfile.gettempdir())) - before]
+    with open(record, "w") as f:
+        json.dump(left, f)
+    if killed:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+@pytest.mark.slow
+def test_a_trial_leaves_no_temporary_files_however_it_ends(tmp_path):
+    for killed in (False, True):
+        record = tmp_path / f"left-{killed}.json"
+        if killed:
+            with pytest.raises(tuning.TrialFailed, match="killed by SIGKILL"):
+                tuning.run_in_child(trial_leaves_temporary_files, (str(record), killed))
+        else:
+            tuning.run_in_child(trial_leaves_temporary_files, (str(record), killed))
+        left = json.loads(record.read_text())
+        assert len(left) == 2 and any("__autograph_generated_file" in name for name in left), left
+        assert not [name for name in left if os.path.exists(name)], left
+
+
 def alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:

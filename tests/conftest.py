@@ -408,13 +408,24 @@ def flowers_sample():
 
 @pytest.fixture(autouse=True, scope="session")
 def _temporary_files_under_pytests_folder(tmp_path_factory):
-    """Temporary files of this worker and the programs it starts go under pytest's folder for the run
-    (of which pytest keeps the last three), not the machine's /tmp. The suite kills programs on
-    purpose, and a process that ends without its exit handlers leaves what TensorFlow deletes only
-    in one: the module AutoGraph writes for each function it converts (tens a test)."""
+    """The temporary files of this worker and of the programs it starts go under pytest's folder for
+    the run, which pytest removes once the run passes (setup.cfg: ``tmp_path_retention_policy``),
+    not the machine's /tmp. The suite kills programs on purpose, and a process that ends without its
+    exit handlers leaves what TensorFlow deletes only in one: the module AutoGraph writes for each
+    function it converts (about 180 a run); the chapter's notebook trains into a folder of its own
+    there (290 MB). Not where the folder's path is too long for the Unix sockets made in it (104
+    bytes on macOS, 108 on Linux): the program server's, a program's fork server's."""
+    import multiprocessing.util
     import tempfile
 
-    folder = tmp_path_factory.mktemp("TMPDIR", numbered=False)
+    folder = tmp_path_factory.getbasetemp() / "tmp"
+    if len(str(folder)) + len("/zoo-program-server-XXXXXXXX/socket") >= 104:
+        yield None
+        return
+    # This worker's own multiprocessing folder (its fork server's socket) stays where it is: its
+    # exit handler removes it after pytest has removed the run's folder.
+    multiprocessing.util.get_temp_dir()
+    folder.mkdir()
     before = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(folder)
     tempfile.tempdir = None  # read again from TMPDIR

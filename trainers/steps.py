@@ -482,7 +482,6 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
 
     ``extra_callbacks`` run after the trainer's own (a search's early stopping)."""
     import keras
-    import tensorflow as tf
 
     config, data, directory = run.config, run.data, run.directory
     # Validation on the EMA averages (swapped in and back around it): checkpoints keep the trained
@@ -529,11 +528,14 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     # Where this phase starts: its first epoch, or the one its backup resumes at.
     resumed = backup_epoch(directory.backup(phase.name))
     train = data.train_from((phase.first_epoch if resumed is None else resumed) * data.steps_per_epoch)
-    if isinstance(train, tf.data.Dataset) and model.built:
+    if model.built:
         with run.strategy.scope():  # one trace of the training step, not two
             compat.build_training_state(model, train.element_spec)
     compat.forget_restored_epoch(model)  # an earlier phase's restore must not move this one's start
-    with naming_bad_files("training", data.info, data.validation_info):
+    # Several replicas: the training stream's first iterator is the one it trains from (each pass
+    # the one an uninterrupted run, or a one-replica run, trains on).
+    sample_batch = compat.without_a_sample_batch(model) if model.built else contextlib.nullcontext()
+    with naming_bad_files("training", data.info, data.validation_info), sample_batch:
         try:
             model.fit(
                 train,

@@ -169,6 +169,8 @@ def without_a_sample_batch(model):
     draws the first pass, and, while it lives, its prefetching can reach the next pass and draw
     that too: a race, after which training starts a pass later (3 fits of 60 on 2 replicas of the
     tiny shapes set, whose pass is 4 batches). A run on several replicas did not always repeat.
+    (The JAX and Torch trainers' sample batch was keras-team/keras#19929, fixed by #19945; no issue
+    found for this one.)
     """
     model._maybe_symbolic_build = _no_sample_batch
     try:

@@ -334,7 +334,7 @@ def synthetic_run(tmp_path, **overrides) -> TrainConfig:
 
 
 @pytest.mark.slow
-def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
+def test_synthetic_data_trains_on_one_repeated_batch(tmp_path, monkeypatch):
     import pipelines
 
     dataset, info = pipelines.load("synthetic", "train[:48]", image_size=16, batch_size=8, training=True, seed=3)
@@ -347,13 +347,20 @@ def test_synthetic_data_trains_on_one_repeated_batch(tmp_path):
     config = synthetic_run(
         tmp_path, train_split="train[:64]", validation_split="validation[:16]", logical_cpus=2, strategy="mirrored"
     )
-    result = trainers.training.train(config)
-    assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
     # The process's one MirroredStrategy (compat.mirrored_strategy): a second run in this process,
     # of any model, numbers its collectives after this one's instead of colliding with them.
     from trainers import distribute
 
-    assert result.model.distribute_strategy is distribute.make_strategy("mirrored")
+    strategy = distribute.make_strategy("mirrored")
+    # Its training stream is read through one iterator (compat.without_a_sample_batch), not
+    # Keras's two, so each pass's draws are the pass's (several replicas repeat).
+    streams = type(strategy.distribute_datasets_from_function(lambda context: tf.data.Dataset.range(1)))
+    iterators, make_iterator = [], streams.__iter__
+    monkeypatch.setattr(streams, "__iter__", lambda self: iterators.append(1) or make_iterator(self))
+    result = trainers.training.train(config)
+    assert len(iterators) == 1  # one phase, one fit
+    assert result.metrics["num_examples"] == 16 and np.isfinite(result.metrics["loss"])
+    assert result.model.distribute_strategy is strategy
 
 
 def test_mixed_precision_trains_a_model_whose_normalization_adapts(tmp_path):

@@ -65,7 +65,7 @@ def test_building_the_training_state_first_lets_tensorflow_trace_the_training_st
         if build_first:
             compat.build_training_state(model, data.element_spec)  # calls the loss symbolically once
         traced.clear()
-        model.fit(data, epochs=1, verbose=0)
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
         return len(traced)
 
     # Keras leaves the optimizer's and the metrics' variables to the first traced step (without a
@@ -104,7 +104,7 @@ def test_under_a_strategy_keras_reads_a_sample_batch_through_an_iterator_of_its_
             if shimmed:
                 compat.build_training_state(model, data.element_spec)  # each replica's batch
         with compat.without_a_sample_batch(model) if shimmed else contextlib.nullcontext():
-            model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
+            model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
         assert int(model.optimizer.iterations.numpy()) == 2
         assert "_maybe_symbolic_build" not in vars(model)  # Keras's own again after the block
         return len(made)

@@ -99,7 +99,7 @@ def test_adapt_normalization_standardizes_per_pixel():
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(64))).batch(16)
     assert zoo.adapt_normalization(model, dataset) == 1
     backbone = zoo.backbone_of(model)
-    standardized = keras.Model(backbone.inputs, backbone.get_layer("standardize").output)(images)
+    standardized = keras.Model(backbone.input, backbone.get_layer("standardize").output)(images)
     standardized = keras.ops.convert_to_numpy(standardized)
     np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-3)
     np.testing.assert_allclose(standardized.std(axis=0), 1, atol=1e-2)

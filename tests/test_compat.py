@@ -115,6 +115,31 @@ def test_under_a_strategy_keras_reads_a_sample_batch_through_an_iterator_of_its_
     assert iterators_of_one_fit(shimmed=True) == 1
 
 
+def test_keras_warns_that_an_evaluation_of_unknown_size_ran_out_of_data():
+    import warnings
+
+    import tensorflow as tf
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    known = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.zeros(8, "int64"))).batch(4)
+    unknown = known.filter(lambda x, y: True)  # the size a skipping pipeline has: unknown
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+    def warned(quiet: bool) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with compat.passes_end_quietly() if quiet else contextlib.nullcontext():
+                model.evaluate(unknown, verbose=0)
+                model.predict(unknown, verbose=0)
+        return [str(w.message) for w in caught if compat.RAN_OUT_OF_DATA in str(w.message)]
+
+    # keras-team/keras#23360: when this is empty, Keras no longer warns; remove the shim.
+    assert len(warned(quiet=False)) == 2
+    assert warned(quiet=True) == []
+
+
 def test_ema_averages_pair_each_averaged_variable_with_its_average():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")

@@ -535,7 +535,8 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     # Several replicas: the training stream's first iterator is the one it trains from (each pass
     # the one an uninterrupted run, or a one-replica run, trains on).
     sample_batch = compat.without_a_sample_batch(model) if model.built else contextlib.nullcontext()
-    with naming_bad_files("training", data.info, data.validation_info), sample_batch:
+    # The training stream is repeated: only a validation pass can run out (its end; Keras warns).
+    with naming_bad_files("training", data.info, data.validation_info), sample_batch, compat.passes_end_quietly():
         try:
             model.fit(
                 train,
@@ -630,7 +631,7 @@ def evaluate(model, dataset, info: pipelines.DatasetInfo, *, report: bool = Fals
     from trainers import metrics as scores
 
     localize = task.head_of(model) == "localize"
-    with naming_bad_files(f"evaluating on {info.split!r}", info):
+    with naming_bad_files(f"evaluating on {info.split!r}", info), compat.passes_end_quietly():
         results = model.evaluate(dataset, return_dict=True, verbose=0)
         predictions = scores.predict_split(model, dataset) if (localize or report) else None
     if localize:

@@ -183,6 +183,26 @@ def _no_sample_batch(iterator=None, data_batch=None) -> None:
     """`without_a_sample_batch`'s stand-in: the training state is built already."""
 
 
+# Keras 3.15.1's epoch iterator warns "Your input ran out of data; interrupting training" at the
+# end of a pass over a dataset whose size it does not know, an evaluation's and a prediction's
+# too, where running out is how the pass ends (keras-team/keras#23360, fixed after 3.15.1). The
+# pipelines tell tf.data the size of a split read once where they know it; with --skip_bad_files
+# (or a source that cannot count, a mocked TFDS set) they cannot.
+RAN_OUT_OF_DATA = "Your input ran out of data"
+
+
+@contextlib.contextmanager
+def passes_end_quietly():
+    """Inside: no "ran out of data" warning from Keras (`RAN_OUT_OF_DATA`). For ``evaluate`` and
+    ``predict``, and for a ``fit`` whose training data never runs out (a repeated stream), where the
+    warning can only come from its validation passes."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=RAN_OUT_OF_DATA, category=UserWarning)
+        yield
+
+
 def ema_averages(optimizer) -> list:
     """``(variable, its moving average)`` for each variable a ``use_ema`` optimizer averages.
 

@@ -97,7 +97,7 @@ def test_bad_combinations_are_refused_naming_the_setting():
 
 
 @pytest.mark.slow
-def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends_on_the_average(tmp_path):
+def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends_on_the_average(tmp_path, monkeypatch):
     # Everything but gradient accumulation, which Keras cannot do with several replicas (refused below).
     config = TrainConfig(
         model_dir=str(tmp_path / "run"),
@@ -129,6 +129,12 @@ def test_a_regularized_run_under_mirrored_strategy_records_its_settings_and_ends
     norms = [layer for layer in compat.nested_layers(saved.model) if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]
     assert len(momenta) == 20 and set(momenta) == {0.9}  # --bn_momentum, kept in model.keras
+    # Killed after its first epoch and rerun, the same run on two replicas ends on the same weights
+    # (its stream read through one iterator: compat.without_a_sample_batch).
+    resumed = dataclasses.replace(config, model_dir=str(tmp_path / "resumed"))
+    interrupted_after_first_epoch(resumed, monkeypatch)
+    again = trainers.training.train(resumed)
+    assert steps.weights_checksum(again.model) == steps.weights_checksum(result.model)
     accumulating = TrainConfig(
         **{**dataclasses.asdict(config), "grad_accum_steps": 2, "model_dir": str(tmp_path / "b")}
     )

@@ -528,13 +528,14 @@ def fit_phase(model, run: Run, phase: Phase, extra_callbacks=()) -> None:
     # Where this phase starts: its first epoch, or the one its backup resumes at.
     resumed = backup_epoch(directory.backup(phase.name))
     train = data.train_from((phase.first_epoch if resumed is None else resumed) * data.steps_per_epoch)
+    sample_batch = contextlib.nullcontext()
     if model.built:
         with run.strategy.scope():  # one trace of the training step, not two
             compat.build_training_state(model, train.element_spec)
+        # Several replicas: the training stream's first iterator is the one it trains from (each
+        # pass the one an uninterrupted run, or a one-replica run, trains on).
+        sample_batch = compat.without_a_sample_batch(model)
     compat.forget_restored_epoch(model)  # an earlier phase's restore must not move this one's start
-    # Several replicas: the training stream's first iterator is the one it trains from (each pass
-    # the one an uninterrupted run, or a one-replica run, trains on).
-    sample_batch = compat.without_a_sample_batch(model) if model.built else contextlib.nullcontext()
     # The training stream is repeated: only a validation pass can run out (its end; Keras warns).
     with naming_bad_files("training", data.info, data.validation_info), sample_batch, compat.passes_end_quietly():
         try:

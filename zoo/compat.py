@@ -415,8 +415,9 @@ def tfds_reading_quietly():
     ``_make_id_dataset``), and TensorFlow logged three lines ("CounterV2 ... is deprecated ...
     Use `tf.data.Dataset.counter(...)` instead") in every run of a TFDS set with a holdout or
     boxes: TFDS's to change, not the user's. The switch is TensorFlow's private
-    ``deprecation._PRINT_DEPRECATION_WARNINGS`` (what its ``deprecation.silence()`` sets);
-    `tests/test_compat.py` pins both.
+    ``deprecation._PRINT_DEPRECATION_WARNINGS``, what its ``deprecation.silence()`` sets; not that
+    context itself, which restores the switch only when its block does not raise (no ``finally``),
+    and the read inside raises for a dataset not prepared. `tests/test_compat.py` pins both.
     """
     from tensorflow.python.util import deprecation
 

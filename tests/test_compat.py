@@ -14,6 +14,14 @@ from tests.conftest import program_env, python_code
 from zoo import compat
 
 
+def three_inputs_two_classes(optimizer="sgd", loss="sparse_categorical_crossentropy", **options):
+    """A compiled softmax classifier of 3 numbers into 2 classes: the smallest model fit can train."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile(optimizer=optimizer, loss=loss, **options)
+    return model
+
+
 def test_nested_layers_reaches_the_sublayers_a_custom_layer_assigns():
     class Block(keras.layers.Layer):
         def __init__(self):
@@ -58,9 +66,7 @@ def test_building_the_training_state_first_lets_tensorflow_trace_the_training_st
             traced.append(1)
             return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
 
-        inputs = keras.Input((3,))
-        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
-        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=loss, metrics=["accuracy"])
+        model = three_inputs_two_classes(keras.optimizers.SGD(0.1, momentum=0.9), loss, metrics=["accuracy"])
         data = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.zeros(8, "int64"))).batch(4)
         if build_first:
             compat.build_training_state(model, data.element_spec)  # calls the loss symbolically once
@@ -98,9 +104,7 @@ def test_under_a_strategy_keras_reads_a_sample_batch_through_an_iterator_of_its_
 
         data = strategy.distribute_datasets_from_function(per_replica)
         with strategy.scope():
-            inputs = keras.Input((3,))
-            model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
-            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+            model = three_inputs_two_classes(keras.optimizers.SGD(0.1))
             if shimmed:
                 compat.build_training_state(model, data.element_spec)  # each replica's batch
         with compat.without_a_sample_batch(model) if shimmed else contextlib.nullcontext():
@@ -120,9 +124,7 @@ def test_keras_warns_that_an_evaluation_of_unknown_size_ran_out_of_data():
 
     import tensorflow as tf
 
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model = three_inputs_two_classes()
     known = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), "float32"), np.zeros(8, "int64"))).batch(4)
     unknown = known.filter(lambda x, y: True)  # the size a skipping pipeline has: unknown
     assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY

@@ -215,12 +215,24 @@ def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, 
     theirs.write_bytes(b"not ours")
     empty = tmp_path / "empty"
     empty.mkdir()
+    saved_model = os.path.join(localize_run, "export")  # what the trainer writes beside model.keras
+    not_a_model, its_run = "not a run directory or a .keras file", f"its run directory is {localize_run}"
     refusals = [
         ("export", ["--format=onnx", f"--output={theirs}"], "exists and is not an artifact of trainers.export"),
         ("export", ["--format=tflite", "--quantize=int3"], "--quantize=int3: unknown quantization"),
         ("export", ["--format=pickle"], "--format=pickle: value should be one of"),
         ("export", [f"--model_path={empty}"], "no such model file"),
         ("predict", [f"--model_path={artifact}", "--central_crop", image], "is an exported model"),
+        # The run's own SavedModel (export/) and an artifact are no Keras model for the programs
+        # that read one; predict runs artifacts, but export/ has no sidecar.
+        ("evaluate", [f"--model_path={saved_model}"], f"is a SavedModel folder, {not_a_model}; {its_run}"),
+        ("export", [f"--model_path={artifact}", "--format=onnx"], f"is a TFLite file, {not_a_model}; {its_run}"),
+        (
+            "predict",
+            [f"--model_path={saved_model}", image],
+            f"{saved_model} is a SavedModel folder without the export.json that trainers.export writes beside "
+            f"its artifacts; accepted: a run directory, a .keras file or an artifact of trainers.export; {its_run}",
+        ),
     ]
     for program, args, message in refusals:
         model_path = [] if any(arg.startswith("--model_path=") for arg in args) else [f"--model_path={localize_run}"]

@@ -21,6 +21,7 @@ from pipelines import shapes
 from pipelines.durable import atomic_path, atomic_write
 from tests.conftest import TINY, python_code, train_in_process
 from trainers import cli, steps
+from trainers import saved as saved_models
 from trainers.callbacks import BoxGrid
 from trainers.config import IDENTITY_FIELDS, ConfigError, TrainConfig, define_flags
 from trainers.rundir import RunDir
@@ -246,6 +247,42 @@ def test_run_dir_names_every_file_it_owns(tmp_path):
         )
     }
     assert owned == set(RunDir.OWNED)
+
+
+def test_a_model_path_that_is_no_keras_model_says_what_it_is_and_where_its_run_is(tmp_path):
+    """The paths a user mistakes for a model: the run's SavedModel (export/), an exported artifact,
+    a folder of the run; each named, with the run directory to give instead (files the test writes:
+    nothing is loaded before the path is judged)."""
+    run = tmp_path / "run"
+    for folder in ("export", "deploy", "logs/train"):
+        (run / folder).mkdir(parents=True)
+    (run / RunDir.MODEL).write_bytes(b"")
+    (run / "export" / "saved_model.pb").write_bytes(b"")
+    for name in ("model.tflite", "model.onnx"):
+        (run / "deploy" / name).write_bytes(b"")
+    elsewhere = tmp_path / "elsewhere.tflite"
+    elsewhere.write_bytes(b"")
+    not_a_model = "not a run directory or a .keras file"
+    cases = {
+        run / "export": (ValueError, f"{run / 'export'} is a SavedModel folder, {not_a_model}"),
+        run / "deploy" / "model.tflite": (
+            ValueError,
+            f"{run / 'deploy' / 'model.tflite'} is a TFLite file, {not_a_model}",
+        ),
+        run / "deploy" / "model.onnx": (ValueError, f"{run / 'deploy' / 'model.onnx'} is an ONNX file, {not_a_model}"),
+        run / "deploy": (FileNotFoundError, f"no such model file ({run / 'deploy' / RunDir.MODEL})"),
+        run / "logs" / "train": (FileNotFoundError, f"no such model file ({run / 'logs' / 'train' / RunDir.MODEL})"),
+    }
+    for path, (kind, message) in cases.items():
+        with pytest.raises(kind) as raised:
+            saved_models.locate(str(path))
+        assert str(raised.value) == f"{message}; its run directory is {run}"
+    with pytest.raises(ValueError) as raised:
+        saved_models.locate(str(elsewhere))
+    assert str(raised.value) == f"{elsewhere} is a TFLite file, {not_a_model}"  # no run beside it
+    with pytest.raises(FileNotFoundError, match=r"^no such model file$"):
+        saved_models.locate(str(tmp_path / "nothing"))
+    assert saved_models.locate(str(run)) == (str(run / RunDir.MODEL), None)  # no flags.txt: no run settings
 
 
 @pytest.mark.parametrize(

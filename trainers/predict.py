@@ -27,6 +27,8 @@ decoded as Pillow decodes them, then the application's own `preprocess_input` in
 
 from __future__ import annotations
 
+import os
+
 from absl import flags
 
 from trainers import cli, config, deploy
@@ -146,8 +148,16 @@ def open_predictor(path: str):
     (`trainers.deploy.Artifact`), or a run's model behind the same test-time preprocessing an export
     puts in front of it (`trainers.deploy.deployable`: the run's crop, or --central_crop, then the
     resize; a box put back on the whole image), so that a run and its artifacts answer alike."""
+    from trainers import saved as saved_models
     from trainers.saved import read_class_names
 
+    exported = saved_models.exported_kind(path)
+    if exported and not deploy.is_artifact(path):  # the run's export/, or another program's artifact
+        raise UserError(
+            f"--model_path={path}: {path} is {exported} without the {os.path.basename(deploy.sidecar(path))} that "
+            f"trainers.export writes beside its artifacts; accepted: a run directory, a .keras file or an artifact "
+            f"of trainers.export{saved_models.run_hint(path)}"
+        )
     if deploy.is_artifact(path):
         if FLAGS.central_crop is not None:
             raise UserError(f"--central_crop: {path} is an exported model, which crops as its run did; drop the flag")

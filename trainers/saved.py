@@ -23,16 +23,49 @@ from trainers.config import TrainConfig
 from trainers.rundir import RunDir
 from zoo.common import error_line
 
+# What an exported model is made of: a SavedModel folder holds this file; TFLite and ONNX files
+# end so. None of them is a Keras model, whatever else reads them (`trainers.deploy`).
+SAVED_MODEL_FILE = "saved_model.pb"
+EXPORTED_EXTENSIONS = (".tflite", ".onnx")
+
 
 def locate(model_path: str) -> tuple[str, RunDir | None]:
     """``(model file, its run directory or None)`` of a ``.keras`` file or a run directory;
-    FileNotFoundError when there is no model there."""
+    FileNotFoundError when there is no model there, ValueError for an exported model (a SavedModel
+    folder, a .tflite or .onnx file), each naming the run directory beside it where there is one."""
     path = os.path.join(model_path, RunDir.MODEL) if os.path.isdir(model_path) else model_path
+    exported = exported_kind(model_path)
+    if exported:
+        raise ValueError(f"{model_path} is {exported}, not a run directory or a .keras file{run_hint(model_path)}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such model file ({path})" if path != model_path else "no such model file")
+        missing = f"no such model file ({path})" if path != model_path else "no such model file"
+        raise FileNotFoundError(missing + run_hint(model_path))
     root = os.path.dirname(os.path.abspath(path))
     run = RunDir(root) if os.path.isfile(os.path.join(root, RunDir.FLAGS)) else None
     return path, run
+
+
+def exported_kind(path: str) -> str | None:
+    """What kind of exported model ``path`` is ("a SavedModel folder", "a TFLite file", "an ONNX
+    file"), or None for anything else."""
+    if os.path.isdir(path):
+        return "a SavedModel folder" if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)) else None
+    extension = os.path.splitext(path)[1].lower()
+    if os.path.isfile(path) and extension in EXPORTED_EXTENSIONS:
+        return "a TFLite file" if extension == ".tflite" else "an ONNX file"
+    return None
+
+
+def run_hint(path: str) -> str:
+    """The end of an error line for a path inside a run directory, finished or not (the run's
+    export/, deploy/, checkpoints/ or logs/, one or two levels down): "; its run directory is DIR";
+    else ""."""
+    folder = os.path.dirname(os.path.normpath(path))
+    for _ in range(2):
+        if folder and any(os.path.isfile(os.path.join(folder, name)) for name in (RunDir.MODEL, RunDir.FLAGS)):
+            return f"; its run directory is {folder}"
+        folder = os.path.dirname(folder)
+    return ""
 
 
 def load_model(path: str):

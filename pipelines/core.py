@@ -324,6 +324,8 @@ def _resolve(
         follow_links=follow_links,
         max_image_pixels=MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels,
     )
+    if resolved.num_examples == 0:  # e.g. 'test[:0]': nothing to train on, validate or evaluate
+        raise DataError(f"split {split!r} of {source!r} holds no examples; give a split or slice that has some")
 
     if size is None:
         if resolved.image_shape is not None:

@@ -226,6 +226,9 @@ def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, 
         # The run's own SavedModel (export/) and an artifact are no Keras model for the programs
         # that read one; predict runs artifacts, but export/ has no sidecar.
         ("evaluate", [f"--model_path={saved_model}"], f"is a SavedModel folder, {not_a_model}; {its_run}"),
+        # An empty slice is refused before anything is evaluated (it was a traceback).
+        ("evaluate", ["--split=test[:0]"], "--split=test[:0]: split 'test[:0]' of 'shapes' holds no examples"),
+        ("export", ["--format=onnx", "--check_split=test[:0]"], "split 'test[:0]' of 'shapes' holds no examples"),
         ("export", [f"--model_path={artifact}", "--format=onnx"], f"is a TFLite file, {not_a_model}; {its_run}"),
         (
             "predict",

@@ -46,6 +46,16 @@ def test_shapes_are_deterministic_and_splits_differ():
     assert not np.allclose(a[0], e[:64, :64].numpy())  # the generator's own seed does
 
 
+def test_an_empty_slice_is_refused_by_every_source():
+    """Nothing to train on, validate or evaluate: one DataError (before, the built-in sets gave an
+    empty dataset, which failed only after a whole training, in the test evaluation)."""
+    for source in ("shapes", "synthetic"):
+        with pytest.raises(DataError, match=rf"^split 'test\[:0\]' of '{source}' holds no examples; give a split or"):
+            pipelines.load(source, "test[:0]", image_size=16)
+    # Image folders and TFDS say so themselves (test_folder_split_subfolders_and_slicing and
+    # test_prepared_tfds_dataset_split_recipe_sizes_and_errors).
+
+
 def test_the_drawing_is_traced_once_per_image_shape_and_draws_what_render_draws():
     # Tracing the drawing costs about 0.5 s of CPU; every split a run loads (train, validation,
     # test, the preview, the adaptation) calls the one traced function of its image shape.
@@ -349,6 +359,8 @@ def test_folder_split_subfolders_and_slicing(tmp_path):
     assert info.num_examples == 4
     with pytest.raises(DataError, match=r"bad split 'test'.*accepted: train, validation"):
         pipelines.load(f"dir:{root}", "test", image_size=16)
+    with pytest.raises(DataError, match=r"^split 'train\[:0\]' of image folder '.*pets' holds no images$"):
+        pipelines.load(f"dir:{root}", "train[:0]", image_size=16)
 
 
 def test_images_of_different_sizes_need_an_image_size(tmp_path):
@@ -701,6 +713,10 @@ def test_prepared_tfds_dataset_split_recipe_sizes_and_errors(tmp_path):
     np.testing.assert_array_equal(stream(3, first_batch=4), whole[4 * 8 :])
     with pytest.raises(DataError, match=r"bad split 'trian' for dataset 'tiny_boxes'.*available splits: train"):
         pipelines.load("tiny_boxes", "trian", image_size=16, data_dir=str(tmp_path))
+    with pytest.raises(
+        DataError, match=r"^bad split 'train\[5:5\]' for dataset 'tiny_boxes': .*corresponds to no data"
+    ):
+        pipelines.load("tiny_boxes", "train[5:5]", image_size=16, data_dir=str(tmp_path))  # TFDS's own words
     with pytest.raises(DataError, match=r"dataset 'tiny_boxes' is not prepared in .*elsewhere and downloading is off"):
         pipelines.load("tiny_boxes", "train", image_size=16, data_dir=str(tmp_path / "elsewhere"), download=False)
 

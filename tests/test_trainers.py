@@ -417,6 +417,12 @@ BAD_FLAGS = [
     (["--dataset=dir:/no/such/folder"], "image folder '/no/such/folder' does not exist"),
     (["--model=xception"], "--model=xception: cannot be built for dataset 'shapes' (images (32, 32, 3)"),
     (["--train_split=train[:8]"], "--batch_size=16: is larger than train_split='train[:8]' (8 examples)"),
+    (["--train_split=train[:0]"], "--dataset=shapes: split 'train[:0]' of 'shapes' holds no examples; give a split"),
+    (
+        ["--validation_split=validation[:0]"],
+        "--validation_split=validation[:0]: split 'validation[:0]' of 'shapes' holds",
+    ),
+    (["--test_split=test[:0]"], "--test_split=test[:0]: split 'test[:0]' of 'shapes' holds no examples"),
     (["--unfreeze_from=block1"], "--unfreeze_from=block1: needs freeze_epochs and finetune_epochs"),
     (["--strategy=multi_worker"], "needs TF_CONFIG"),
     (["--test_split=tset"], "--test_split=tset: bad split 'tset'"),

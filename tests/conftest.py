@@ -325,7 +325,8 @@ def program_in_process(module, argv, capsys) -> Ran:
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)  # as absl's --verbosity default sets it in a program
     try:
-        args = cli.parse_flags([module, *map(str, argv)], flag_values)
+        parse_flags = getattr(program, "parse_flags", cli.parse_flags)  # `python -m zoo` has its own
+        args = parse_flags([module, *map(str, argv)], flag_values)
         status = cli.guarded(main, args)
     except SystemExit as exit:
         status = exit.code

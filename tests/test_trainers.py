@@ -516,6 +516,11 @@ def test_zoo_lists_every_model_with_its_size(capsys):
     assert "resnet34" in out.stdout and "21,289,802" in out.stdout  # 10 classes at 224x224x3
     status, _, err = program_in_process("zoo.__main__", ["resnet99"], capsys)
     assert status == 2 and "unknown model 'resnet99'" in err
+    # A bad flag is one line and status 2, as in the trainers (absl's own parser: a FATAL line and 1).
+    bad = run_program(["-m", "zoo", "--model=resnet18"])
+    assert bad.returncode == 2 and bad.stderr == "error: Unknown command line flag 'model'\n", bad.stderr[-2000:]
+    status, _, err = program_in_process("zoo.__main__", ["--num_classes=1", "resnet18"], capsys)
+    assert status == 2 and err == "error: flag --num_classes=1: 1 is not integer >= 2\n", err
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_message(tmp_path, capsys):

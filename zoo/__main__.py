@@ -30,6 +30,16 @@ def define_flags() -> None:
     flags.DEFINE_boolean("list", False, "List every model (the default without NAME), building none of the large ones.")
 
 
+def parse_flags(argv, flag_values: flags.FlagValues = FLAGS):
+    """absl's parser, but a bad flag is one line on stderr and exit status 2, as in the trainers'
+    programs (absl's own prints "FATAL Flags parsing error" and exits with 1)."""
+    try:
+        return flag_values(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 USUAL_INPUT = {"fashion_cnn": (28, 28, 1)}
 DEFAULT_INPUT = (224, 224, 3)
 
@@ -109,4 +119,4 @@ if __name__ == "__main__":
 
     compat.start_tensorflow_quietly()
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

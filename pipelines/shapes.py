@@ -147,8 +147,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error(f"count must be at least 1, received {args.count}")
-    for written in write_samples(args.out_dir, args.count):
-        print(written)
+    try:
+        written = write_samples(args.out_dir, args.count)
+    except (OSError, tf.errors.OpError) as error:  # a folder that cannot be made or written
+        parser.error(f"out_dir {args.out_dir}: cannot be written ({getattr(error, 'strerror', None) or error})")
+    for path in written:
+        print(path)
     return 0
 
 

@@ -90,6 +90,13 @@ def test_the_samples_program_takes_a_folder_and_a_count_and_help_writes_nothing(
         assert exited.value.code == status, argv
     assert os.listdir(tmp_path) == ["out"]  # --help was once taken for the folder to write into
     assert "count must be at least 1, received 0" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exited:  # was a traceback (FileExistsError / NotADirectoryError)
+        shapes.main(["a_file/out", "1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python -m pipelines.shapes: error: out_dir a_file/out: cannot be written (Not a directory)"
+    )
 
 
 def test_shapes_any_size_gray_or_rgb():

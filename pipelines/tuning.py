@@ -733,14 +733,21 @@ class Search:
                 previous = json.load(f)
         except (OSError, ValueError) as error:
             raise SearchError("model_dir", self.directory, f"{path} is unreadable ({error}); use --overwrite") from None
+        advice = "rerun with the same settings to resume it, or use another model_dir or --overwrite"
         for key in sorted(set(previous) | set(self.settings)):
-            if previous.get(key) != self.settings.get(key):
+            theirs, ours = previous.get(key), self.settings.get(key)
+            if theirs == ours:
+                continue
+            if isinstance(theirs, list) and isinstance(ours, list):  # e.g. the trials' flags: what differs
+                there = [item for item in theirs if item not in ours] or theirs
+                here = [item for item in ours if item not in theirs] or ours
+                there, here = (" ".join(map(str, items)) or "none" for items in (there, here))
                 raise SearchError(
-                    key,
-                    self.settings.get(key),
-                    f"{self.directory} holds a search with {key}={previous.get(key)!r}; rerun with the same "
-                    f"settings to resume it, or use another model_dir or --overwrite",
+                    "model_dir",
+                    self.directory,
+                    f"holds a search with other {key}: {there} there, {here} here; {advice}",
                 )
+            raise SearchError(key, ours, f"{self.directory} holds a search with {key}={theirs!r}; {advice}")
 
     def _prepare_directory(self) -> None:
         os.makedirs(self.directory, exist_ok=True)

@@ -292,6 +292,17 @@ def test_a_search_logs_one_hparams_session_per_trial_and_its_best_flags_train(tm
     )
     with pytest.raises(tuning.SearchError, match="holds a search with tuner='random'; rerun with the same settings"):
         other.check_directory()
+    # Other training settings: the flags that differ, not the trials' whole command lines.
+    other = tune.make_search(
+        TrainConfig(**{**TINY_TRIALS, "batch_size": 8, "epochs": 3}, model_dir=str(search)),
+        tune.TuneConfig(max_trials=2, space=("dropout=0.1..0.3",), early_stopping_patience=0),
+    )
+    with pytest.raises(tuning.SearchError) as refused:
+        other.check_directory()
+    assert refused.value.flag_message() == (
+        f"--model_dir={search}: holds a search with other trials: --batch_size=16 --epochs=2 there, --batch_size=8 "
+        "--epochs=3 here; rerun with the same settings to resume it, or use another model_dir or --overwrite"
+    )
 
 
 @pytest.mark.slow

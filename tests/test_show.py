@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ import tensorflow as tf
 
 import trainers.training
 import zoo
+from pipelines import shapes
 from tests.conftest import program_in_process, start_program
 from trainers import show
 from trainers.cli import UserError
 from trainers.config import TrainConfig
+from trainers.saved import open_saved
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -108,6 +111,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
     classifier = tmp_path / "classifier.keras"
     zoo.build("fashion_cnn", num_classes=3, input_shape=(28, 28, 1)).save(classifier)
     (tmp_path / "empty_run").mkdir()
+    other_classes = (
+        "--dataset=shapes has 5 classes but the model predicts 3: give the dataset it was trained on (--dataset)"
+    )
     cases = [
         (["filters", tmp_path / "missing.jpg"], "image '" + str(tmp_path / "missing.jpg") + "' does not exist"),
         (["pooling", tmp_path / "notes.jpg"], "notes.jpg' is not a JPEG, PNG, GIF or BMP image"),
@@ -120,6 +126,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
         (["predictions"], "--model_path is required"),
         (["transpose", tmp_path / "notes.jpg"], "notes.jpg' is not a JPEG, PNG, GIF or BMP image"),
         (["pr", "--precisions=0.5"], "--precisions=0.5: give 11 numbers in [0, 1]"),
+        # A model scored on data of another number of classes (was an IndexError or a ValueError).
+        (["predictions", f"--model_path={classifier}", "--dataset=shapes"], other_classes),
+        (["confusion", f"--model_path={classifier}", "--dataset=shapes"], other_classes),
     ]
     process = start(*cases[0][0][:1], tmp_path / "out", *cases[0][0][1:])
     checked = 0
@@ -128,7 +137,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
         assert status == 2, (message, stderr[-2000:])
         assert message in stderr.strip().splitlines()[-1], (message, stderr[-2000:])
         checked += 1
-    assert checked == len(cases) == 8
+    assert checked == len(cases) == 10
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 2 and cases[0][1] in stderr.strip().splitlines()[-1], stderr[-2000:]
     assert "Traceback" not in stderr
@@ -140,3 +149,15 @@ def test_without_matplotlib_it_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"figures need matplotlib: pip install '\.\[figures\]'"):
         show.show("filters", str(tmp_path))
     assert not (tmp_path / "filters.png").exists()
+
+
+def test_data_with_other_class_names_is_scored_with_a_warning_naming_both(tiny_run, capsys):
+    saved = open_saved(str(tiny_run))
+    ours = types.SimpleNamespace(num_classes=5, class_names=shapes.CLASS_NAMES)
+    theirs = types.SimpleNamespace(num_classes=5, class_names=("a", "b", "c", "d", "e"))
+    assert saved.data_mismatch(ours) is None and saved.class_names_note(ours) is None
+    assert saved.data_mismatch(theirs) is None
+    assert saved.class_names_note(theirs) == (
+        f"the data's classes (a, b, c, d, e) are not the model's ({', '.join(shapes.CLASS_NAMES)}); they are "
+        "paired in that order"
+    )

@@ -467,11 +467,9 @@ def check(artifact: Artifact, saved, split: str, max_accuracy_drop: float = DEFA
     from trainers import metrics
 
     dataset, info = saved.evaluation_data(split)
-    if info.num_classes != saved.num_classes:
-        raise ExportError(
-            f"--check_split={split}: --dataset={saved.config.dataset} has {info.num_classes} classes but the "
-            f"model predicts {saved.num_classes}: give the dataset it was trained on (--dataset), or --check_split=''"
-        )
+    mismatch = saved.data_mismatch(info)
+    if mismatch:
+        raise ExportError(f"--check_split={split}: {mismatch}, or --check_split=''")
     reference = metrics.predict_split(saved.model, dataset)
     timed = _Timed(artifact)
     got = metrics.predict_split(timed, _raw_split(saved, split, artifact.head)[0])

@@ -60,10 +60,12 @@ def main(argv):
         dataset, info = saved.evaluation_data(split, FLAGS.central_crop)
     except pipelines.DataError as error:
         raise cli.UserError(f"--dataset={dataset_name} --split={split}: {error}") from None
-    if info.num_classes != saved.num_classes:
-        raise cli.UserError(
-            f"--dataset={dataset_name} has {info.num_classes} classes but the model predicts {saved.num_classes}"
-        )
+    mismatch = saved.data_mismatch(info)
+    if mismatch:
+        raise cli.UserError(mismatch)
+    note = saved.class_names_note(info)
+    if note:
+        logging.warning("%s", note)
     try:
         metrics = saved.score(dataset, info, report=True)
     except steps.TrainingError as error:  # an image that cannot be decoded, named

@@ -140,6 +140,31 @@ class Saved:
         path = path or os.path.join(os.path.dirname(self.path), RunDir.CLASS_NAMES)
         return read_class_names(path, self.num_classes) if os.path.exists(path) else None
 
+    def data_mismatch(self, info) -> str | None:
+        """Why the model cannot be scored on data described by ``info`` (a `pipelines.DatasetInfo`):
+        another number of classes, as "--dataset=NAME has 5 classes but the model predicts 3: ..."; None
+        when it can."""
+        if info.num_classes == self.num_classes:
+            return None
+        return (
+            f"--dataset={self.config.dataset} has {info.num_classes} classes but the model predicts "
+            f"{self.num_classes}: give the dataset it was trained on (--dataset)"
+        )
+
+    def class_names_note(self, info) -> str | None:
+        """A warning line when the data's class names (``info``) are not the ones the model was
+        trained with (its run's class_names.json): the scores pair the two lists in order."""
+        try:
+            names = self.class_names()
+        except ValueError:  # a damaged class_names.json: the programs that print names say so
+            return None
+        if names is None or tuple(names) == tuple(info.class_names):
+            return None
+        return (
+            f"the data's classes ({', '.join(info.class_names)}) are not the model's ({', '.join(names)}); "
+            f"they are paired in that order"
+        )
+
     def evaluation_data(self, split: str, central_crop: bool | None = None):
         """``split`` of the run's dataset as the model takes it (its input size and channels) and
         as the run evaluated its test split (``central_crop`` overrides the crop). Raises

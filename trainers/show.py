@@ -33,7 +33,7 @@ import glob
 import os
 
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from trainers import cli
 from trainers.cli import UserError
@@ -343,8 +343,9 @@ def _label_title(label, class_names) -> str:
     return " + ".join(f"{name} {share:.0%}" for share, name in shares)
 
 
-def _model_and_data(options: Options):
-    """The model of --model_path, and one split of its data as its run evaluated it."""
+def _model_and_data(options: Options, figure: str | None = None):
+    """The model of --model_path, and one split of its data as its run evaluated it; ``figure``:
+    the name of a figure that needs a localize model, refused before any data is read."""
     import pipelines
 
     if not options.model_path:
@@ -352,11 +353,21 @@ def _model_and_data(options: Options):
     saved = cli.open_saved(
         options.model_path, dataset=options.dataset, data_dir=options.data_dir, batch_size=options.count
     )
+    if figure and saved.head != "localize":
+        raise UserError(
+            f"--model_path={options.model_path}: the model has no box head; {figure} needs a localize model"
+        )
     split = options.split or saved.config.test_split or "test"
     try:
         dataset, info = saved.evaluation_data(split)
     except pipelines.DataError as error:
         raise UserError(f"--dataset={saved.config.dataset} --split={split}: {error}") from None
+    mismatch = saved.data_mismatch(info)
+    if mismatch:
+        raise UserError(mismatch)
+    note = saved.class_names_note(info)
+    if note:
+        logging.warning("%s", note)
     return saved.model, dataset, info, split
 
 
@@ -447,9 +458,7 @@ def show_pr(out: str, inputs, options: Options) -> list[str]:
         if options.model_path:
             raise UserError("give --model_path (a model's curve) or --precisions (the chapter's example), not both")
         return show_precision_points(out, options.precisions)
-    model, dataset, info, split = _model_and_data(options)
-    if not isinstance(model.output, dict):
-        raise UserError(f"--model_path={options.model_path}: the model has no box head; pr needs a localize model")
+    model, dataset, info, split = _model_and_data(options, figure="pr")
     truth, found = single_object_detections(model, dataset)
     result = mean_average_precision(truth, found, iou_thresholds=(0.5,), recall_points=11)
     figure = _figure("pr")

@@ -92,6 +92,7 @@ def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_
         (dict(momentum=1.5), r"momentum=1.5: must be at most 0.999"),
         (dict(batch_size=2.5), r"batch_size=2.5: must be an integer"),
         (dict(seed=None), r"seed=None: must be an integer: it seeds the weights, the data order and the augmentation"),
+        (dict(seed=-5), r"seed=-5: must be at least 0"),  # NumPy's seeding refuses it (a traceback after loading)
     ],
 )
 def test_config_errors_name_the_setting_and_the_value(settings, message):

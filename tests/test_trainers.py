@@ -423,6 +423,7 @@ BAD_FLAGS = [
         "--validation_split=validation[:0]: split 'validation[:0]' of 'shapes' holds",
     ),
     (["--test_split=test[:0]"], "--test_split=test[:0]: split 'test[:0]' of 'shapes' holds no examples"),
+    (["--seed=-5"], "flag --seed=-5: -5 is not an integer in the range [0, 2147483647]"),
     (["--unfreeze_from=block1"], "--unfreeze_from=block1: needs freeze_epochs and finetune_epochs"),
     (["--strategy=multi_worker"], "needs TF_CONFIG"),
     (["--test_split=tset"], "--test_split=tset: bad split 'tset'"),

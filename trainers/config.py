@@ -302,7 +302,10 @@ class TrainConfig:
     )
     jit_compile: bool = option(False, "Compile train steps with XLA.", kind="boolean")
     steps_per_execution: int = option(1, "Train steps per tf.function call.", kind="integer", lower_bound=1)
-    seed: int = option(42, "Seed for weights, shuffling and augmentation.", kind="integer")
+    # NumPy's seeding (Keras's) takes 0 <= seed < 2**32; a search's executions use seed, seed+1, ...
+    seed: int = option(
+        42, "Seed for weights, shuffling and augmentation.", kind="integer", lower_bound=0, upper_bound=2**31 - 1
+    )
     overwrite: bool = option(False, "Retrain from scratch even if model_dir holds a run.", kind="boolean")
 
     def __post_init__(self):

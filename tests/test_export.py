@@ -229,6 +229,9 @@ def test_the_programs_export_refuse_and_predict_with_the_artifact(localize_run, 
         # An empty slice is refused before anything is evaluated (it was a traceback).
         ("evaluate", ["--split=test[:0]"], "--split=test[:0]: split 'test[:0]' of 'shapes' holds no examples"),
         ("export", ["--format=onnx", "--check_split=test[:0]"], "split 'test[:0]' of 'shapes' holds no examples"),
+        # evaluate's --output is checked before the evaluation (it was a traceback after it).
+        ("evaluate", [f"--output={tmp_path}"], f"--output={tmp_path}: is a folder; give the JSON file to write"),
+        ("evaluate", [f"--output={theirs}/m.json"], f"--output={theirs}/m.json: {theirs} is a file, not a folder"),
         ("export", [f"--model_path={artifact}", "--format=onnx"], f"is a TFLite file, {not_a_model}; {its_run}"),
         (
             "predict",

@@ -14,7 +14,7 @@ import re
 
 from absl import flags, logging
 
-from pipelines.durable import write_json
+from pipelines import durable
 from trainers import cli, config, steps
 
 FLAGS = flags.FLAGS
@@ -56,6 +56,16 @@ def main(argv):
         print(saved.weights_note)
     dataset_name = saved.config.dataset
     split = FLAGS.split or saved.config.test_split or "test"
+    output = FLAGS.output or os.path.join(
+        os.path.dirname(saved.path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_name}_{split}") + ".json"
+    )
+    problem = (
+        "is a folder; give the JSON file to write"
+        if os.path.isdir(output)
+        else durable.unwritable(os.path.dirname(os.path.abspath(output)))
+    )
+    if problem:  # before the evaluation, not after it
+        raise cli.UserError(f"--output={output}: {problem}")
     try:
         dataset, info = saved.evaluation_data(split, FLAGS.central_crop)
     except pipelines.DataError as error:
@@ -71,16 +81,16 @@ def main(argv):
     except steps.TrainingError as error:  # an image that cannot be decoded, named
         cli.fail(str(error), status=1)
     metrics.update(dataset=dataset_name, split=split, model=saved.path)
-    output = FLAGS.output or os.path.join(
-        os.path.dirname(saved.path), "eval_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_name}_{split}") + ".json"
-    )
-    write_json(output, metrics)
     for key in sorted(metrics):
         if key != "report":
             print(f"{key:>20}: {metrics[key]}")
     from trainers.metrics import format_report
 
     print(format_report(metrics["report"]))
+    try:
+        durable.write_json(output, metrics)
+    except OSError as error:  # e.g. the disk filled during the evaluation: the metrics are printed above
+        cli.fail(f"--output={output}: the metrics above could not be written ({error.strerror or error})", status=1)
     logging.info("metrics written to %s", output)
     print(f"written to {output}")
     return 0

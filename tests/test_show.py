@@ -129,6 +129,8 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
         # A model scored on data of another number of classes (was an IndexError or a ValueError).
         (["predictions", f"--model_path={classifier}", "--dataset=shapes"], other_classes),
         (["confusion", f"--model_path={classifier}", "--dataset=shapes"], other_classes),
+        # An --out that cannot be a folder (was a traceback from os.makedirs, after the drawing).
+        (["filters", f"--out={tmp_path / 'notes.jpg'}"], f"{tmp_path / 'notes.jpg'} is a file, not a folder"),
     ]
     process = start(*cases[0][0][:1], tmp_path / "out", *cases[0][0][1:])
     checked = 0
@@ -137,7 +139,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, tiny_run, capsys):
         assert status == 2, (message, stderr[-2000:])
         assert message in stderr.strip().splitlines()[-1], (message, stderr[-2000:])
         checked += 1
-    assert checked == len(cases) == 10
+    assert checked == len(cases) == 11
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 2 and cases[0][1] in stderr.strip().splitlines()[-1], stderr[-2000:]
     assert "Traceback" not in stderr

@@ -35,6 +35,7 @@ import os
 import numpy as np
 from absl import flags, logging
 
+from pipelines import durable
 from trainers import cli
 from trainers.cli import UserError
 
@@ -587,6 +588,9 @@ def show(kind: str, out: str, inputs=(), options: Options | None = None) -> list
     if kind not in KINDS:
         raise UserError(f"unknown figure {kind!r}; accepted: {', '.join(KINDS)}")
     _pyplot()  # says which package to install before any work
+    problem = durable.unwritable(out)
+    if problem:  # before any model is loaded or figure drawn
+        raise UserError(f"--out={out}: {problem}")
     return KINDS[kind](out, list(inputs), options or Options())
 
 

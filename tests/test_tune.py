@@ -210,6 +210,13 @@ def test_a_bad_override_is_one_line_naming_it(fixes, ranges, message):
         (dict(strategy="multi_worker"), {}, "--strategy=multi_worker: is not available inside trials"),
         ({}, dict(tuner="grid"), "--tuner=grid: accepted: random, bayesian, hyperband"),
         (dict(bn_momentum=0.9), {}, "--bn_momentum=0.9: fashion_cnn has no BatchNormalization layer"),
+        # A pinned value that every trial would fail on (each was a failed trial, then "no trial finished").
+        ({}, dict(fix=("dropout=2",)), "--fix=dropout=2: fashion_cnn cannot be built with it: dropout must be a"),
+        (
+            {},
+            dict(fix=("optimizer=adam", "label_smoothing=0.95")),
+            "--fix=optimizer=adam,label_smoothing=0.95: a trial cannot run with it: label_smoothing=0.95: must be at",
+        ),
     ],
 )
 def test_bad_settings_are_refused_before_any_trial(tmp_path, settings, tune_settings, message):

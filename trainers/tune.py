@@ -127,6 +127,21 @@ def check(config: TrainConfig, tune: TuneConfig) -> None:
                 raise tuning.SearchError(name, getattr(tune, name), "must be at least 1")
 
 
+def check_fixed(config: TrainConfig, declare, overrides, fixes) -> None:
+    """A trial's settings with ``fixes``' values (the rest at their defaults), checked as the
+    trainer takes them and the model built with them at its smallest input: a pinned value that
+    every trial would fail on (``--fix=dropout=2``) is refused once, before any trial."""
+    given = ",".join(fixes)
+    try:
+        sample = dataclasses.replace(config, **declare(overrides.copy()))
+        size = zoo.spec(sample.model).min_size
+        zoo.build(sample.model, num_classes=2, input_shape=(size, size, 3), head=sample.head, **sample.builder_options)
+    except ConfigError as error:
+        raise tuning.SearchError("fix", given, f"a trial cannot run with it: {error}") from None
+    except ValueError as error:  # the builder's own checks of its options
+        raise tuning.SearchError("fix", given, f"{sample.model} cannot be built with it: {error}") from None
+
+
 def declare_for(config: TrainConfig):
     """The search space of ``config``: its settings for the values keras-tuner picked."""
     return functools.partial(search_space, config=config)
@@ -233,6 +248,8 @@ def make_search(config: TrainConfig, tune: TuneConfig) -> tuning.Search:
     objective = objective_of(config, tune)
     declare = declare_for(config)
     overrides = tuning.restrict(tuning.declared_space(declare), tune.fix, tune.space)
+    if tune.fix:
+        check_fixed(config, declare, overrides, tune.fix)
     epochs = config.finetune_epochs if config.two_phase else config.single_phase_epochs
     common = [line for line in config.flag_lines() if not line.startswith("--model_dir=")]
     pruner = None

@@ -151,14 +151,14 @@ def open_predictor(path: str):
     from trainers import saved as saved_models
     from trainers.saved import read_class_names
 
-    exported = saved_models.exported_kind(path)
-    if exported and not deploy.is_artifact(path):  # the run's export/, or another program's artifact
+    exported, artifact = saved_models.exported_kind(path), deploy.is_artifact(path)
+    if exported and not artifact:  # the run's export/, or another program's artifact
         raise UserError(
             f"--model_path={path}: {path} is {exported} without the {os.path.basename(deploy.sidecar(path))} that "
             f"trainers.export writes beside its artifacts; accepted: a run directory, a .keras file or an artifact "
             f"of trainers.export{saved_models.run_hint(path)}"
         )
-    if deploy.is_artifact(path):
+    if artifact:
         if FLAGS.central_crop is not None:
             raise UserError(f"--central_crop: {path} is an exported model, which crops as its run did; drop the flag")
         try:

@@ -22,6 +22,7 @@ _EXPORTS = {
     "DataError": "errors",
     "DatasetInfo": "core",
     "dataset_options": "core",
+    "image_folder": "sources",
     "decode": "ops",
     "distribute": "core",
     "load": "core",

@@ -29,7 +29,7 @@ from tests.conftest import (
     tiny,
     train_in_process,
 )
-from trainers import steps
+from trainers import steps, tune
 from trainers.config import ConfigError, TrainConfig
 from trainers.rundir import FAULT_POINT_VARIABLE, FAULT_POINTS, RunDir, readable_weights, repair_backup
 from trainers.saved import load_model
@@ -573,3 +573,39 @@ def test_files_deleted_while_training_are_named_or_skipped_and_the_rerun_resumes
     resumed = trainers.training.train(config)  # the files are gone for good: the rerun trains epoch 2 only
     epochs = [step for step, _ in logged(str(tmp_path / "run" / "logs" / "train"), "epoch_loss")]
     assert epochs == [0, 1] and resumed.model is not None
+
+
+def test_a_run_inside_its_image_folder_is_refused_and_a_folder_that_changes_is_one_line(tmp_path, monkeypatch):
+    """A model_dir in the folder it trains on would become a class of it (its class_names.json and
+    flags.txt read as images, a traceback when the preview reloaded the data): refused before
+    anything is written, for a run and a search. A class folder removed after the data was first
+    read is the data's one line, not a traceback."""
+    root = tmp_path / "photos"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            write_jpeg(root / label / f"{i}.jpg", seed=i + (50 if label == "dog" else 0))
+    data = dict(dataset=f"dir:{root}", train_split="train", validation_split="", test_split="", batch_size=2)
+    for model_dir, where in ((root / "run", "is inside"), (root, "is")):
+        message = (
+            f"model_dir={str(model_dir)!r}: {where} the image folder of dataset='dir:{root}', where every subfolder is "
+            f"a class of images; put the run outside {root}"
+        )
+        with pytest.raises(ConfigError) as raised:
+            trainers.training.train(config_for(model_dir, **data))
+        assert str(raised.value) == message
+        with pytest.raises(ConfigError) as raised:
+            tune.check(config_for(model_dir, **{**data, "validation_split": "train[:2]"}), tune.TuneConfig())
+        assert str(raised.value) == message
+    assert sorted(os.listdir(root)) == ["cat", "dog"]
+
+    load_data = steps.load_data
+
+    def then_a_class_goes(config, strategy):
+        loaded = load_data(config, strategy)
+        shutil.rmtree(root / "dog")
+        return loaded
+
+    monkeypatch.setattr(steps, "load_data", then_a_class_goes)
+    with pytest.raises(ConfigError, match=rf"^dataset='dir:{root}': .*found \['cat'\]"):
+        trainers.training.train(config_for(tmp_path / "run", **data))

@@ -289,6 +289,23 @@ def physical_memory() -> int | None:
         return None
 
 
+def check_run_outside_data(config: TrainConfig) -> None:
+    """Refuse a model_dir inside the image folder it trains on: every subfolder there is a class,
+    so the run's own files would be read as one (and the next load of the data fails on them)."""
+    folder = pipelines.image_folder(config.dataset)
+    if not folder or not config.model_dir:
+        return
+    folder, run = os.path.realpath(folder), os.path.realpath(config.model_dir)
+    if os.path.commonpath([folder, run]) == folder:
+        where = "is" if run == folder else "is inside"
+        raise ConfigError(
+            "model_dir",
+            config.model_dir,
+            f"{where} the image folder of dataset={config.dataset!r}, where every subfolder is a class of "
+            f"images; put the run outside {folder}",
+        )
+
+
 def check_memory(model, config: TrainConfig) -> None:
     """Refuse, before any data is decoded, an image_size whose batch cannot fit in this machine's
     memory (training on the CPU): one batch's activations alone, a lower bound, exceed the RAM."""

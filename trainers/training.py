@@ -24,6 +24,7 @@ import shutil
 
 from absl import logging
 
+import pipelines
 from pipelines import durable
 from pipelines.durable import atomic_write, read_json, write_json
 from trainers import distribute, steps
@@ -52,6 +53,7 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
     problem = durable.unwritable(config.model_dir)
     if problem:  # before anything is loaded, built or written
         raise ConfigError("model_dir", config.model_dir, problem)
+    steps.check_run_outside_data(config)
     policy = keras.mixed_precision.global_policy()
     directory = None
     try:
@@ -87,6 +89,8 @@ def train(config: TrainConfig, *, callbacks=(), export: bool = True) -> TrainRes
         return TrainResult(directory, metrics, model)
     except RunDirError as error:
         raise ConfigError("model_dir", config.model_dir, str(error)) from None
+    except pipelines.DataError as error:  # the data read again after load_data (the preview, the
+        raise ConfigError("dataset", config.dataset, str(error)) from None  # adaptation) and changed since
     finally:
         if directory is not None:
             directory.release_lock()

@@ -93,6 +93,7 @@ def objective_of(config: TrainConfig, tune: TuneConfig):
 
 def check(config: TrainConfig, tune: TuneConfig) -> None:
     """Settings a search cannot run with, refused before any trial."""
+    steps.check_run_outside_data(config)  # the search's folder holds its trials' run directories
     if not config.validation_split:
         raise ConfigError("validation_split", config.validation_split, "a search judges trials on a validation split")
     if config.strategy == "multi_worker":

@@ -22,6 +22,7 @@ __all__ = [
     "absolute_ranges",
     "check_image_file",
     "folder_source",
+    "image_folder",
     "inspect_image_file",
     "resolve",
     "shapes_source",
@@ -33,6 +34,11 @@ __all__ = [
 DIR_PREFIX = "dir:"
 # The sources that draw their images at the size asked for: they have no size of their own.
 DRAWN = ("shapes", SYNTHETIC)
+
+
+def image_folder(source) -> str | None:
+    """The folder of a ``dir:PATH`` source (PATH), or None for any other source."""
+    return source[len(DIR_PREFIX) :] if isinstance(source, str) and source.startswith(DIR_PREFIX) else None
 
 
 def resolve(
@@ -62,14 +68,14 @@ def resolve(
         return shapes_source(split, image_size=image_size, channels=channels or 3)
     if source == SYNTHETIC:
         return synthetic_source(split, image_size=image_size, channels=channels or 3)
-    if source.startswith(DIR_PREFIX):
+    if image_folder(source):
         if task == "localize":
             raise DataError(
                 f"image folders have no boxes, so {source!r} cannot be used with task='localize'; sources with "
                 f"boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
             )
         return folder_source(
-            source[len(DIR_PREFIX) :],
+            image_folder(source),
             split,
             skip_bad_files=skip_bad_files,
             validation_holdout=validation_holdout,

@@ -283,6 +283,14 @@ def test_a_model_path_that_is_no_keras_model_says_what_it_is_and_where_its_run_i
     assert str(raised.value) == f"{elsewhere} is a TFLite file, {not_a_model}"  # no run beside it
     with pytest.raises(FileNotFoundError, match=r"^no such model file$"):
         saved_models.locate(str(tmp_path / "nothing"))
+    search = tmp_path / "search"  # trainers.tune's folder: its trials hold the runs
+    search.mkdir()
+    (search / "search.json").write_text("{}")
+    with pytest.raises(FileNotFoundError) as raised:
+        saved_models.locate(str(search))
+    assert str(raised.value) == (
+        f"{search} is a search of trainers.tune, not a run: each trial's run is {search / 'trials'}/TRIAL/execution0"
+    )
     assert saved_models.locate(str(run)) == (str(run / RunDir.MODEL), None)  # no flags.txt: no run settings
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 
+from pipelines import tuning
 from trainers import task
 from trainers.config import TrainConfig
 from trainers.rundir import RunDir
@@ -38,6 +39,11 @@ def locate(model_path: str) -> tuple[str, RunDir | None]:
     if exported:
         raise ValueError(f"{model_path} is {exported}, not a run directory or a .keras file{run_hint(model_path)}")
     if not os.path.isfile(path):
+        if os.path.isfile(os.path.join(model_path, tuning.SETTINGS_FILE)):
+            trials = os.path.join(model_path, tuning.TRIALS_DIR)
+            raise FileNotFoundError(
+                f"{model_path} is a search of trainers.tune, not a run: each trial's run is {trials}/TRIAL/execution0"
+            )
         missing = f"no such model file ({path})" if path != model_path else "no such model file"
         raise FileNotFoundError(missing + run_hint(model_path))
     root = os.path.dirname(os.path.abspath(path))

@@ -36,7 +36,7 @@ $(FUSED): $(STAMP) pipelines/csrc/resize_flip.cc
 	@touch $(FUSED)
 
 # Two pytest-xdist workers, work-stealing: the whole suite takes 20-23 min this way on a 2-core AVX2
-# EPYC (float32); 7.9-14.8 min on a 2-core Intel Xeon with AVX-512 BF16 and AMX (mixed bfloat16). Two
+# EPYC (float32); 7.8-14.8 min on a 2-core Intel Xeon with AVX-512 BF16 and AMX (mixed bfloat16). Two
 # workers keep two cores busy: a third made it slower (BUILD.md, tests).
 PYTEST_WORKERS ?= 2
 test: install

@@ -76,6 +76,18 @@ def test_config_flags_belong_to_the_program_that_defines_them_so_its_help_lists_
     assert "--epochs:" in flag_values.module_help(__name__)
 
 
+def test_a_batch_that_does_not_split_evenly_across_the_replicas_is_one_line_before_anything(tmp_path):
+    # tf.distribute splits the global batch evenly: 15 on two replicas was a ValueError deep in fit.
+    config = TrainConfig(model_dir=str(tmp_path / "run"), strategy="mirrored", **{**TINY, "batch_size": 15})
+    with pytest.raises(ConfigError) as raised:
+        trainers.training.train(config)
+    assert str(raised.value) == (
+        "batch_size=15: is split evenly across the 2 replicas of strategy='mirrored': give a multiple of 2, e.g. 14 "
+        "or 16"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

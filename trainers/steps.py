@@ -70,6 +70,17 @@ def make_strategy(config: TrainConfig):
             f"({compat.GRADIENT_ACCUMULATION_ISSUE}; here {strategy.num_replicas_in_sync}); give one replica, or a "
             f"larger batch_size across the replicas",
         )
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:  # tf.distribute splits the global batch evenly (a ValueError deep in fit)
+        fits = sorted(
+            {max(replicas, config.batch_size // replicas * replicas), -(-config.batch_size // replicas) * replicas}
+        )
+        raise ConfigError(
+            "batch_size",
+            config.batch_size,
+            f"is split evenly across the {replicas} replicas of strategy={config.strategy!r}: give a multiple of "
+            f"{replicas}, e.g. {' or '.join(map(str, fits))}",
+        )
     keras.utils.set_random_seed(config.seed)
     return strategy
 

@@ -17,6 +17,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from trainers.config import ConfigError, TrainConfig, recipe_names, recipe_path, recipe_summary
+from zoo.common import parse_flags_or_exit
 
 FLAGS = flags.FLAGS
 
@@ -104,16 +105,14 @@ def expand_recipe(argv: list[str]) -> list[str]:
 
 
 def parse_flags(argv, flag_values: flags.FlagValues = FLAGS):
-    """absl's parser, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
+    """The recipe expanded and the flag files checked, then `zoo.common.parse_flags_or_exit`: a bad
+    flag is one line on stderr and exit status 2 (no usage dump)."""
     try:
         argv = expand_recipe(argv)
         check_flagfiles(argv[1:])
     except UserError as error:
         fail(str(error))
-    try:
-        return flag_values(argv)
-    except flags.Error as error:
-        fail(str(error))
+    return parse_flags_or_exit(argv, flag_values)
 
 
 def run(main, define_flags):

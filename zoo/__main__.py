@@ -16,6 +16,9 @@ import sys
 
 from absl import app, flags
 
+# A bad flag: one line and exit status 2, as in the trainers' programs.
+from zoo.common import parse_flags_or_exit as parse_flags
+
 FLAGS = flags.FLAGS
 
 
@@ -28,16 +31,6 @@ def define_flags() -> None:
     flags.DEFINE_boolean("summary", True, "Print each model's layer summary.")
     flags.DEFINE_boolean("layers", False, "List the backbone's layers (index, name, type), for --unfreeze_from.")
     flags.DEFINE_boolean("list", False, "List every model (the default without NAME), building none of the large ones.")
-
-
-def parse_flags(argv, flag_values: flags.FlagValues = FLAGS):
-    """absl's parser, but a bad flag is one line on stderr and exit status 2, as in the trainers'
-    programs (absl's own prints "FATAL Flags parsing error" and exits with 1)."""
-    try:
-        return flag_values(argv)
-    except flags.Error as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 USUAL_INPUT = {"fashion_cnn": (28, 28, 1)}

@@ -86,6 +86,19 @@ def positive_ints(
     return values
 
 
+def parse_flags_or_exit(argv, flag_values=None):
+    """absl's parser for a program's ``argv`` (into ``flag_values``, absl's global flags by
+    default), a bad flag as one line on stderr, "error: ...", and exit status 2: not absl's own
+    "FATAL Flags parsing error" and status 1. Every program's parser ends here."""
+    from absl import flags
+
+    try:
+        return (flags.FLAGS if flag_values is None else flag_values)(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def lazy_exports(package: str, exports: dict[str, str]):
     """``(__getattr__, __dir__)`` for a package whose public names (``exports``: name -> module
     of the package) load on first use (PEP 562), so importing the package imports none of them."""

@@ -29,6 +29,7 @@ import tempfile
 import time
 import warnings
 
+from trainers.saved import EXPORTED_FILES
 from zoo.common import error_line
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -117,7 +118,9 @@ def check_request(format: str, quantize: str, outputs, head: str | None = None) 
     return outputs
 
 
-EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}  # Keras's LiteRT exporter refuses any other
+# A file format's name is its extension's: {"tflite": ".tflite", "onnx": ".onnx"} (Keras's LiteRT
+# exporter refuses any other extension).
+EXTENSIONS = {extension[1:]: extension for extension in EXPORTED_FILES}
 
 
 def check_output_name(path: str, format: str) -> None:

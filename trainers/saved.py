@@ -25,9 +25,9 @@ from trainers.rundir import RunDir
 from zoo.common import error_line
 
 # What an exported model is made of: a SavedModel folder holds this file; TFLite and ONNX files
-# end so. None of them is a Keras model, whatever else reads them (`trainers.deploy`).
+# end so (`trainers.deploy` names its artifacts by this table). None of them is a Keras model.
 SAVED_MODEL_FILE = "saved_model.pb"
-EXPORTED_EXTENSIONS = (".tflite", ".onnx")
+EXPORTED_FILES = {".tflite": "a TFLite file", ".onnx": "an ONNX file"}
 
 
 def locate(model_path: str) -> tuple[str, RunDir | None]:
@@ -56,10 +56,7 @@ def exported_kind(path: str) -> str | None:
     file"), or None for anything else."""
     if os.path.isdir(path):
         return "a SavedModel folder" if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)) else None
-    extension = os.path.splitext(path)[1].lower()
-    if os.path.isfile(path) and extension in EXPORTED_EXTENSIONS:
-        return "a TFLite file" if extension == ".tflite" else "an ONNX file"
-    return None
+    return EXPORTED_FILES.get(os.path.splitext(path)[1].lower()) if os.path.isfile(path) else None
 
 
 def run_hint(path: str) -> str:

@@ -84,6 +84,25 @@ def open_saved(model_path: str, **overrides):
         raise UserError(f"--model_path={model_path}: {error}") from None
 
 
+def evaluation_data(saved, split: str, central_crop: bool | None = None):
+    """``saved.evaluation_data(split)`` (a `trainers.saved.Saved`), its problems as one line for
+    the user: data that cannot be loaded, or of another number of classes than the model's; data
+    whose class names are not the run's is scored, with a warning naming both."""
+    import pipelines
+
+    try:
+        dataset, info = saved.evaluation_data(split, central_crop)
+    except pipelines.DataError as error:
+        raise UserError(f"--dataset={saved.config.dataset} --split={split}: {error}") from None
+    mismatch = saved.data_mismatch(info)
+    if mismatch:
+        raise UserError(mismatch)
+    note = saved.class_names_note(info)
+    if note:
+        absl_logging.warning("%s", note)
+    return dataset, info
+
+
 def expand_recipe(argv: list[str]) -> list[str]:
     """``--recipe=NAME`` -> the recipe's flag file, first, so that flags given on the command line
     override it wherever they stand; ``--recipe=list`` prints the recipes and exits."""

@@ -41,7 +41,6 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}")
-    import pipelines
 
     saved = cli.open_saved(
         FLAGS.model_path,
@@ -66,16 +65,7 @@ def main(argv):
     )
     if problem:  # before the evaluation, not after it
         raise cli.UserError(f"--output={output}: {problem}")
-    try:
-        dataset, info = saved.evaluation_data(split, FLAGS.central_crop)
-    except pipelines.DataError as error:
-        raise cli.UserError(f"--dataset={dataset_name} --split={split}: {error}") from None
-    mismatch = saved.data_mismatch(info)
-    if mismatch:
-        raise cli.UserError(mismatch)
-    note = saved.class_names_note(info)
-    if note:
-        logging.warning("%s", note)
+    dataset, info = cli.evaluation_data(saved, split, FLAGS.central_crop)
     try:
         metrics = saved.score(dataset, info, report=True)
     except steps.TrainingError as error:  # an image that cannot be decoded, named

@@ -33,7 +33,7 @@ import glob
 import os
 
 import numpy as np
-from absl import flags, logging
+from absl import flags
 
 from pipelines import durable
 from trainers import cli
@@ -347,7 +347,6 @@ def _label_title(label, class_names) -> str:
 def _model_and_data(options: Options, figure: str | None = None):
     """The model of --model_path, and one split of its data as its run evaluated it; ``figure``:
     the name of a figure that needs a localize model, refused before any data is read."""
-    import pipelines
 
     if not options.model_path:
         raise UserError("--model_path is required: a .keras file or a run directory")
@@ -359,16 +358,7 @@ def _model_and_data(options: Options, figure: str | None = None):
             f"--model_path={options.model_path}: the model has no box head; {figure} needs a localize model"
         )
     split = options.split or saved.config.test_split or "test"
-    try:
-        dataset, info = saved.evaluation_data(split)
-    except pipelines.DataError as error:
-        raise UserError(f"--dataset={saved.config.dataset} --split={split}: {error}") from None
-    mismatch = saved.data_mismatch(info)
-    if mismatch:
-        raise UserError(mismatch)
-    note = saved.class_names_note(info)
-    if note:
-        logging.warning("%s", note)
+    dataset, info = cli.evaluation_data(saved, split)
     return saved.model, dataset, info, split
 
 

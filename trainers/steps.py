@@ -72,9 +72,8 @@ def make_strategy(config: TrainConfig):
         )
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:  # tf.distribute splits the global batch evenly (a ValueError deep in fit)
-        fits = sorted(
-            {max(replicas, config.batch_size // replicas * replicas), -(-config.batch_size // replicas) * replicas}
-        )
+        below = config.batch_size // replicas * replicas
+        fits = [n for n in (below, below + replicas) if n]  # the multiples either side
         raise ConfigError(
             "batch_size",
             config.batch_size,

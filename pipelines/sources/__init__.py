@@ -68,14 +68,15 @@ def resolve(
         return shapes_source(split, image_size=image_size, channels=channels or 3)
     if source == SYNTHETIC:
         return synthetic_source(split, image_size=image_size, channels=channels or 3)
-    if image_folder(source):
+    folder = image_folder(source)
+    if folder:
         if task == "localize":
             raise DataError(
                 f"image folders have no boxes, so {source!r} cannot be used with task='localize'; sources with "
                 f"boxes: 'shapes', or a TFDS dataset with a BBoxFeature (e.g. caltech_birds2011, voc)"
             )
         return folder_source(
-            image_folder(source),
+            folder,
             split,
             skip_bad_files=skip_bad_files,
             validation_holdout=validation_holdout,
